@@ -1,0 +1,24 @@
+// Fused softmax cross-entropy with class-index targets: forward and backward in one call.
+// The readable specification of every formula here is crossent/_reference.py.
+#pragma once
+#include <cstdint>
+
+namespace crossent {
+
+struct SoftmaxCEOptions {
+  const double* weight = nullptr;  // [C] class weights, or nullptr for all ones
+  bool has_ignore = false;
+  int64_t ignore_index = 0;
+  double label_smoothing = 0.0;
+  double z_loss = 0.0;
+  double softcap = 0.0;  // 0 = no soft-capping
+};
+
+// logits: [N, C] C-contiguous; labels: [N]; loss_out: [N] per-row losses (ignored rows 0).
+// grad: [N, C] or nullptr; when given it receives grad_scale * d loss_n / d logits_n.
+// The caller has validated every label; the bindings check again before calling.
+template <typename T>
+void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const int64_t* labels,
+                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
+
+}  // namespace crossent

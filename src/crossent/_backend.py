@@ -1,0 +1,76 @@
+"""Which path computes the losses: the compiled kernels, or the NumPy reference.
+
+The compiled extension ``crossent._ext`` is used when it imports. When it is missing, every
+function still works through :mod:`crossent._reference` and a warning says so once.
+``CROSSENT_KERNELS=reference`` in the environment forces the reference path (no warning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+
+__all__ = ["kernels", "kernel_backend", "use_backend", "KernelsUnavailableWarning"]
+
+
+class KernelsUnavailableWarning(RuntimeWarning):
+    """The compiled kernels could not be loaded; the NumPy reference is used instead."""
+
+
+try:
+    from . import _ext as _compiled
+    _IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - exercised by installs without a compiler
+    _compiled = None
+    _IMPORT_ERROR = exc
+
+_choice = os.environ.get("CROSSENT_KERNELS", "auto").strip().lower() or "auto"
+if _choice not in ("auto", "compiled", "reference"):
+    raise ValueError(f"CROSSENT_KERNELS must be 'auto', 'compiled' or 'reference', got {_choice!r}")
+if _choice == "compiled" and _compiled is None:
+    raise ImportError(f"CROSSENT_KERNELS=compiled, but the compiled kernels failed to load: {_IMPORT_ERROR}")
+_warned = False
+
+
+def kernels():
+    """The compiled module to call, or None when the reference path is to be used."""
+    global _warned
+    if _choice == "reference":
+        return None
+    if _compiled is None and not _warned:
+        _warned = True
+        warnings.warn(
+            f"crossent's compiled kernels are unavailable ({_IMPORT_ERROR}); "
+            "using the NumPy reference, which is slower",
+            KernelsUnavailableWarning,
+            stacklevel=3,
+        )
+    return _compiled
+
+
+def kernel_backend() -> str:
+    """``"compiled"`` or ``"reference"``: the path the losses take now.
+
+    Examples
+    --------
+    >>> import crossent
+    >>> crossent.kernel_backend() in ("compiled", "reference")
+    True
+    """
+    return "compiled" if (_choice != "reference" and _compiled is not None) else "reference"
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Temporarily force ``"compiled"`` or ``"reference"`` (for tests and benchmarks)."""
+    global _choice
+    if name not in ("compiled", "reference"):
+        raise ValueError(f"backend must be 'compiled' or 'reference', got {name!r}")
+    if name == "compiled" and _compiled is None:
+        raise RuntimeError(f"the compiled kernels are unavailable: {_IMPORT_ERROR}")
+    previous, _choice = _choice, name
+    try:
+        yield
+    finally:
+        _choice = previous

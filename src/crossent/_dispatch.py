@@ -1,0 +1,72 @@
+"""Compiled kernel or NumPy reference: one entry point per loss, on validated canonical blocks.
+
+Callers (:mod:`crossent.losses`, :mod:`crossent.torch`) have already validated everything and
+laid the data out as C-contiguous float32/float64 blocks — ``(N, C)`` rows for the softmax
+family, any shape for the element-wise binary family — with int64 labels and float64 weights.
+Each function returns ``(loss, grad)``: the per-row (per-element) losses as float64, and, when
+``need_grad``, ``grad_scale`` times the gradient of each row's own loss, in the input's dtype
+(``None`` otherwise). The reference path computes in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _reference
+from ._backend import kernels
+
+__all__: list[str] = []  # private module
+
+
+def _scaled(grad, grad_scale, dtype, need_grad):
+    if not need_grad:
+        return None
+    return (grad * grad_scale).astype(dtype, copy=False)
+
+
+def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, softcap,
+                     grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        loss = np.empty(x.shape[0], dtype=np.float64)
+        grad = np.empty_like(x) if need_grad else None
+        ext.softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss,
+                             softcap or 0.0, loss, grad, grad_scale)
+        return loss, grad
+    loss, grad = _reference.softmax_cross_entropy_index(
+        x.astype(np.float64), labels, weight, ignore_index, label_smoothing, z_loss, softcap)
+    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+
+
+def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
+    loss, grad = _reference.softmax_cross_entropy_dense(
+        x.astype(np.float64), targets.astype(np.float64), weight, label_smoothing, z_loss, softcap)
+    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+
+
+def nll(log_probs, labels, weight, ignore_index, grad_scale, need_grad):
+    loss, grad = _reference.nll(log_probs.astype(np.float64), labels, weight, ignore_index)
+    return loss, _scaled(grad, grad_scale, log_probs.dtype, need_grad)
+
+
+def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad):
+    loss, grad = _reference.softmax_focal(x.astype(np.float64), labels, alpha, gamma, ignore_index)
+    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+
+
+def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
+                                 need_grad):
+    loss, grad = _reference.sigmoid_binary_cross_entropy(
+        x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
+    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+
+
+def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad):
+    loss, grad = _reference.binary_cross_entropy(
+        probs.astype(np.float64), targets.astype(np.float64), weight)
+    return loss, _scaled(grad, grad_scale, probs.dtype, need_grad)
+
+
+def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
+    loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
+    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)

@@ -1,0 +1,243 @@
+"""Plain NumPy reference of every loss and its gradient: the readable specification.
+
+Each function takes validated, canonical inputs (float64; the class axis last, rows flattened
+to ``(N, C)`` for the softmax losses; element-wise arrays for the binary ones) and returns
+``(loss, grad)``: the per-row (or per-element) losses and the gradient of each row's own loss
+with respect to its inputs. Reductions are applied by :mod:`crossent.losses`. The compiled
+kernels compute the same quantities and are tested against these functions.
+
+Conventions: a ``-inf`` logit is a masked class (it keeps ``-inf`` through the soft-cap, gets
+no probability, no smoothing mass and no gradient, and the smoothing count ``C'`` excludes
+it); a zero coefficient times an infinite logarithm is 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "softmax_cross_entropy_index",
+    "softmax_cross_entropy_dense",
+    "nll",
+    "softmax_focal",
+    "sigmoid_binary_cross_entropy",
+    "binary_cross_entropy",
+    "sigmoid_focal",
+]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _softcap(x, softcap):
+    """z = s tanh(x / s) and dz/dx = 1 - (z/s)^2; -inf (masked) stays -inf."""
+    if softcap is None:
+        return x, None
+    masked = x == -np.inf
+    z = np.where(masked, -np.inf, softcap * np.tanh(np.where(masked, 0.0, x) / softcap))
+    dz = np.where(masked, 0.0, 1.0 - (z / softcap) ** 2)
+    return z, dz
+
+
+def _log_softmax_rows(z):
+    """Return (log p, lse, m, log s) per row of z, with lse = m + log s computed shifted."""
+    m = np.max(z, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_s = np.log(np.sum(np.exp(z - m), axis=1, keepdims=True))
+        logp = (z - m) - log_s  # log p_c = z_c - lse, shifted: no digits lost to large logits
+    return logp, m + log_s
+
+
+def _zero_times(coef, value):
+    """coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(coef == 0, 0.0, coef * value)
+
+
+def _log1mexp(a):
+    """log(1 - e^a) for a <= 0 (Maechler 2012): log(-expm1(a)) near 0, log1p(-e^a) below -ln 2."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a > -np.log(2.0), np.log(-np.expm1(a)), np.log1p(-np.exp(a)))
+
+
+def _log_sigmoid(x):
+    # log sigma(x) = min(x, 0) - log1p(e^(-|x|))
+    return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+# ----------------------------------------------------------------------------- softmax family
+def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
+                                label_smoothing=0.0, z_loss=0.0, softcap=None):
+    r"""Softmax cross-entropy of ``(N, C)`` logits against class indices.
+
+    With z = softcap(x), lse = logsumexp(z), p = softmax(z), C' the number of unmasked
+    classes and w the class weights (ones by default):
+
+        l_n = (1-eps) w_y (lse - z_y) + (eps/C') sum_c w_c (lse - z_c) + z_loss w_y lse^2
+
+    dl/dz_j = p_j [(1-eps) w_y + (eps/C') W + 2 z_loss w_y lse] - (eps/C') w_j - (1-eps) w_y [j=y]
+    with W = sum_c w_c; then dl/dx_j = dl/dz_j * dz_j/dx_j. Ignored rows: loss 0, gradient 0.
+    """
+    n, c = logits.shape
+    w = np.ones(c) if weight is None else weight
+    z, dz = _softcap(logits, softcap)
+    logp, lse = _log_softmax_rows(z)
+    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    y = np.where(ignored, 0, labels)
+    rows = np.arange(n)
+    unmasked = z != -np.inf
+    c_eff = np.maximum(unmasked.sum(axis=1, keepdims=True), 1)
+    w_y = w[y][:, None]
+    eps = label_smoothing
+
+    nll_y = -logp[rows, y][:, None]
+    smooth = np.sum(np.where(unmasked, w * -logp, 0.0), axis=1, keepdims=True)
+    loss = (1 - eps) * w_y * nll_y
+    if eps > 0:
+        loss = loss + eps / c_eff * smooth
+    if z_loss > 0:
+        loss = loss + z_loss * w_y * lse**2
+    loss = np.where(lse == -np.inf, np.inf, loss)  # every class masked: p_y = 0
+
+    p = np.exp(logp)
+    w_sum = np.sum(np.where(unmasked, w, 0.0), axis=1, keepdims=True)
+    a = (1 - eps) * w_y + eps / c_eff * w_sum + 2 * z_loss * w_y * lse
+    grad = p * a - np.where(unmasked, eps / c_eff * w, 0.0)
+    grad[rows, y] -= (1 - eps) * w_y[:, 0]
+    if dz is not None:
+        grad = grad * dz
+    loss = np.where(ignored[:, None], 0.0, loss)[:, 0]
+    grad = np.where(ignored[:, None], 0.0, grad)
+    return loss, grad
+
+
+def softmax_cross_entropy_dense(logits, targets, weight=None, label_smoothing=0.0,
+                                z_loss=0.0, softcap=None):
+    r"""Softmax cross-entropy of ``(N, C)`` logits against target distributions.
+
+    With t~ = (1-eps) t + eps/C' on unmasked classes ((1-eps) t on masked ones):
+
+        l_n = -sum_c w_c t~_c log p_c + z_loss lse^2
+        dl/dz_j = p_j sum_c w_c t~_c - w_j t~_j + 2 z_loss lse p_j
+    """
+    n, c = logits.shape
+    w = np.ones(c) if weight is None else weight
+    z, dz = _softcap(logits, softcap)
+    logp, lse = _log_softmax_rows(z)
+    unmasked = z != -np.inf
+    c_eff = np.maximum(unmasked.sum(axis=1, keepdims=True), 1)
+    eps = label_smoothing
+    t = (1 - eps) * targets + np.where(unmasked, eps / c_eff, 0.0)
+    wt = w * t
+    loss = np.sum(_zero_times(wt, -logp), axis=1, keepdims=True)
+    if z_loss > 0:
+        loss = loss + z_loss * lse**2
+    loss = np.where(lse == -np.inf, np.inf, loss)
+    p = np.exp(logp)
+    grad = p * (np.sum(wt, axis=1, keepdims=True) + 2 * z_loss * lse) - wt
+    if dz is not None:
+        grad = grad * dz
+    return loss[:, 0], grad
+
+
+def nll(log_probs, labels, weight=None, ignore_index=None):
+    r"""Negative log-likelihood of ``(N, C)`` log-probabilities: l_n = -w_y log_probs[n, y].
+
+    dl/d log_probs[n, j] = -w_y [j = y].
+    """
+    n, c = log_probs.shape
+    w = np.ones(c) if weight is None else weight
+    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    y = np.where(ignored, 0, labels)
+    rows = np.arange(n)
+    loss = np.where(ignored, 0.0, -w[y] * log_probs[rows, y])
+    grad = np.zeros_like(log_probs)
+    grad[rows, y] = np.where(ignored, 0.0, -w[y])
+    return loss, grad
+
+
+def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
+    r"""Softmax focal loss (Lin et al. 2017) of ``(N, C)`` logits against class indices.
+
+    With lp = log p_y and u = 1 - p_y (from lp without cancellation, u = -expm1(lp)):
+
+        l_n = -alpha_y u^gamma lp
+        dl/dz_j = alpha_y (p_j - [j=y]) u^gamma (1 - gamma p_y lp / u)
+
+    where lp/u -> -1 as u -> 0, so gamma < 1 stays finite. ``alpha`` is None, or per class.
+    """
+    n, c = logits.shape
+    a = np.ones(c) if alpha is None else alpha
+    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    y = np.where(ignored, 0, labels)
+    rows = np.arange(n)
+    logp, _ = _log_softmax_rows(logits)
+    lp = logp[rows, y]
+    p_y = np.exp(lp)
+    u = -np.expm1(lp)  # 1 - p_y
+    u_gamma = np.power(u, gamma)  # 0^0 = 1
+    loss = _zero_times(a[y] * u_gamma, -lp)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(u == 0, -1.0, lp / u)  # lp / u -> -1 as u -> 0
+    g = u_gamma * (1.0 - gamma * _zero_times(p_y, r))
+    grad = np.exp(logp)
+    grad[rows, y] -= 1.0
+    grad = grad * (a[y] * g)[:, None]
+    loss = np.where(ignored, 0.0, loss)
+    grad = np.where(ignored[:, None], 0.0, grad)
+    return loss, grad
+
+
+# ----------------------------------------------------------------------------- binary family
+def sigmoid_binary_cross_entropy(logits, targets, weight=None, pos_weight=None,
+                                 label_smoothing=0.0):
+    r"""Element-wise binary cross-entropy of logits, with t' = t (1-eps) + eps/2:
+
+        l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)]
+        dl/dx = w [sigma(x) (pw t' + 1 - t') - pw t']
+    """
+    t = targets * (1 - label_smoothing) + label_smoothing / 2
+    pw = 1.0 if pos_weight is None else pos_weight
+    w = 1.0 if weight is None else weight
+    # log(1 - sigma(x)) = log sigma(-x)
+    loss = -w * (_zero_times(pw * t, _log_sigmoid(logits)) + _zero_times(1 - t, _log_sigmoid(-logits)))
+    sig = np.exp(_log_sigmoid(logits))
+    grad = w * (sig * (pw * t + 1 - t) - pw * t)
+    return loss, grad
+
+
+def binary_cross_entropy(probs, targets, weight=None):
+    r"""Element-wise binary cross-entropy of probabilities, exact (no clamping):
+
+        l = -w [t log p + (1-t) log(1-p)],  dl/dp = w [-t/p + (1-t)/(1-p)]
+
+    with 0 log 0 = 0; p = 0 with t > 0 (or p = 1 with t < 1) gives inf.
+    """
+    w = 1.0 if weight is None else weight
+    with np.errstate(divide="ignore"):
+        log_p = np.log(probs)
+        log_1mp = np.log1p(-probs)  # log(1 - p) without cancellation for small p
+        loss = -w * (_zero_times(targets, log_p) + _zero_times(1 - targets, log_1mp))
+        grad = w * (_zero_times(targets, -1.0 / probs) + _zero_times(1 - targets, 1.0 / (1 - probs)))
+    return loss, grad
+
+
+def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
+    r"""Element-wise sigmoid focal loss (Lin et al. 2017; torchvision's definition), in log space.
+
+    With u = 1 - p_t = t sigma(-x) + (1-t) sigma(x), ce the binary cross-entropy and
+    alpha_t = alpha t + (1-alpha)(1-t) (1 when alpha is None):
+
+        l = alpha_t u^gamma ce
+        dl/dx = alpha_t u^gamma [gamma (du/dx / u) ce + sigma(x) - t],
+        du/dx / u = (1 - 2t) sigma(x) sigma(-x) / u = (1 - 2t) exp(ls + lsn - log u)
+    """
+    ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
+    ce = -(_zero_times(targets, ls) + _zero_times(1 - targets, lsn))
+    with np.errstate(divide="ignore"):
+        log_u = np.logaddexp(np.log(targets) + lsn, np.log1p(-targets) + ls)
+    u_gamma = np.exp(gamma * log_u) if gamma != 0 else np.ones_like(log_u)
+    alpha_t = 1.0 if alpha is None else alpha * targets + (1 - alpha) * (1 - targets)
+    loss = alpha_t * u_gamma * ce
+    ratio = (1 - 2 * targets) * np.exp(ls + lsn - log_u)
+    grad = alpha_t * u_gamma * (gamma * ratio * ce + np.exp(ls) - targets)
+    return loss, grad

@@ -1,0 +1,594 @@
+"""The cross-entropy losses, their reductions, and their analytic gradients.
+
+Every loss validates its arguments, brings the class axis last and the rows into one
+C-contiguous ``(N, C)`` block (a copy only when the layout needs one; inputs are never
+modified), then runs the compiled kernel when there is one for the case and the NumPy
+reference (:mod:`crossent._reference`) otherwise. Per-row losses are summed in float64.
+
+:func:`value_and_grad` and :func:`grad` return the gradient with respect to the first argument,
+computed in the same pass as the value.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from . import _checks, _dispatch
+
+__all__ = [
+    "softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "binary_cross_entropy",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "nll_loss",
+    "value_and_grad",
+    "grad",
+]
+
+
+# ----------------------------------------------------------------------------- plumbing
+class _Rows:
+    """Logits (or log-probabilities) seen as C-contiguous ``(N, C)`` rows, and the way back."""
+
+    def __init__(self, x, name, axis):
+        arr = _checks.check_floating(x, name)
+        self.axis = _checks.check_axis(axis, arr.ndim)
+        self.dtype = arr.dtype
+        self.shape = arr.shape
+        self.num_classes = arr.shape[self.axis]
+        if self.num_classes == 0:
+            raise ValueError(f"{name} has no classes: axis {self.axis} has length 0")
+        moved = np.moveaxis(arr, self.axis, -1)
+        self.batch_shape = moved.shape[:-1]
+        self.block = np.ascontiguousarray(moved.reshape(-1, self.num_classes))
+
+    def rows_of(self, t):
+        """``t`` (of the full logits' shape) with the same axis moved and rows flattened."""
+        return np.ascontiguousarray(np.moveaxis(t, self.axis, -1).reshape(-1, self.num_classes))
+
+    def finish(self, loss, grad, reduction, denominator):
+        """Reduce the per-row ``loss`` and bring ``grad`` (already scaled) back to shape."""
+        value = _reduce(loss, reduction, denominator, self.dtype, self.batch_shape)
+        if grad is None:
+            return value, None
+        g = grad.astype(self.dtype, copy=False).reshape(self.batch_shape + (self.num_classes,))
+        return value, np.moveaxis(g, -1, self.axis)
+
+
+def _reduce(loss, reduction, denominator, dtype, shape):
+    """Sum (in float64), mean (``sum / denominator``; 0 when nothing is counted) or nothing."""
+    if reduction == "none":
+        return loss.astype(dtype, copy=False).reshape(shape)
+    total = float(np.sum(loss, dtype=np.float64))
+    if reduction == "mean":
+        total = total / denominator if denominator > 0 else 0.0
+    return dtype.type(total)
+
+
+def _grad_scale(reduction, denominator):
+    if reduction == "mean":
+        return 1.0 / denominator if denominator > 0 else 0.0
+    return 1.0
+
+
+def _counted_weight(labels, weight, ignore_index):
+    """PyTorch's "mean" denominator: sum of w[y] over rows that are not ignored."""
+    counted = labels if ignore_index is None else labels[labels != ignore_index]
+    if weight is None:
+        return float(counted.size)
+    return float(np.sum(weight[counted], dtype=np.float64))
+
+
+def _index_or_dense(targets, rows, name="targets"):
+    """``"index"`` for integer targets of the batch shape, ``"dense"`` for float targets of
+    the logits' shape; anything else raises with both accepted shapes named."""
+    t = np.asarray(targets)
+    if t.dtype.kind in "iu" and t.dtype != np.bool_:
+        if t.shape != rows.batch_shape:
+            raise ValueError(
+                f"{name} holds class indices of shape {t.shape}, but logits of shape {rows.shape} "
+                f"with the class axis {rows.axis} need indices of shape {rows.batch_shape}")
+        return "index", t
+    if t.dtype.kind == "f":
+        if t.shape != rows.shape:
+            hint = (" (class indices must have an integer dtype)" if t.shape == rows.batch_shape else "")
+            raise ValueError(
+                f"{name} of float dtype must be target distributions of the logits' shape "
+                f"{rows.shape}, got shape {t.shape}{hint}")
+        return "dense", t
+    raise TypeError(f"{name} must be integer class indices or float distributions, got dtype {t.dtype}")
+
+
+def _check_options(reduction, label_smoothing):
+    return (_checks.check_reduction(reduction),
+            _checks.check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0))
+
+
+def _check_gamma(gamma):
+    return _checks.check_scalar(gamma, "gamma", low=0.0)
+
+
+# ----------------------------------------------------------------------------- softmax family
+def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
+                           label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean",
+                           need_grad=False):
+    reduction, eps = _check_options(reduction, label_smoothing)
+    zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
+    cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
+    ignore_index = _checks.check_ignore_index(ignore_index)
+    rows = _Rows(logits, "logits", axis)
+    w = _checks.check_class_weight(weight, rows.num_classes)
+    kind, t = _index_or_dense(targets, rows)
+    x = rows.block
+    if kind == "index":
+        y = _checks.check_labels(t, rows.num_classes, ignore_index, "targets").reshape(-1)
+        denominator = _counted_weight(y, w, ignore_index)
+        loss, g = _dispatch.softmax_ce_index(x, np.ascontiguousarray(y), w, ignore_index, eps, zl,
+                                             cap, _grad_scale(reduction, denominator), need_grad)
+        return rows.finish(loss, g, reduction, denominator)
+    if ignore_index is not None:
+        raise ValueError("ignore_index applies to class-index targets; dense (float) targets "
+                         "cannot ignore rows: give those rows zero targets, or pass indices")
+    _checks.check_unit_interval(t, "targets")
+    denominator = float(x.shape[0])
+    loss, g = _dispatch.softmax_ce_dense(x, rows.rows_of(t), w, eps, zl, cap,
+                                         _grad_scale(reduction, denominator), need_grad)
+    return rows.finish(loss, g, reduction, denominator)
+
+
+def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
+                          label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean"):
+    r"""Cross-entropy of the softmax of ``logits`` against class indices or distributions.
+
+    Per row, with soft-cap ``s``: :math:`z = s \tanh(x / s)`, :math:`\operatorname{lse} =
+    \log\sum_c e^{z_c}`, :math:`\log p = z - \operatorname{lse}`. For class indices ``y``
+    (smoothing :math:`\varepsilon`, class weights ``w``, ``C`` classes):
+
+    .. math:: \ell_n = (1-\varepsilon)\,w_{y_n}(-\log p_{y_n})
+              + \frac{\varepsilon}{C}\sum_c w_c(-\log p_c) + \lambda_z\,w_{y_n}\operatorname{lse}_n^2
+
+    For distributions ``t``: :math:`\tilde t = (1-\varepsilon)t + \varepsilon/C`,
+    :math:`\ell_n = -\sum_c w_c \tilde t_{nc}\log p_{nc} + \lambda_z \operatorname{lse}_n^2`.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores, shape ``(..., C, ...)`` with the classes along ``axis``.
+    targets : array_like
+        Integer class indices of the logits' shape without ``axis``, or float target
+        distributions of the logits' shape.
+    axis : int, default -1
+        The class axis of ``logits`` (and of dense ``targets``).
+    weight : array_like, optional
+        Non-negative per-class weights, shape ``(C,)``.
+    ignore_index : int, optional
+        A target value whose rows count for nothing (index targets only).
+    label_smoothing : float, default 0.0
+        :math:`\varepsilon` in [0, 1].
+    z_loss : float, default 0.0
+        :math:`\lambda_z \ge 0`, the weight of the :math:`\operatorname{lse}^2` penalty (PaLM).
+    softcap : float, optional
+        ``s > 0``: logits pass through :math:`s\tanh(x/s)` first (Gemma 2).
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides the sum by :math:`\sum_n w_{y_n}` over rows not ignored (by ``N`` for
+        dense targets); a mean over nothing is 0. "none" returns the per-row losses.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        A scalar of the logits' floating dtype, or for "none" the per-row losses, shaped like
+        the logits without ``axis``.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, options, weights or dense targets outside [0, 1]; ``ignore_index`` with
+        dense targets.
+    TypeError
+        Targets that are neither integers nor floats.
+    IndexError
+        A class index outside ``[0, C)`` that is not ``ignore_index`` (position named).
+
+    Notes
+    -----
+    Semantics follow ``torch.nn.functional.cross_entropy`` where PyTorch defines them, except
+    that a "mean" over rows that are all ignored is 0 (PyTorch gives NaN). A ``-inf`` logit is a
+    masked class: it keeps ``-inf`` through the soft-cap, takes no smoothing mass (``C`` counts
+    the unmasked classes of the row) and gets no gradient, so masking a class equals slicing it
+    away. A target whose logit is ``-inf`` gives ``inf``; NaN in gives NaN out.
+
+    References
+    ----------
+    C. Szegedy et al., "Rethinking the Inception Architecture", CVPR 2016 (label smoothing);
+    A. Chowdhery et al., "PaLM", 2022 (z-loss); Gemma Team, "Gemma 2", 2024 (soft-capping).
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> logits = np.log([[0.228, 0.619, 0.153]])  # probabilities 0.228, 0.619, 0.153
+    >>> round(float(crossent.softmax_cross_entropy(logits, [1])), 3)
+    0.48
+    >>> float(crossent.softmax_cross_entropy([[0.0, 0.0], [0.0, 0.0]], [0, -100], ignore_index=-100))
+    0.6931471805599453
+    """
+    return _softmax_cross_entropy(logits, targets, axis=axis, weight=weight,
+                                  ignore_index=ignore_index, label_smoothing=label_smoothing,
+                                  z_loss=z_loss, softcap=softcap, reduction=reduction)[0]
+
+
+def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean",
+              need_grad=False):
+    reduction = _checks.check_reduction(reduction)
+    ignore_index = _checks.check_ignore_index(ignore_index)
+    rows = _Rows(log_probs, "log_probs", axis)
+    w = _checks.check_class_weight(weight, rows.num_classes)
+    y_arr = np.asarray(labels)
+    if y_arr.shape != rows.batch_shape:
+        raise ValueError(f"labels has shape {y_arr.shape}, but log_probs of shape {rows.shape} "
+                         f"with the class axis {rows.axis} needs labels of shape {rows.batch_shape}")
+    y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
+    denominator = _counted_weight(y, w, ignore_index)
+    loss, g = _dispatch.nll(rows.block, y, w, ignore_index, _grad_scale(reduction, denominator),
+                            need_grad)
+    return rows.finish(loss, g, reduction, denominator)
+
+
+def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean"):
+    r"""Negative log-likelihood of class indices under given log-probabilities.
+
+    .. math:: \ell_n = -w_{y_n} \log p_{n, y_n}
+
+    Parameters
+    ----------
+    log_probs : array_like
+        Log-probabilities (for example from :func:`crossent.log_softmax`), classes along ``axis``.
+    labels : array_like of int
+        Class indices, the shape of ``log_probs`` without ``axis``.
+    axis : int, default -1
+        The class axis.
+    weight : array_like, optional
+        Non-negative per-class weights, shape ``(C,)``.
+    ignore_index : int, optional
+        A label value whose rows count for nothing.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" divides by :math:`\sum_n w_{y_n}` over rows not ignored (0 if there are none).
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        As for :func:`softmax_cross_entropy`.
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> round(float(crossent.nll_loss(np.log([[0.8, 0.2], [0.5, 0.5]]), [0, 1])), 6)
+    0.458145
+    """
+    return _nll_loss(log_probs, labels, axis=axis, weight=weight, ignore_index=ignore_index,
+                     reduction=reduction)[0]
+
+
+def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
+                        reduction="mean", need_grad=False):
+    reduction = _checks.check_reduction(reduction)
+    gamma = _check_gamma(gamma)
+    ignore_index = _checks.check_ignore_index(ignore_index)
+    rows = _Rows(logits, "logits", axis)
+    if alpha is None:
+        a = None
+    elif np.ndim(alpha) == 0:
+        a = np.full(rows.num_classes, _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0))
+    else:
+        a = _checks.check_class_weight(alpha, rows.num_classes, name="alpha")
+    y_arr = np.asarray(labels)
+    if y_arr.shape != rows.batch_shape:
+        raise ValueError(f"labels has shape {y_arr.shape}, but logits of shape {rows.shape} "
+                         f"with the class axis {rows.axis} need labels of shape {rows.batch_shape}")
+    y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
+    denominator = _counted_weight(y, None, ignore_index)
+    loss, g = _dispatch.softmax_focal(rows.block, y, a, gamma, ignore_index,
+                                      _grad_scale(reduction, denominator), need_grad)
+    return rows.finish(loss, g, reduction, denominator)
+
+
+def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
+                       reduction="mean"):
+    r"""Multi-class focal loss: cross-entropy down-weighted on well-classified rows.
+
+    .. math:: \ell_n = -\alpha_{y_n}\,(1 - p_{n,y_n})^{\gamma}\,\log p_{n,y_n},
+              \qquad p = \operatorname{softmax}(x)
+
+    computed from :math:`\log p` so that :math:`1-p_y` keeps its digits near 1 and
+    :math:`\gamma < 1` has a finite gradient. With ``gamma=0`` and ``alpha=None`` it is
+    :func:`softmax_cross_entropy`.
+
+    Parameters
+    ----------
+    logits : array_like
+        Unnormalised scores, classes along ``axis``.
+    labels : array_like of int
+        Class indices, the logits' shape without ``axis``.
+    axis : int, default -1
+        The class axis.
+    alpha : float or array_like, optional
+        Balancing weight: a scalar in [0, 1] for every class, or one non-negative value per
+        class; None (default) turns balancing off.
+    gamma : float, default 2.0
+        Focusing parameter :math:`\gamma \ge 0`.
+    ignore_index : int, optional
+        A label value whose rows count for nothing.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" averages over the rows not ignored (``alpha`` weighs terms, not the count).
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        As for :func:`softmax_cross_entropy`.
+
+    References
+    ----------
+    T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollar, "Focal Loss for Dense Object
+    Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np, crossent
+    >>> x = np.log([[0.9, 0.1]])  # p_y = 0.9: (1 - 0.9)^2 * -log 0.9
+    >>> round(float(crossent.softmax_focal_loss(x, [0])), 8)
+    0.00105361
+    """
+    return _softmax_focal_loss(logits, labels, axis=axis, alpha=alpha, gamma=gamma,
+                               ignore_index=ignore_index, reduction=reduction)[0]
+
+
+# ----------------------------------------------------------------------------- binary family
+def _binary_inputs(x, targets, name_x):
+    """C-contiguous float inputs of one shape, targets in [0, 1]; and the "mean" denominator."""
+    arr = np.ascontiguousarray(_checks.check_floating(x, name_x))
+    t = _checks.check_floating(targets, "targets")
+    _checks.check_same_shape(arr, t, name_x, "targets")
+    _checks.check_unit_interval(t, "targets")
+    return arr, np.ascontiguousarray(t), float(arr.size)
+
+
+def _finish_elementwise(loss, g, reduction, dtype):
+    return _reduce(loss.reshape(-1), reduction, float(loss.size), dtype, loss.shape), g
+
+
+def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
+                                  label_smoothing=0.0, reduction="mean", need_grad=False):
+    reduction, eps = _check_options(reduction, label_smoothing)
+    x, t, n = _binary_inputs(logits, targets, "logits")
+    w = _checks.check_broadcast_weight(weight, x.shape, "weight")
+    pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
+    loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
+                                                     need_grad)
+    return _finish_elementwise(loss, g, reduction, x.dtype)
+
+
+def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
+                                 label_smoothing=0.0, reduction="mean"):
+    r"""Binary cross-entropy of the sigmoid of ``logits``, element-wise, in log space.
+
+    .. math:: \ell = -w\,[\,p_w\,t\log\sigma(x) + (1-t)\log\sigma(-x)\,],
+              \qquad t \leftarrow t(1-\varepsilon) + \varepsilon/2
+
+    using :math:`\log(1-\sigma(x)) = \log\sigma(-x)`, so no logit overflows or loses digits.
+    Its gradient is :math:`w[\sigma(x)(p_w t + 1 - t) - p_w t]`, simply
+    :math:`\sigma(x) - t` without weights.
+
+    Parameters
+    ----------
+    logits : array_like
+        Real scores, any shape.
+    targets : array_like
+        Targets in [0, 1] (hard 0/1 or soft), the shape of ``logits``.
+    weight : array_like, optional
+        Non-negative element weights broadcastable to the logits' shape.
+    pos_weight : array_like, optional
+        Non-negative weight of the positive term, broadcastable (per class along the last axis,
+        as in PyTorch).
+    label_smoothing : float, default 0.0
+        :math:`\varepsilon` in [0, 1].
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" averages over all elements.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        A scalar of the logits' floating dtype, or the element-wise losses for "none".
+
+    Examples
+    --------
+    >>> import crossent
+    >>> float(crossent.sigmoid_binary_cross_entropy([0.0], [1.0]))  # -log(1/2)
+    0.6931471805599453
+    """
+    return _sigmoid_binary_cross_entropy(logits, targets, weight=weight, pos_weight=pos_weight,
+                                         label_smoothing=label_smoothing, reduction=reduction)[0]
+
+
+def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need_grad=False):
+    reduction = _checks.check_reduction(reduction)
+    p, t, n = _binary_inputs(probs, targets, "probs")
+    _checks.check_unit_interval(p, "probs")
+    w = _checks.check_broadcast_weight(weight, p.shape, "weight")
+    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad)
+    return _finish_elementwise(loss, g, reduction, p.dtype)
+
+
+def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
+    r"""Binary cross-entropy of probabilities, exactly: no clamping of the logarithm.
+
+    .. math:: \ell = -w\,[\,t\log p + (1-t)\log(1-p)\,]
+
+    with :math:`0\log 0 = 0`. Where the math is infinite (``p = 0`` with ``t > 0``) the result
+    is ``inf`` — PyTorch clamps the log at -100 instead. Prefer
+    :func:`sigmoid_binary_cross_entropy` when you have logits.
+
+    Parameters
+    ----------
+    probs : array_like
+        Predicted probabilities in [0, 1], any shape.
+    targets : array_like
+        Targets in [0, 1], the shape of ``probs``.
+    weight : array_like, optional
+        Non-negative element weights broadcastable to the shape of ``probs``.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" averages over all elements.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        A scalar of the probabilities' floating dtype, or the element-wise losses.
+
+    Raises
+    ------
+    ValueError
+        Probabilities or targets outside [0, 1] (NaN included), with the position named.
+
+    Examples
+    --------
+    Three doors hide a gift with probabilities 0.8, 0.7 and 0.1; the first two had one:
+
+    >>> import crossent
+    >>> round(float(crossent.binary_cross_entropy([0.8, 0.7, 0.1], [1, 1, 0], reduction="sum")), 3)
+    0.685
+    """
+    return _binary_cross_entropy(probs, targets, weight=weight, reduction=reduction)[0]
+
+
+def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean",
+                        need_grad=False):
+    reduction = _checks.check_reduction(reduction)
+    gamma = _check_gamma(gamma)
+    a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
+    x, t, n = _binary_inputs(logits, targets, "logits")
+    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad)
+    return _finish_elementwise(loss, g, reduction, x.dtype)
+
+
+def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean"):
+    r"""Binary focal loss of the sigmoid of ``logits`` (torchvision's definition), in log space.
+
+    .. math:: \ell = \alpha_t\,(1-p_t)^{\gamma}\,\mathrm{BCE}(x, t), \quad
+              1 - p_t = t\,\sigma(-x) + (1-t)\,\sigma(x), \quad
+              \alpha_t = \alpha t + (1-\alpha)(1-t)
+
+    :math:`(1-p_t)^\gamma` is formed as :math:`\exp(\gamma\log(1-p_t))` from log-sigmoids, so
+    confident logits, soft targets and :math:`\gamma < 1` stay finite and exact.
+
+    Parameters
+    ----------
+    logits : array_like
+        Real scores, any shape.
+    targets : array_like
+        Targets in [0, 1], the shape of ``logits``.
+    alpha : float or None, default 0.25
+        Balancing weight of the positive class in [0, 1]; None turns balancing off.
+    gamma : float, default 2.0
+        Focusing parameter :math:`\gamma \ge 0`; 0 gives (alpha-balanced) cross-entropy.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        "mean" averages over all elements.
+
+    Returns
+    -------
+    numpy scalar or ndarray
+        A scalar of the logits' floating dtype, or the element-wise losses.
+
+    References
+    ----------
+    T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import crossent
+    >>> float(crossent.sigmoid_focal_loss([0.0], [1.0], alpha=None, gamma=0.0))  # = BCE
+    0.6931471805599453
+    """
+    return _sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction=reduction)[0]
+
+
+# ----------------------------------------------------------------------------- gradients
+_IMPLEMENTATIONS = {
+    softmax_cross_entropy: _softmax_cross_entropy,
+    sigmoid_binary_cross_entropy: _sigmoid_binary_cross_entropy,
+    binary_cross_entropy: _binary_cross_entropy,
+    sigmoid_focal_loss: _sigmoid_focal_loss,
+    softmax_focal_loss: _softmax_focal_loss,
+    nll_loss: _nll_loss,
+}
+
+
+def value_and_grad(loss):
+    r"""Turn a crossent loss into a function returning ``(value, d value / d first argument)``.
+
+    The gradient is analytic and comes from the same pass as the value; it has the shape and
+    floating dtype of the first argument. Only the reductions "mean" and "sum" (scalar values)
+    can be differentiated.
+
+    Parameters
+    ----------
+    loss : callable
+        One of :func:`softmax_cross_entropy`, :func:`sigmoid_binary_cross_entropy`,
+        :func:`binary_cross_entropy`, :func:`sigmoid_focal_loss`,
+        :func:`softmax_focal_loss`, :func:`nll_loss`.
+
+    Returns
+    -------
+    callable
+        Takes the loss's own arguments and returns ``(value, gradient)``.
+
+    Raises
+    ------
+    TypeError
+        If ``loss`` is not a crossent loss.
+    ValueError
+        When called with ``reduction="none"``.
+
+    Examples
+    --------
+    The gradient of softmax cross-entropy is softmax minus the one-hot target:
+
+    >>> import crossent
+    >>> value, g = crossent.value_and_grad(crossent.softmax_cross_entropy)([[0.0, 0.0]], [0])
+    >>> g.tolist()
+    [[-0.5, 0.5]]
+    """
+    impl = _IMPLEMENTATIONS.get(loss)
+    if impl is None:
+        raise TypeError(f"value_and_grad needs a crossent loss ({', '.join(f.__name__ for f in _IMPLEMENTATIONS)}); "
+                        f"got {loss!r}")
+
+    @functools.wraps(loss)
+    def value_and_grad_fn(*args, **kwargs):
+        reduction = kwargs.get("reduction", "mean")
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"value_and_grad differentiates scalar losses: reduction must be "
+                             f"'mean' or 'sum', got {reduction!r}")
+        return impl(*args, **kwargs, need_grad=True)
+
+    return value_and_grad_fn
+
+
+def grad(loss):
+    r"""Turn a crossent loss into a function returning ``d value / d first argument``.
+
+    See :func:`value_and_grad`, of which this keeps the gradient only.
+
+    Examples
+    --------
+    >>> import crossent
+    >>> crossent.grad(crossent.sigmoid_binary_cross_entropy)([0.0], [1.0]).tolist()  # sigma(0) - 1
+    [-0.5]
+    """
+    value_and_grad_fn = value_and_grad(loss)
+
+    @functools.wraps(loss)
+    def grad_fn(*args, **kwargs):
+        return value_and_grad_fn(*args, **kwargs)[1]
+
+    return grad_fn
