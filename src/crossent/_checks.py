@@ -119,7 +119,8 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool) ->
         zero = total == 0
         if zero.any():
             row = _row_position(np.squeeze(zero, axis=axis))
-            raise ValueError(f"{name} row {row} sums to 0 and cannot be normalised")
+            where = f"{name} row {list(row)}" if row else name
+            raise ValueError(f"{where} sums to 0 and cannot be normalised")
         return (p / total).astype(p.dtype, copy=False)
     check_unit_interval(p, name)
     total = np.sum(p, axis=axis, dtype=np.float64)
@@ -127,10 +128,9 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool) ->
     off = np.abs(total - 1.0) > tol
     if off.any():
         row = _row_position(off)
-        raise ValueError(
-            f"{name} row {row} sums to {float(np.asarray(total)[row] if off.ndim else total)!r}, "
-            f"not 1 (tolerance {tol:.1e}); pass normalize=True to rescale rows"
-        )
+        where = f"{name} row {list(row)}" if row else name
+        raise ValueError(f"{where} sums to {float(np.asarray(total)[row])!r}, not 1 "
+                         f"(tolerance {tol:.1e}); pass normalize=True to rescale rows")
     return p
 
 

@@ -25,17 +25,23 @@ def _scaled(grad, grad_scale, dtype, need_grad):
 
 
 def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, softcap,
-                     grad_scale, need_grad):
+                     grad_scale, need_grad, out=None):
+    """``out``: a C-contiguous buffer of x's shape and dtype for the gradient; it may be ``x``
+    itself (the gradient then overwrites the logits in place)."""
     ext = kernels()
     if ext is not None:
         loss = np.empty(x.shape[0], dtype=np.float64)
-        grad = np.empty_like(x) if need_grad else None
+        grad = (np.empty_like(x) if out is None else out) if need_grad else None
         ext.softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss,
                              softcap or 0.0, loss, grad, grad_scale)
         return loss, grad
     loss, grad = _reference.softmax_cross_entropy_index(
         x.astype(np.float64), labels, weight, ignore_index, label_smoothing, z_loss, softcap)
-    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+    grad = _scaled(grad, grad_scale, x.dtype, need_grad)
+    if need_grad and out is not None:
+        out[...] = grad
+        grad = out
+    return loss, grad
 
 
 def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):

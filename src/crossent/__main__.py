@@ -1,0 +1,5 @@
+"""``python -m crossent``: the command line."""
+
+from .cli import _entry
+
+_entry()

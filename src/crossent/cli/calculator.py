@@ -1,0 +1,100 @@
+"""The calculator: ``crossent entropy | cross-entropy | kl | js`` on distributions typed in.
+
+    crossent entropy 0.5 0.5 --base 2
+    crossent cross-entropy --p 0.8,0.1,0.1 --q 0.2,0.2,0.6
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from .. import measures
+from ._app import CliError, app, console
+
+__all__: list[str] = []
+
+_BASE = typer.Option(None, "--base", help="Logarithm base: 2 for bits, e or omitted for nats.")
+_NORMALIZE = typer.Option(False, "--normalize", help="Rescale each distribution to sum to 1.")
+
+
+def _parse(option: str, text: str) -> np.ndarray:
+    """Numbers separated by commas or spaces, e.g. '0.8,0.1,0.1'."""
+    values = []
+    for item in text.replace(",", " ").split():
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise CliError(f"{option}: {item!r} is not a number") from None
+    if not values:
+        raise CliError(f"{option}: no numbers given")
+    return np.array(values)
+
+
+def _unit(base: Optional[float], value: float) -> str:
+    names = {2: ("bit", "bits"), 10: ("hartley", "hartleys")}
+    one, many = names.get(base, ("nat", "nats") if base in (None, math.e) else
+                          (f"log-base-{base:g} unit", f"log-base-{base:g} units"))
+    return one if value == 1 else many
+
+
+def _show(symbol: str, value, base: Optional[float]) -> None:
+    v = float(value)
+    console.print(f"{symbol} = {v:.6g} {_unit(base, v)}")
+
+
+def _pair(p: str, q: str):
+    return _parse("--p", p), _parse("--q", q)
+
+
+@app.command("entropy")
+def entropy_cmd(
+    values: Optional[List[str]] = typer.Argument(None, help="Probabilities, e.g. 0.5 0.5."),
+    p: Optional[str] = typer.Option(None, "--p", help="Probabilities, comma-separated."),
+    base: Optional[float] = _BASE,
+    normalize: bool = _NORMALIZE,
+) -> None:
+    """Entropy H(p) = -sum p log p of one distribution."""
+    if (values is None or not values) == (p is None):
+        raise CliError("give the distribution either as arguments (0.5 0.5) or as --p 0.5,0.5")
+    dist = _parse("--p", p) if p is not None else _parse("values", " ".join(values))
+    _show("H(p)", measures.entropy(dist, base=base, normalize=normalize), base)
+
+
+@app.command("cross-entropy")
+def cross_entropy_cmd(
+    p: str = typer.Option(..., "--p", help="True distribution, comma-separated."),
+    q: str = typer.Option(..., "--q", help="Predicted distribution, comma-separated."),
+    base: Optional[float] = _BASE,
+    normalize: bool = _NORMALIZE,
+) -> None:
+    """Cross-entropy H(p, q) = -sum p log q."""
+    pv, qv = _pair(p, q)
+    _show("H(p, q)", measures.cross_entropy(pv, qv, base=base, normalize=normalize), base)
+
+
+@app.command("kl")
+def kl_cmd(
+    p: str = typer.Option(..., "--p", help="First distribution, comma-separated."),
+    q: str = typer.Option(..., "--q", help="Second distribution, comma-separated."),
+    base: Optional[float] = _BASE,
+    normalize: bool = _NORMALIZE,
+) -> None:
+    """Kullback-Leibler divergence D(p || q) = H(p, q) - H(p)."""
+    pv, qv = _pair(p, q)
+    _show("D(p || q)", measures.kl_divergence(pv, qv, base=base, normalize=normalize), base)
+
+
+@app.command("js")
+def js_cmd(
+    p: str = typer.Option(..., "--p", help="First distribution, comma-separated."),
+    q: str = typer.Option(..., "--q", help="Second distribution, comma-separated."),
+    base: Optional[float] = _BASE,
+    normalize: bool = _NORMALIZE,
+) -> None:
+    """Jensen-Shannon divergence (symmetric, at most 1 bit)."""
+    pv, qv = _pair(p, q)
+    _show("JS(p, q)", measures.js_divergence(pv, qv, base=base, normalize=normalize), base)
