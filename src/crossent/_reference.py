@@ -91,7 +91,7 @@ def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
 
     nll_y = -logp[rows, y][:, None]
     smooth = np.sum(np.where(unmasked, w * -logp, 0.0), axis=1, keepdims=True)
-    loss = (1 - eps) * w_y * nll_y
+    loss = _zero_times((1 - eps) * w_y, nll_y)  # a zero coefficient on a masked target is 0
     if eps > 0:
         loss = loss + eps / c_eff * smooth
     if z_loss > 0:
@@ -216,8 +216,9 @@ def binary_cross_entropy(probs, targets, weight=None):
     with np.errstate(divide="ignore"):
         log_p = np.log(probs)
         log_1mp = np.log1p(-probs)  # log(1 - p) without cancellation for small p
-        loss = -w * (_zero_times(targets, log_p) + _zero_times(1 - targets, log_1mp))
-        grad = w * (_zero_times(targets, -1.0 / probs) + _zero_times(1 - targets, 1.0 / (1 - probs)))
+        # a zero weight zeroes its element even where the logarithm is infinite
+        loss = -_zero_times(w, _zero_times(targets, log_p) + _zero_times(1 - targets, log_1mp))
+        grad = _zero_times(w, _zero_times(targets, -1.0 / probs) + _zero_times(1 - targets, 1.0 / (1 - probs)))
     return loss, grad
 
 

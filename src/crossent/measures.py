@@ -210,6 +210,8 @@ def js_divergence(p, q, *, axis=-1, base=None, normalize=False):
     """
     p_arr, q_arr, ax, dtype = _prepare_pair(p, q, axis, normalize)
     pd, qd = p_arr.astype(np.float64), q_arr.astype(np.float64)
-    m = 0.5 * (pd + qd)
-    total = 0.5 * np.sum(_rel_entr(pd, m) + _rel_entr(qd, m), axis=ax)
+    # p log(p/m) = (1/2) (2p) log(2p/(p+q)): with s = p + q rather than m = s/2, a subnormal
+    # entry does not underflow to m = 0 (which would make a tiny term infinite).
+    s = pd + qd
+    total = 0.25 * np.sum(_rel_entr(2 * pd, s) + _rel_entr(2 * qd, s), axis=ax)
     return _finish(np.clip(total, 0.0, np.log(2.0)), base, dtype)

@@ -1,0 +1,51 @@
+"""Shared test configuration: Hypothesis profiles and the backend fixture.
+
+Profiles: "ci" (derandomized, modest example counts, no deadline) is loaded when the ``CI``
+environment variable is set, "dev" otherwise; ``HYPOTHESIS_PROFILE`` overrides the choice.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import crossent._backend as _backend
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=30,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+# A long bug hunt, never the default: HYPOTHESIS_PROFILE=thorough pytest tests/test_accuracy.py
+settings.register_profile(
+    "thorough",
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+BACKENDS = ["compiled", "reference"]
+# The backend fixture is a context entered once per test function; Hypothesis examples inside
+# it all run on that backend, which is why function_scoped_fixture is suppressed above.
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test once on the compiled kernels and once on the NumPy reference."""
+    name = request.param
+    if name == "compiled" and _backend._compiled is None:
+        pytest.skip(f"compiled kernels unavailable: {_backend._IMPORT_ERROR}")
+    with _backend.use_backend(name):
+        yield name

@@ -1,0 +1,377 @@
+"""crossent.losses: worked examples, invariances, edge semantics (SPEC §3.2), dtypes, and
+inputs left unchanged — on the compiled kernels and on the NumPy reference.
+
+Expected values are hand-checkable (Python's math module) or come from SciPy; invariance tests
+compare crossent with itself on inputs that the math says must give equal results.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import expit, log_softmax
+
+import crossent
+
+vg = crossent.value_and_grad
+SOFTMAX_LOSSES = [crossent.softmax_cross_entropy, crossent.softmax_focal_loss, crossent.nll_loss]
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ----------------------------------------------------------------------------- worked examples
+def test_worked_example_one_hot_b(backend):
+    """Truth B (one-hot) against predictions (0.228, 0.619, 0.153): -ln 0.619 = 0.479... nats."""
+    q = np.array([[0.228, 0.619, 0.153]])
+    value = crossent.softmax_cross_entropy(np.log(q), np.array([1]))
+    assert value == pytest.approx(-math.log(0.619), rel=1e-14)
+    assert math.floor(value * 1000) / 1000 == 0.479
+    # the same as the cross-entropy of distributions, and as dense one-hot targets
+    assert crossent.cross_entropy([0.0, 1.0, 0.0], q[0]) == pytest.approx(-math.log(0.619), rel=1e-14)
+    dense = crossent.softmax_cross_entropy(np.log(q), np.array([[0.0, 1.0, 0.0]]))
+    assert dense == pytest.approx(-math.log(0.619), rel=1e-14)
+
+
+def test_worked_example_three_doors(backend):
+    """Gift probabilities 0.8, 0.7, 0.1; outcome gift, gift, none: likelihood 0.8 * 0.7 * 0.9 =
+    0.504, cross-entropy -ln 0.504 = 0.685 nats."""
+    probs = np.array([0.8, 0.7, 0.1])
+    outcome = np.array([1.0, 1.0, 0.0])
+    likelihood = 0.8 * 0.7 * 0.9
+    assert likelihood == pytest.approx(0.504)
+    bce = crossent.binary_cross_entropy(probs, outcome, reduction="sum")
+    assert bce == pytest.approx(-math.log(0.504), rel=1e-13)
+    assert round(float(bce), 3) == 0.685
+    assert math.exp(-bce) == pytest.approx(0.504, rel=1e-13)
+    logits = np.log(probs / (1 - probs))  # the logit of each probability
+    sbce = crossent.sigmoid_binary_cross_entropy(logits, outcome, reduction="sum")
+    assert sbce == pytest.approx(-math.log(0.504), rel=1e-13)
+    # "mean" is the per-door average
+    assert crossent.binary_cross_entropy(probs, outcome) == pytest.approx(-math.log(0.504) / 3, rel=1e-13)
+
+
+def test_nll_loss_worked_example(backend):
+    log_probs = np.log([[0.8, 0.2], [0.5, 0.5]])
+    assert crossent.nll_loss(log_probs, [0, 1]) == pytest.approx(-(math.log(0.8) + math.log(0.5)) / 2, rel=1e-15)
+    assert crossent.nll_loss(log_probs, [0, 1], reduction="sum") == pytest.approx(
+        -(math.log(0.8) + math.log(0.5)), rel=1e-15)
+    np.testing.assert_allclose(crossent.nll_loss(log_probs, [0, 1], reduction="none"),
+                               [-math.log(0.8), -math.log(0.5)], rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------- invariances
+def _grid_logits(shape, seed=0):
+    """Multiples of 1/4: exactly representable, so adding 1e4 is exact too."""
+    return _rng(seed).integers(-20, 20, size=shape) / 4.0
+
+
+@pytest.mark.parametrize("shift", [3.25, -7.0, 1e4, -1e4])
+@pytest.mark.parametrize("opts", [{}, {"weight": np.array([1.0, 2.0, 0.5, 3.0])},
+                                  {"label_smoothing": 0.3, "ignore_index": -100}])
+def test_shift_invariance(backend, shift, opts):
+    x = _grid_logits((5, 4))
+    y = np.array([0, 3, -100, 2, 1]) if "ignore_index" in opts else np.array([0, 3, 1, 2, 1])
+    v0, g0 = vg(crossent.softmax_cross_entropy)(x, y, **opts)
+    v1, g1 = vg(crossent.softmax_cross_entropy)(x + shift, y, **opts)
+    assert v1 == pytest.approx(v0, rel=1e-14, abs=1e-14)
+    np.testing.assert_allclose(g1, g0, rtol=0, atol=1e-15)
+    f0, fg0 = vg(crossent.softmax_focal_loss)(x, np.abs(y) % 4, gamma=1.5)
+    f1, fg1 = vg(crossent.softmax_focal_loss)(x + shift, np.abs(y) % 4, gamma=1.5)
+    assert f1 == pytest.approx(f0, rel=1e-14, abs=1e-14)
+    np.testing.assert_allclose(fg1, fg0, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("loss", SOFTMAX_LOSSES, ids=lambda f: f.__name__)
+def test_class_axis_moved(backend, loss):
+    """axis=1 on (N, C, d) equals axis=-1 on the moved array; the gradient moves back."""
+    x = _rng(1).normal(size=(3, 5, 4))
+    y = _rng(2).integers(0, 5, size=(3, 4))
+    v1, g1 = vg(loss)(x, y, axis=1)
+    v2, g2 = vg(loss)(np.moveaxis(x, 1, -1), y, axis=-1)
+    assert v1 == pytest.approx(v2, rel=1e-15)
+    assert g1.shape == x.shape
+    np.testing.assert_allclose(g1, np.moveaxis(g2, -1, 1), rtol=1e-15, atol=0)
+    none1 = loss(x, y, axis=1, reduction="none")
+    assert none1.shape == (3, 4)
+    np.testing.assert_allclose(none1, loss(np.moveaxis(x, 1, -1), y, reduction="none"), rtol=1e-15)
+
+
+def test_class_axis_moved_dense(backend):
+    x = _rng(1).normal(size=(3, 5, 4))
+    t = _rng(2).dirichlet(np.ones(5), size=(3, 4))  # (3, 4, 5), classes last
+    v1, g1 = vg(crossent.softmax_cross_entropy)(x, np.moveaxis(t, -1, 1), axis=1, label_smoothing=0.2)
+    v2, g2 = vg(crossent.softmax_cross_entropy)(np.moveaxis(x, 1, -1), t, label_smoothing=0.2)
+    assert v1 == pytest.approx(v2, rel=1e-15)
+    np.testing.assert_allclose(g1, np.moveaxis(g2, -1, 1), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.25}, {"z_loss": 0.01},
+                                  {"softcap": 3.0, "label_smoothing": 0.1}])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_index_equals_one_hot(backend, opts, reduction):
+    x = _rng(3).normal(size=(6, 5)) * 4
+    y = _rng(4).integers(0, 5, size=6)
+    v1, g1 = vg(crossent.softmax_cross_entropy)(x, y, reduction=reduction, **opts)
+    v2, g2 = vg(crossent.softmax_cross_entropy)(x, np.eye(5)[y], reduction=reduction, **opts)
+    assert v1 == pytest.approx(v2, rel=1e-14)
+    np.testing.assert_allclose(g1, g2, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("loss", [crossent.softmax_cross_entropy, crossent.nll_loss,
+                                  crossent.softmax_focal_loss], ids=lambda f: f.__name__)
+def test_ignored_rows_equal_removed_rows(backend, loss):
+    x = _rng(5).normal(size=(7, 4))
+    if loss is crossent.nll_loss:
+        x = log_softmax(x, axis=-1)
+    y = np.array([1, -100, 3, 0, -100, 2, 2])
+    keep = y != -100
+    opts = {} if loss is crossent.softmax_focal_loss else {"weight": np.array([0.5, 1.0, 2.0, 4.0])}
+    v1, g1 = vg(loss)(x, y, ignore_index=-100, **opts)
+    v2, g2 = vg(loss)(x[keep], y[keep], **opts)
+    assert v1 == pytest.approx(v2, rel=1e-15)
+    np.testing.assert_allclose(g1[keep], g2, rtol=1e-15)
+    assert not g1[~keep].any()
+    np.testing.assert_array_equal(loss(x, y, ignore_index=-100, reduction="none")[~keep], 0.0)
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.2}, {"z_loss": 0.05},
+                                  {"label_smoothing": 0.1, "softcap": 2.0,
+                                   "weight": np.array([1.0, 3.0, 9.0, 0.5, 2.0])}])
+def test_masked_class_equals_sliced_class(backend, opts):
+    """A -inf logit removes its class: the same value as slicing the class away, and zero
+    gradient there (label smoothing spreads over the unmasked classes only)."""
+    x = _rng(6).normal(size=(4, 5))
+    masked = x.copy()
+    masked[:, 2] = -np.inf
+    y = np.array([0, 4, 1, 3])
+    kept = [0, 1, 3, 4]
+    y_sliced = np.array([0, 3, 1, 2])
+    sliced_opts = dict(opts)
+    if "weight" in opts:
+        sliced_opts["weight"] = opts["weight"][kept]
+    v1, g1 = vg(crossent.softmax_cross_entropy)(masked, y, **opts)
+    v2, g2 = vg(crossent.softmax_cross_entropy)(x[:, kept], y_sliced, **sliced_opts)
+    assert v1 == pytest.approx(v2, rel=1e-14)
+    np.testing.assert_allclose(g1[:, kept], g2, rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(g1[:, 2], 0.0)
+    # dense targets with no mass on the masked class
+    t = _rng(7).dirichlet(np.ones(4), size=4)
+    t_full = np.insert(t, 2, 0.0, axis=1)
+    v3, g3 = vg(crossent.softmax_cross_entropy)(masked, t_full, **opts)
+    v4, g4 = vg(crossent.softmax_cross_entropy)(x[:, kept], t, **sliced_opts)
+    assert v3 == pytest.approx(v4, rel=1e-14)
+    np.testing.assert_allclose(g3[:, kept], g4, rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(g3[:, 2], 0.0)
+
+
+def test_huge_logits_finite_and_exact(backend):
+    x = np.array([[1e4, -1e4], [1e4, -1e4], [-1e4, 1e4 + 0.5], [1e15, 0.0], [1e300, -1e300]])
+    y = np.array([0, 1, 0, 1, 1])
+    losses = crossent.softmax_cross_entropy(x, y, reduction="none")
+    # -log p_y = lse - x_y: log1p(e^-20000) rounds to 0; the others are differences of logits
+    np.testing.assert_array_equal(losses, [0.0, 2e4, 2e4 + 0.5, 1e15, 2e300])
+    v, g = vg(crossent.softmax_cross_entropy)(x[:3], y[:3], reduction="sum")
+    np.testing.assert_array_equal(g, [[0.0, 0.0], [1.0, -1.0], [-1.0, 1.0]])
+    f32 = crossent.softmax_cross_entropy(x[:3].astype(np.float32), y[:3], reduction="none")
+    np.testing.assert_array_equal(f32, np.array([0.0, 2e4, 2e4 + 0.5], dtype=np.float32))
+    b = crossent.sigmoid_binary_cross_entropy(np.array([1e4, -1e4, 800.0]), np.array([0.0, 1.0, 1.0]),
+                                              reduction="none")
+    np.testing.assert_array_equal(b, [1e4, 1e4, 0.0])
+
+
+# ----------------------------------------------------------------------------- inputs, dtypes
+def _all_calls():
+    rng = _rng(8)
+    x = rng.normal(size=(4, 6, 3))
+    y = rng.integers(0, 6, size=(4, 3))
+    t = rng.uniform(size=(4, 6, 3))
+    p = rng.uniform(0.01, 0.99, size=(4, 6, 3))
+    return [
+        (crossent.softmax_cross_entropy, x, (y,), {"axis": 1, "label_smoothing": 0.1}),
+        (crossent.softmax_cross_entropy, x, (np.moveaxis(rng.dirichlet(np.ones(6), (4, 3)), -1, 1),),
+         {"axis": 1}),
+        (crossent.nll_loss, x, (y,), {"axis": 1}),
+        (crossent.softmax_focal_loss, x, (y,), {"axis": 1, "alpha": 0.5}),
+        (crossent.sigmoid_binary_cross_entropy, x, (t,), {"pos_weight": np.full(3, 2.0)}),
+        (crossent.binary_cross_entropy, p, (t,), {}),
+        (crossent.sigmoid_focal_loss, x, (t,), {}),
+    ]
+
+
+CALL_IDS = ["softmax_ce_index", "softmax_ce_dense", "nll", "softmax_focal", "sigmoid_bce", "bce",
+            "sigmoid_focal"]
+
+
+@pytest.mark.parametrize("call", range(len(CALL_IDS)), ids=CALL_IDS)
+@pytest.mark.parametrize("layout", ["contiguous", "transposed", "strided", "float16", "float32"])
+def test_inputs_unchanged_and_dtypes(backend, call, layout):
+    loss, x, rest, opts = _all_calls()[call]
+    if layout == "transposed":  # a non-contiguous view of the same values
+        x = np.asfortranarray(x)
+    elif layout == "strided":
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],))
+        big[..., ::2] = x
+        x = big[..., ::2]
+    elif layout in ("float16", "float32"):
+        x = x.astype(layout)
+    before = [x.copy()] + [r.copy() for r in rest]
+    value, g = vg(loss)(x, *rest, **opts)
+    none = loss(x, *rest, reduction="none", **opts)
+    for a, b in zip([x, *rest], before):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    expected = np.float32 if layout in ("float16", "float32") else np.float64
+    assert np.asarray(value).dtype == expected and g.dtype == expected and none.dtype == expected
+    assert g.shape == x.shape
+    # the float16 result is the float32 computation on the exactly widened input
+    if layout == "float16":
+        v32 = loss(x.astype(np.float32), *rest, **opts)
+        assert value == v32
+
+
+def test_array_likes_accepted(backend):
+    assert crossent.softmax_cross_entropy([[0.0, 0.0]], [1]) == pytest.approx(math.log(2), rel=1e-15)
+    assert crossent.binary_cross_entropy([0.5], [1]) == pytest.approx(math.log(2), rel=1e-15)
+
+
+# ----------------------------------------------------------------------------- edge semantics
+def test_masked_logits_contribute_nothing(backend):
+    x = np.array([[0.0, 0.0, -np.inf], [-np.inf, 1.0, 1.0]])
+    v, g = vg(crossent.softmax_cross_entropy)(x, np.array([0, 2]), reduction="sum")
+    assert v == pytest.approx(2 * math.log(2), rel=1e-15)
+    np.testing.assert_array_equal(g, [[-0.5, 0.5, 0.0], [0.0, 0.5, -0.5]])
+
+
+def test_target_on_masked_logit_is_infinite(backend):
+    x = np.array([[0.0, -np.inf], [0.0, 1.0]])
+    losses = crossent.softmax_cross_entropy(x, np.array([1, 0]), reduction="none")
+    assert losses[0] == np.inf and np.isfinite(losses[1])
+    assert crossent.softmax_cross_entropy(x, np.array([1, 0])) == np.inf
+    dense = crossent.softmax_cross_entropy(x, np.array([[0.5, 0.5], [1.0, 0.0]]), reduction="none")
+    assert dense[0] == np.inf
+    all_masked = crossent.softmax_cross_entropy(np.full((1, 3), -np.inf), np.array([0]))
+    assert all_masked == np.inf
+
+
+@pytest.mark.parametrize("call", range(len(CALL_IDS)), ids=CALL_IDS)
+def test_nan_in_nan_out(backend, call):
+    loss, x, rest, opts = _all_calls()[call]
+    x = x.copy()
+    if loss is crossent.binary_cross_entropy:  # NaN is not a probability: rejected, not propagated
+        x[1, 2, 0] = np.nan
+        with pytest.raises(ValueError, match=r"probs\[1, 2, 0\] = .*nan.* outside \[0, 1\]"):
+            loss(x, *rest, **opts)
+        return
+    # nll_loss reads only the target's log-probability (like torch's gather), so poison that one
+    c = rest[0][1, 0] if loss is crossent.nll_loss else 2
+    x[1, c, 0] = np.nan
+    assert np.isnan(loss(x, *rest, **opts))
+    per = loss(x, *rest, reduction="none", **opts)
+    assert np.isnan(per).any()
+    assert np.isfinite(per).sum() >= per.size - x.shape[1]  # only the NaN's own row (or element)
+
+
+@pytest.mark.parametrize("loss", [crossent.softmax_cross_entropy, crossent.nll_loss,
+                                  crossent.softmax_focal_loss], ids=lambda f: f.__name__)
+def test_mean_over_no_rows_is_zero(backend, loss):
+    x = _rng(9).normal(size=(3, 4))
+    y = np.full(3, -1)
+    v, g = vg(loss)(x, y, ignore_index=-1)
+    assert v == 0.0 and not np.isnan(v)
+    assert g.shape == x.shape and not g.any()
+    assert loss(x, y, ignore_index=-1, reduction="sum") == 0.0
+    # an empty batch, too
+    v0, g0 = vg(loss)(np.zeros((0, 4)), np.zeros(0, dtype=np.int64))
+    assert v0 == 0.0 and g0.shape == (0, 4)
+
+
+def test_mean_with_all_target_weights_zero_is_zero(backend):
+    x = _rng(10).normal(size=(3, 4))
+    v, g = vg(crossent.softmax_cross_entropy)(x, np.array([1, 1, 2]), weight=np.array([1.0, 0.0, 0.0, 1.0]))
+    assert v == 0.0 and not g.any()
+
+
+def test_binary_cross_entropy_is_exact_at_the_edges(backend):
+    p = np.array([0.0, 1.0, 0.0, 1.0, 1e-300])
+    t = np.array([1.0, 0.0, 0.0, 1.0, 1.0])
+    losses = crossent.binary_cross_entropy(p, t, reduction="none")
+    assert losses[0] == np.inf and losses[1] == np.inf  # no -100 clamp (PyTorch gives 100)
+    assert losses[2] == 0.0 and losses[3] == 0.0  # 0 log 0 = 0
+    assert losses[4] == pytest.approx(300 * math.log(10), rel=1e-15)
+    assert crossent.binary_cross_entropy(p, t) == np.inf
+    # a soft target on p = 0 is infinite too
+    assert crossent.binary_cross_entropy([0.0], [0.5]) == np.inf
+
+
+def test_softmax_focal_gamma_zero_is_cross_entropy(backend):
+    x = _rng(11).normal(size=(5, 4)) * 3
+    y = np.array([0, 1, 2, 3, 1])
+    expected = -log_softmax(x, axis=-1)[np.arange(5), y]
+    focal = crossent.softmax_focal_loss(x, y, gamma=0.0, reduction="none")
+    np.testing.assert_allclose(focal, expected, rtol=1e-14)
+    v1, g1 = vg(crossent.softmax_focal_loss)(x, y, gamma=0.0)
+    v2, g2 = vg(crossent.softmax_cross_entropy)(x, y)
+    assert v1 == pytest.approx(v2, rel=1e-14)
+    np.testing.assert_allclose(g1, g2, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("alpha", [None, 0.25, np.array([0.1, 0.5, 1.0, 2.0])], ids=["none", "scalar", "per_class"])
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_softmax_focal_alpha(backend, alpha, gamma):
+    x = _rng(12).normal(size=(6, 4)) * 2
+    y = np.array([0, 1, 2, 3, 3, 2])
+    logp = log_softmax(x, axis=-1)[np.arange(6), y]
+    a = np.ones(4) if alpha is None else np.broadcast_to(alpha, (4,))
+    expected = -a[y] * (1 - np.exp(logp)) ** gamma * logp  # Lin et al. (2017), eq. 5
+    got = crossent.softmax_focal_loss(x, y, alpha=alpha, gamma=gamma, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+    assert crossent.softmax_focal_loss(x, y, alpha=alpha, gamma=gamma) == pytest.approx(expected.mean(), rel=1e-13)
+
+
+def test_sigmoid_focal_gamma_zero_alpha_none_is_bce(backend):
+    x = _rng(13).normal(size=(4, 3)) * 3
+    t = _rng(14).uniform(size=(4, 3))
+    expected = -(t * np.log(expit(x)) + (1 - t) * np.log(expit(-x)))
+    got = crossent.sigmoid_focal_loss(x, t, alpha=None, gamma=0.0, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+
+
+def test_sigmoid_binary_cross_entropy_weights(backend):
+    x = _rng(15).normal(size=(3, 2))
+    t = np.array([[1.0, 0.0], [0.3, 1.0], [0.0, 0.7]])
+    w = np.array([[2.0], [0.5], [1.0]])
+    pw = np.array([3.0, 0.25])
+    eps = 0.2
+    ts = t * (1 - eps) + eps / 2
+    expected = -w * (pw * ts * np.log(expit(x)) + (1 - ts) * np.log(expit(-x)))
+    got = crossent.sigmoid_binary_cross_entropy(x, t, weight=w, pos_weight=pw, label_smoothing=eps,
+                                                reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+
+
+def test_reduction_none_shapes(backend):
+    x = _rng(16).normal(size=(2, 3, 4))
+    assert crossent.softmax_cross_entropy(x, np.zeros((2, 3), dtype=int), reduction="none").shape == (2, 3)
+    assert crossent.softmax_cross_entropy(x, np.zeros((2, 4), dtype=int), axis=1, reduction="none").shape == (2, 4)
+    assert crossent.sigmoid_binary_cross_entropy(x, np.zeros_like(x), reduction="none").shape == (2, 3, 4)
+    assert crossent.softmax_cross_entropy(np.zeros(3), np.array(1), reduction="none").shape == ()
+
+
+def test_zero_coefficient_on_masked_target_is_zero(backend):
+    """A masked target whose coefficient (1 - eps) w_y is 0 contributes 0, not 0 * inf = NaN."""
+    x = np.array([[-np.inf, 0.0, 0.0]])
+    y = np.array([0])
+    # eps = 1: only the smoothing term, over the two unmasked classes: (ln 2 + ln 2) / 2
+    assert crossent.softmax_cross_entropy(x, y, label_smoothing=1.0) == pytest.approx(math.log(2), rel=1e-15)
+    w = np.array([0.0, 1.0, 1.0])
+    assert crossent.softmax_cross_entropy(x, y, weight=w, reduction="sum") == 0.0
+    # eps = 1/2 with w_y = 0: 0 * inf + (1/2)(1/2)(ln 2 + ln 2)
+    assert crossent.softmax_cross_entropy(x, y, weight=w, label_smoothing=0.5, reduction="sum") == \
+        pytest.approx(0.5 * math.log(2), rel=1e-15)
+    p = np.array([0.0, 1.0])
+    assert crossent.binary_cross_entropy(p, np.array([1.0, 0.0]), weight=np.array([0.0, 1.0]),
+                                         reduction="sum") == 0.0
