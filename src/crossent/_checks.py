@@ -122,7 +122,12 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool) ->
             where = f"{name} row {list(row)}" if row else name
             raise ValueError(f"{where} sums to 0 and cannot be normalised")
         return (p / total).astype(p.dtype, copy=False)
-    check_unit_interval(p, name)
+    try:
+        check_unit_interval(p, name)
+    except ValueError as exc:
+        if np.all(np.isfinite(p) & (p >= 0)):  # counts, say: rescaling would make them valid
+            raise ValueError(f"{exc}; pass normalize=True to rescale rows") from None
+        raise
     total = np.sum(p, axis=axis, dtype=np.float64)
     tol = sum_tolerance(p.shape[axis], p.dtype)
     off = np.abs(total - 1.0) > tol

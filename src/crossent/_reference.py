@@ -90,7 +90,8 @@ def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
     eps = label_smoothing
 
     nll_y = -logp[rows, y][:, None]
-    smooth = np.sum(np.where(unmasked, w * -logp, 0.0), axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):  # 0 * inf on masked classes, discarded by the where
+        smooth = np.sum(np.where(unmasked, w * -logp, 0.0), axis=1, keepdims=True)
     loss = _zero_times((1 - eps) * w_y, nll_y)  # a zero coefficient on a masked target is 0
     if eps > 0:
         loss = loss + eps / c_eff * smooth

@@ -1,0 +1,116 @@
+"""value_and_grad / grad: analytic gradients against central finite differences in float64,
+for every loss and several option combinations, and the errors of the wrappers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import crossent
+
+
+def _central_differences(f, x, h=1e-6):
+    """d f / d x by (f(x + h e_i) - f(x - h e_i)) / 2h, one coordinate at a time."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += h
+        down[i] -= h
+        g[i] = (float(f(up)) - float(f(down))) / (2 * h)
+    return g
+
+
+def _case(name):
+    rng = np.random.default_rng(abs(len(name)) + 17)
+    x = rng.normal(size=(4, 5)) * 2
+    y = np.array([0, 3, 4, 1])
+    y_ign = np.array([0, -1, 4, 1])
+    t = rng.dirichlet(np.ones(5), size=4)
+    u = rng.uniform(size=(4, 5))
+    p = rng.uniform(0.05, 0.95, size=(4, 5))
+    w = np.array([0.5, 1.0, 2.0, 1.5, 0.0])
+    return {
+        "ce": (crossent.softmax_cross_entropy, x, (y,), {}),
+        "ce_weight_ignore": (crossent.softmax_cross_entropy, x, (y_ign,), {"weight": w, "ignore_index": -1}),
+        "ce_smooth_zloss": (crossent.softmax_cross_entropy, x, (y,), {"label_smoothing": 0.2, "z_loss": 0.03}),
+        "ce_softcap_all": (crossent.softmax_cross_entropy, x * 3, (y_ign,),
+                           {"weight": w, "ignore_index": -1, "label_smoothing": 0.1, "z_loss": 0.01,
+                            "softcap": 4.0, "reduction": "sum"}),
+        "ce_masked": (crossent.softmax_cross_entropy, np.where(np.eye(4, 5, 1) > 0, -np.inf, x), (y,),
+                      {"label_smoothing": 0.3}),
+        "ce_dense": (crossent.softmax_cross_entropy, x, (t,), {}),
+        "ce_dense_all": (crossent.softmax_cross_entropy, x, (t,),
+                         {"weight": w, "label_smoothing": 0.25, "z_loss": 0.02, "softcap": 3.0}),
+        "ce_axis1": (crossent.softmax_cross_entropy, x.reshape(2, 5, 2), (np.array([[0, 4], [2, 1]]),),
+                     {"axis": 1, "label_smoothing": 0.1}),
+        "nll": (crossent.nll_loss, x, (y,), {}),
+        "nll_weight_ignore": (crossent.nll_loss, x, (y_ign,), {"weight": w, "ignore_index": -1, "reduction": "sum"}),
+        "focal": (crossent.softmax_focal_loss, x, (y,), {}),
+        "focal_alpha_gamma_half": (crossent.softmax_focal_loss, x, (y_ign,),
+                                   {"alpha": np.array([0.2, 1.0, 0.5, 2.0, 1.0]), "gamma": 0.5, "ignore_index": -1}),
+        "focal_scalar_alpha": (crossent.softmax_focal_loss, x, (y,), {"alpha": 0.25, "gamma": 3.0, "reduction": "sum"}),
+        "sbce": (crossent.sigmoid_binary_cross_entropy, x, (u,), {}),
+        "sbce_all": (crossent.sigmoid_binary_cross_entropy, x, (u,),
+                     {"weight": rng.uniform(size=(4, 1)), "pos_weight": w, "label_smoothing": 0.1,
+                      "reduction": "sum"}),
+        "bce": (crossent.binary_cross_entropy, p, (u,), {}),
+        "bce_weight": (crossent.binary_cross_entropy, p, (u,), {"weight": w, "reduction": "sum"}),
+        "sfocal": (crossent.sigmoid_focal_loss, x, (u,), {}),
+        "sfocal_gamma_small": (crossent.sigmoid_focal_loss, x, (u,), {"alpha": None, "gamma": 0.4}),
+        "sfocal_hard": (crossent.sigmoid_focal_loss, x, ((u > 0.5).astype(float),), {"alpha": 0.7, "gamma": 1.0}),
+    }[name]
+
+
+CASES = ["ce", "ce_weight_ignore", "ce_smooth_zloss", "ce_softcap_all", "ce_masked", "ce_dense",
+         "ce_dense_all", "ce_axis1", "nll", "nll_weight_ignore", "focal", "focal_alpha_gamma_half",
+         "focal_scalar_alpha", "sbce", "sbce_all", "bce", "bce_weight", "sfocal", "sfocal_gamma_small",
+         "sfocal_hard"]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_gradient_matches_finite_differences(backend, name):
+    loss, x, rest, opts = _case(name)
+    value, g = crossent.value_and_grad(loss)(x, *rest, **opts)
+    assert g.shape == x.shape and g.dtype == np.float64
+    assert value == loss(x, *rest, **opts)
+    np.testing.assert_array_equal(crossent.grad(loss)(x, *rest, **opts), g)
+    finite = np.isfinite(x)
+    fd = _central_differences(lambda z: loss(np.where(finite, z, x), *rest, **opts), np.where(finite, x, 0.0))
+    np.testing.assert_allclose(g[finite], fd[finite], rtol=1e-6, atol=1e-8)
+    np.testing.assert_array_equal(g[~finite], 0.0)  # masked classes get no gradient
+
+
+@pytest.mark.parametrize("loss", [crossent.softmax_cross_entropy, crossent.nll_loss,
+                                  crossent.softmax_focal_loss, crossent.sigmoid_binary_cross_entropy,
+                                  crossent.binary_cross_entropy, crossent.sigmoid_focal_loss],
+                         ids=lambda f: f.__name__)
+def test_reduction_none_cannot_be_differentiated(loss):
+    with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum', got 'none'"):
+        crossent.value_and_grad(loss)(np.zeros((2, 2)) + 0.5, np.array([0, 1]), reduction="none")
+    with pytest.raises(ValueError, match="reduction"):
+        crossent.grad(loss)(np.zeros((2, 2)) + 0.5, np.array([0, 1]), reduction="none")
+
+
+@pytest.mark.parametrize("not_a_loss", [np.sum, crossent.entropy, crossent.logsumexp, lambda x: x, "softmax_cross_entropy"])
+def test_non_crossent_function_raises_type_error(not_a_loss):
+    with pytest.raises(TypeError, match="value_and_grad needs a crossent loss"):
+        crossent.value_and_grad(not_a_loss)
+    with pytest.raises(TypeError, match="crossent loss"):
+        crossent.grad(not_a_loss)
+
+
+def test_wrapped_function_keeps_name_and_doc():
+    f = crossent.value_and_grad(crossent.softmax_cross_entropy)
+    assert f.__name__ == "softmax_cross_entropy"
+    assert f.__doc__ == crossent.softmax_cross_entropy.__doc__
+
+
+def test_mean_gradient_is_sum_gradient_over_weight_total(backend):
+    """PyTorch's rule: "mean" divides by the total weight of the counted targets."""
+    x = np.random.default_rng(1).normal(size=(5, 3))
+    y = np.array([0, 2, -9, 1, 2])
+    w = np.array([2.0, 0.5, 4.0])
+    _, g_sum = crossent.value_and_grad(crossent.softmax_cross_entropy)(x, y, weight=w, ignore_index=-9,
+                                                                       reduction="sum")
+    _, g_mean = crossent.value_and_grad(crossent.softmax_cross_entropy)(x, y, weight=w, ignore_index=-9)
+    np.testing.assert_allclose(g_mean, g_sum / (2.0 + 4.0 + 0.5 + 4.0), rtol=1e-15)
