@@ -1,6 +1,35 @@
-"""Evaluating and comparing models by cross-entropy: metrics, file reading, bootstrap."""
+"""Evaluating and comparing models by cross-entropy: metrics, file reading, bootstrap.
 
-from .bootstrap import PairedBootstrap, paired_bootstrap, verdict
-from .calibration import CalibrationCurve, calibration_curve
+- :func:`score_arrays`, :class:`ScoreAccumulator`, :class:`Scores`: metrics of predictions.
+- :func:`score_file`, :func:`compare_files`: the same on prediction files (CSV, Parquet, NPZ),
+  streamed in batches; :class:`PredictionFile` reads them.
+- :func:`paired_bootstrap`, :func:`bucketed_paired_bootstrap`, :func:`verdict`: comparing two models.
+- :func:`calibration_curve`: reliability curve and expected calibration error.
+"""
 
-__all__ = ["PairedBootstrap", "paired_bootstrap", "verdict", "CalibrationCurve", "calibration_curve"]
+from .bootstrap import PairedBootstrap, bucket_of, bucketed_paired_bootstrap, paired_bootstrap, verdict
+from .calibration import CalibrationAccumulator, CalibrationCurve, calibration_curve
+from .io import PredictionFile, PredictionFileError, read_truth
+from .metrics import ScoreAccumulator, Scores, score_arrays
+from .scoring import Comparison, PairComparison, compare_files, score_file
+
+__all__ = [
+    "PairedBootstrap",
+    "paired_bootstrap",
+    "bucketed_paired_bootstrap",
+    "bucket_of",
+    "verdict",
+    "CalibrationCurve",
+    "CalibrationAccumulator",
+    "calibration_curve",
+    "PredictionFile",
+    "PredictionFileError",
+    "read_truth",
+    "Scores",
+    "ScoreAccumulator",
+    "score_arrays",
+    "score_file",
+    "compare_files",
+    "Comparison",
+    "PairComparison",
+]

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import _checks
 
-__all__ = ["CalibrationCurve", "calibration_curve"]
+__all__ = ["CalibrationCurve", "calibration_curve", "CalibrationAccumulator"]
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,8 @@ class CalibrationCurve:
 
     ``confidence[k]`` and ``accuracy[k]`` are the mean top probability and the fraction of
     correct top predictions among the ``counts[k]`` rows whose top probability falls in
-    ``[bin_edges[k], bin_edges[k+1])`` (the last bin includes 1); empty bins hold NaN.
+    ``[bin_edges[k], bin_edges[k+1])`` (the last bin includes 1; a row goes to bin
+    ``floor(top * n_bins)``); empty bins hold NaN.
     ``ece`` is :math:`\\sum_k \\frac{n_k}{N}\\,|\\mathrm{acc}_k - \\mathrm{conf}_k|`.
     """
 
@@ -66,15 +67,51 @@ def calibration_curve(probs, labels, *, n_bins=15):
     if y.shape != p.shape[:1]:
         raise ValueError(f"labels has shape {y.shape}, but probs has {p.shape[0]} rows")
     y = _checks.check_labels(y, p.shape[1], None)
-    k = int(_checks.check_scalar(n_bins, "n_bins", low=1))
+    acc = CalibrationAccumulator(n_bins=n_bins)
     top = p.max(axis=1).astype(np.float64)
-    correct = (p.argmax(axis=1) == y).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, k + 1)
-    which = np.clip(np.searchsorted(edges, top, side="right") - 1, 0, k - 1)
-    counts = np.bincount(which, minlength=k)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.bincount(which, weights=top, minlength=k) / counts
-        accuracy = np.bincount(which, weights=correct, minlength=k) / counts
-    gaps = np.where(counts > 0, np.abs(accuracy - confidence), 0.0)
-    ece = float(np.sum(counts * gaps) / max(top.size, 1))
-    return CalibrationCurve(edges, confidence, accuracy, counts, ece)
+    acc.update(top, p.argmax(axis=1) == y)
+    return acc.curve()
+
+
+class CalibrationAccumulator:
+    """Per-bin sums of a reliability curve, accumulated batch by batch (memory O(n_bins)).
+
+    Bin k holds the top probabilities t with ``floor(t * n_bins) == k`` (``t = 1`` goes to the
+    last bin), i.e. ``[k / n_bins, (k + 1) / n_bins)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.evaluation.calibration import CalibrationAccumulator
+    >>> acc = CalibrationAccumulator(n_bins=2)
+    >>> acc.update(np.array([0.9, 0.8]), np.array([True, False]))
+    >>> acc.update(np.array([0.7]), np.array([True]))
+    >>> curve = acc.curve()
+    >>> curve.counts.tolist(), round(curve.ece, 6)
+    ([0, 3], 0.133333)
+    """
+
+    def __init__(self, *, n_bins=15):
+        self.n_bins = int(_checks.check_scalar(n_bins, "n_bins", low=1))
+        self._counts = np.zeros(self.n_bins, dtype=np.int64)
+        self._conf = np.zeros(self.n_bins)
+        self._hits = np.zeros(self.n_bins)
+
+    def update(self, top: np.ndarray, correct: np.ndarray) -> None:
+        """Add rows with top probability ``top`` (float64) and ``correct`` (bool) predictions."""
+        k = self.n_bins
+        which = np.minimum((top * k).astype(np.intp), k - 1)
+        self._counts += np.bincount(which, minlength=k)
+        self._conf += np.bincount(which, weights=top, minlength=k)
+        self._hits += np.bincount(which, weights=correct, minlength=k)
+
+    def curve(self) -> CalibrationCurve:
+        """The reliability curve and ECE of the rows added so far."""
+        counts = self._counts.copy()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            confidence = self._conf / counts
+            accuracy = self._hits / counts
+        gaps = np.where(counts > 0, np.abs(accuracy - confidence), 0.0)
+        ece = float(np.sum(counts * gaps) / max(int(counts.sum()), 1))
+        edges = np.linspace(0.0, 1.0, self.n_bins + 1)
+        return CalibrationCurve(edges, confidence, accuracy, counts, ece)
