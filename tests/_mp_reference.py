@@ -244,9 +244,9 @@ def reduce(losses, grads, denominator, reduction):
             return losses, None
         total = mpmath.fsum(losses)
         scale = mpmath.mpf(1)
-        if reduction == "mean":
+        if reduction == "mean":  # SPEC §3.2: a mean with a zero denominator is 0, gradient 0
             scale = 1 / denominator if denominator != 0 else mpmath.mpf(0)
-            total = total * scale
+            total = total * scale if denominator != 0 else mpmath.mpf(0)
 
         def scaled(g):
             return [scaled(v) for v in g] if isinstance(g, list) else g * scale

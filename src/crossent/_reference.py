@@ -96,13 +96,15 @@ def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
     if eps > 0:
         loss = loss + eps / c_eff * smooth
     if z_loss > 0:
-        loss = loss + z_loss * w_y * lse**2
+        with np.errstate(invalid="ignore"):  # 0 * inf when every class is masked: replaced below
+            loss = loss + z_loss * w_y * lse**2
     loss = np.where(lse == -np.inf, np.inf, loss)  # every class masked: p_y = 0
 
     p = np.exp(logp)
     w_sum = np.sum(np.where(unmasked, w, 0.0), axis=1, keepdims=True)
-    a = (1 - eps) * w_y + eps / c_eff * w_sum + 2 * z_loss * w_y * lse
-    grad = p * a - np.where(unmasked, eps / c_eff * w, 0.0)
+    with np.errstate(invalid="ignore"):  # a fully masked row (lse = -inf) has no gradient: NaN
+        a = (1 - eps) * w_y + eps / c_eff * w_sum + 2 * z_loss * w_y * lse
+        grad = p * a - np.where(unmasked, eps / c_eff * w, 0.0)
     grad[rows, y] -= (1 - eps) * w_y[:, 0]
     if dz is not None:
         grad = grad * dz
@@ -134,7 +136,8 @@ def softmax_cross_entropy_dense(logits, targets, weight=None, label_smoothing=0.
         loss = loss + z_loss * lse**2
     loss = np.where(lse == -np.inf, np.inf, loss)
     p = np.exp(logp)
-    grad = p * (np.sum(wt, axis=1, keepdims=True) + 2 * z_loss * lse) - wt
+    with np.errstate(invalid="ignore"):  # a fully masked row (lse = -inf) has no gradient: NaN
+        grad = p * (np.sum(wt, axis=1, keepdims=True) + 2 * z_loss * lse) - wt
     if dz is not None:
         grad = grad * dz
     return loss[:, 0], grad
