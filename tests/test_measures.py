@@ -119,3 +119,14 @@ def test_dtypes_and_inputs_unchanged(dtype, expected):
     np.testing.assert_array_equal(p, p0)
     np.testing.assert_array_equal(q, q0)
     assert crossent.entropy(p[0], base=2) == 1.5  # dyadic: exact in every dtype
+
+
+def test_float16_rows_are_checked_at_float16_tolerance():
+    """(0.1, 0.2, 0.7) rounded to float16 sums to 1.00012: rounding, not a bad row."""
+    p = np.array([0.1, 0.2, 0.7], dtype=np.float16)
+    h = crossent.entropy(p)
+    assert h.dtype == np.float32
+    pd = p.astype(np.float64)
+    assert h == pytest.approx(-(pd * np.log(pd)).sum(), rel=1e-6)
+    with pytest.raises(ValueError, match="p sums to"):
+        crossent.entropy(np.array([0.1, 0.2, 0.6], dtype=np.float16))

@@ -101,12 +101,15 @@ def sum_tolerance(n: int, dtype) -> float:
     return 16.0 * max(n, 1) * float(np.finfo(dtype).eps)
 
 
-def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool) -> np.ndarray:
+def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool,
+                        given_dtype=None) -> np.ndarray:
     """Validate probability rows along ``axis`` and return them (rescaled when ``normalize``).
 
     Without ``normalize`` every entry must lie in [0, 1] and every row must sum to 1 within
-    :func:`sum_tolerance`; with it, entries must be finite and non-negative and each row's sum
-    positive, and rows are divided by their sums. The first offending row is named.
+    :func:`sum_tolerance` of ``given_dtype`` (the dtype the caller passed: float16 rows arrive
+    here as float32 but carry float16 rounding; default ``p.dtype``); with it, entries must be
+    finite and non-negative and each row's sum positive, and rows are divided by their sums.
+    The first offending row is named.
     """
     if p.shape[axis] == 0:
         raise ValueError(f"{name} has no entries along axis {axis}")
@@ -129,7 +132,7 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool) ->
             raise ValueError(f"{exc}; pass normalize=True to rescale rows") from None
         raise
     total = np.sum(p, axis=axis, dtype=np.float64)
-    tol = sum_tolerance(p.shape[axis], p.dtype)
+    tol = sum_tolerance(p.shape[axis], p.dtype if given_dtype is None else given_dtype)
     off = np.abs(total - 1.0) > tol
     if off.any():
         row = _row_position(off)

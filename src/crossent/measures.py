@@ -16,9 +16,12 @@ __all__ = ["entropy", "cross_entropy", "kl_divergence", "js_divergence"]
 
 
 def _prepare(p, name, axis, normalize):
+    given = np.asarray(p).dtype
     arr = _checks.check_floating(p, name)
     ax = _checks.check_axis(axis, arr.ndim)
-    arr = _checks.check_distributions(arr, name, ax, bool(normalize))
+    # float16 rows are checked at float16's rounding tolerance, then computed in float32
+    arr = _checks.check_distributions(arr, name, ax, bool(normalize),
+                                      given_dtype=np.float16 if given == np.float16 else None)
     return arr, ax
 
 
