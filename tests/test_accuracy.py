@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -28,10 +28,12 @@ DTYPES = [np.float64, np.float32]
 def _logit_values(dtype):
     """Ordinary logits, huge ones, and exact ties with huge ones."""
     width = 32 if dtype is np.float32 else 64
+    beyond = [1e15, -1e15] if dtype is np.float32 else [1e15, -1e15, 1e100, -1e100]
     return st.one_of(
         st.floats(-20, 20, width=width),
         st.floats(-1e5, 1e5, width=width),
         st.sampled_from([0.0, 1e4, -1e4, 1e4 + 0.5, -1e4 - 0.5, 1e5, -1e5, 37.0, -37.0]),
+        st.sampled_from([float(dtype(v)) for v in beyond]),
     )
 
 
@@ -225,6 +227,24 @@ def test_sigmoid_focal_loss(backend, dtype, data):
 
 
 # ----------------------------------------------------------------------------- many classes
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_softmax_cross_entropy_many_classes(backend, dtype, data):
+    """C in the hundreds: the sums over classes keep their accuracy."""
+    c = data.draw(st.integers(100, 400), label="C")
+    x = data.draw(hnp.arrays(dtype, (2, c), elements=_logit_values(dtype)), label="logits")
+    labels = data.draw(hnp.arrays(np.int64, 2, elements=st.integers(0, c - 1)), label="labels")
+    eps = data.draw(st.sampled_from([0.0, 0.1]), label="label_smoothing")
+    z_loss = data.draw(st.sampled_from([0.0, 1e-4]), label="z_loss")
+    opts = dict(label_smoothing=eps, z_loss=z_loss)
+    losses, grads, den = mpr.softmax_cross_entropy(x, labels, **opts)
+    value, g = mpr.reduce(losses, grads, den, "mean")
+    _check(crossent.value_and_grad(crossent.softmax_cross_entropy)(x, labels, **opts), value, g, dtype,
+           "mean", row_losses=losses)
+
+
+
 @functools.lru_cache(maxsize=None)
 def _large_vocabulary_case():
     """One row of C = 10^5 float32-representable logits (so one mpmath reference serves both
