@@ -13,6 +13,7 @@ from ._app import CliError, app
 
 # Sub-commands: importing a module registers its commands on ``app``.
 from . import calculator  # noqa: E402,F401  (entropy, cross-entropy, kl, js)
+from . import score  # noqa: E402,F401  (score, compare)
 
 __all__ = ["app", "main", "CliError"]
 

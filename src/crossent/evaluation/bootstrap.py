@@ -111,7 +111,7 @@ def bucket_of(rows, *, n_buckets, seed=0) -> np.ndarray:
     n_buckets = int(_checks.check_scalar(n_buckets, "n_buckets", low=1))
     x = np.asarray(rows, dtype=np.uint64)
     # SplitMix64 (Steele, Lea, Flood 2014): uint64 arithmetic wraps modulo 2**64.
-    z = x + np.uint64(0x9E3779B97F4A7C15) * np.uint64(int(seed) % (1 << 64) + 1)
+    z = x + np.uint64(0x9E3779B97F4A7C15 * (int(seed) + 1) % (1 << 64))
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))

@@ -219,7 +219,8 @@ class PredictionFile:
             if self.num_rows == 0:
                 raise _fail(path, "has no data rows")
             return
-        if classes is not None:
+        explicit = classes is not None
+        if explicit:
             classes = [str(c) for c in classes]
             for c in classes:
                 if c not in columns:
@@ -238,6 +239,7 @@ class PredictionFile:
             raise _fail(path, f"needs at least two class columns (numeric columns other than the "
                               f"label and id), found {len(classes)}: {', '.join(classes) or 'none'}")
         self.classes = classes
+        self.explicit_classes = explicit
         self._labels = _Labels(classes)
         if self.num_rows == 0:
             raise _fail(path, "has no data rows")

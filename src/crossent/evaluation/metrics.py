@@ -117,10 +117,14 @@ class ScoreAccumulator:
         the 0-based row in the whole input. Default: ``predictions[row, k]``.
     row_base : int, default 0
         Added to 0-based rows in ``first_infinite_rows`` (1 for files).
+    hint : str, default ""
+        Appended to the messages of values out of range and rows not summing to 1.
+    error : type, default ValueError
+        The exception raised for bad values (a subclass of ValueError).
     """
 
     def __init__(self, classes: Sequence[str], *, logits=False, normalize=False, clip=None,
-                 n_bins=15, where: Optional[Callable] = None, row_base=0):
+                 n_bins=15, where: Optional[Callable] = None, row_base=0, hint="", error=ValueError):
         self.classes = tuple(str(c) for c in classes)
         C = len(self.classes)
         if C < 2:
@@ -131,6 +135,8 @@ class ScoreAccumulator:
                                                                     low_open=True, high_open=True)
         self._where = where or _array_where
         self._row_base = int(row_base)
+        self._hint = hint
+        self._error_type = error
         self._tol = SUM_TOLERANCE_PER_CLASS * C
         self._calibration = CalibrationAccumulator(n_bins=n_bins)
         self.n_rows = 0
@@ -146,7 +152,7 @@ class ScoreAccumulator:
 
     # -- validation ---------------------------------------------------------------------------
     def _error(self, start: int, i: int, k: Optional[int], message: str) -> ValueError:
-        return ValueError(f"{self._where(start + i, k)}: {message}")
+        return self._error_type(f"{self._where(start + i, k)}: {message}")
 
     def _first_bad(self, bad: np.ndarray):
         i = int(np.argmax(bad.any(axis=0)))
@@ -168,16 +174,16 @@ class ScoreAccumulator:
             i, k = self._first_bad(~((p >= 0) & (p <= 1)))
             v = p[k, i]
             what = (f"{_describe(v)} is not a probability" if not np.isfinite(v)
-                    else f"probability {v!r} is outside [0, 1]")
-            raise self._error(start, i, k, what)
+                    else f"probability {float(v)!r} is outside [0, 1]")
+            raise self._error(start, i, k, what + self._hint)
         total = p.sum(axis=0)
         off = np.abs(total - 1.0) > self._tol
         if off.any():
             i = int(np.argmax(off))
             raise self._error(start, i, None,
                               f"the probabilities of classes {', '.join(self.classes)} sum to "
-                              f"{total[i]!r}, not 1 (tolerance {self._tol:.1e}); normalize "
-                              "(--normalize) to rescale rows")
+                              f"{float(total[i])!r}, not 1 (tolerance {self._tol:.1e}); normalize "
+                              "(--normalize) to rescale rows" + self._hint)
         return p
 
     def _check_logits(self, z: np.ndarray, start: int) -> np.ndarray:

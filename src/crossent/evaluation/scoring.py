@@ -81,8 +81,11 @@ def _no_progress(description, total):
 
 
 def _accumulator(pf: PredictionFile, logits, normalize, clip, n_bins) -> ScoreAccumulator:
+    hint = "" if pf.explicit_classes else (
+        f" (the class columns are {', '.join(pf.classes)}: every numeric column other than "
+        "--label and --id; choose them with --classes)")
     return ScoreAccumulator(pf.classes, logits=logits, normalize=normalize, clip=clip, n_bins=n_bins,
-                            where=pf.where, row_base=1)
+                            where=pf.where, row_base=1, hint=hint, error=PredictionFileError)
 
 
 class _Join:

@@ -1,0 +1,167 @@
+"""crossent.evaluation.metrics: scores of predictions against scikit-learn on real data.
+
+The predictions are those of scikit-learn logistic regressions on its bundled datasets (digits:
+10 classes, breast cancer: 2); the oracles are sklearn.metrics and hand-checkable examples.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from crossent.evaluation import ScoreAccumulator, score_arrays
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+from _evaluation_data import sklearn_predictions  # noqa: E402
+
+
+def _multiclass_brier(probs, labels):
+    """Brier (1950): mean over rows of sum_c (p_c - [c = y])^2, written out here as the oracle."""
+    onehot = np.eye(probs.shape[1])[labels]
+    return float(np.mean(np.sum((probs - onehot) ** 2, axis=1)))
+
+
+@pytest.mark.parametrize("dataset", ["digits", "breast_cancer"])
+def test_scores_match_sklearn_on_real_predictions(dataset):
+    probs, labels, _ = sklearn_predictions(dataset)
+    C = probs.shape[1]
+    s = score_arrays(probs, labels, batch_size=97)  # many batches and a ragged last one
+    expected_ce = sklearn_metrics.log_loss(labels, probs, labels=np.arange(C))
+    assert s.cross_entropy == pytest.approx(expected_ce, rel=1e-12)
+    assert s.cross_entropy_bits == pytest.approx(expected_ce / math.log(2), rel=1e-12)
+    assert s.perplexity == pytest.approx(math.exp(expected_ce), rel=1e-12)
+    assert s.accuracy == sklearn_metrics.accuracy_score(labels, probs.argmax(axis=1))
+    if C == 2:
+        assert s.brier == pytest.approx(sklearn_metrics.brier_score_loss(labels, probs[:, 1]), rel=1e-12)
+    else:
+        assert s.brier == pytest.approx(_multiclass_brier(probs, labels), rel=1e-12)
+        assert s.brier == pytest.approx(sklearn_metrics.brier_score_loss(labels, probs, labels=np.arange(C)),
+                                        rel=1e-12)
+    assert s.n_rows == labels.size
+    np.testing.assert_array_equal(s.class_counts, np.bincount(labels, minlength=C))
+    for k in range(C):
+        rows = labels == k
+        expected = sklearn_metrics.log_loss(labels[rows], probs[rows], labels=np.arange(C))
+        assert s.class_cross_entropy[k] == pytest.approx(expected, rel=1e-12)
+
+
+def test_logits_give_the_same_scores_as_their_softmax():
+    probs, labels, decision = sklearn_predictions("digits")  # decision_function: softmax logits
+    s = score_arrays(decision, labels, logits=True)
+    assert s.cross_entropy == pytest.approx(sklearn_metrics.log_loss(labels, probs, labels=np.arange(10)),
+                                            rel=1e-9)
+    assert s.accuracy == sklearn_metrics.accuracy_score(labels, probs.argmax(axis=1))
+    assert s.brier == pytest.approx(_multiclass_brier(probs, labels), rel=1e-9)
+
+
+def test_ece_matches_a_written_out_loop_on_real_predictions():
+    probs, labels, _ = sklearn_predictions("digits", 0.01)  # a regularised, less confident model
+    s = score_arrays(probs, labels, n_bins=10, batch_size=100)
+    gaps = [0.0] * 10
+    count = [0] * 10
+    conf_sum = [0.0] * 10
+    hit_sum = [0] * 10
+    for p, y in zip(probs.tolist(), labels.tolist()):
+        top = max(p)
+        b = min(int(top * 10), 9)
+        count[b] += 1
+        conf_sum[b] += top
+        hit_sum[b] += int(p.index(top) == y)
+    ece = 0.0
+    for b in range(10):
+        if count[b]:
+            gaps[b] = abs(hit_sum[b] / count[b] - conf_sum[b] / count[b])
+            ece += count[b] / len(labels) * gaps[b]
+    assert s.ece == pytest.approx(ece, rel=1e-12)
+    assert s.calibration.counts.tolist() == count
+    assert s.ece > 0.01  # the regularised model is visibly under-confident
+
+
+def test_worked_example_by_hand():
+    # Rows: [0.5, 0.5] label 0 (a tie: argmax says class 0, correct), [0.25, 0.75] label 1.
+    s = score_arrays([[0.5, 0.5], [0.25, 0.75]], [0, 1], classes=["no", "yes"])
+    assert s.cross_entropy == pytest.approx((math.log(2) + math.log(4 / 3)) / 2, rel=1e-15)
+    assert s.accuracy == 1.0
+    assert s.brier == pytest.approx((0.25 + 0.0625) / 2, rel=1e-15)  # binary: (p_yes - y)^2
+    # Top probabilities 0.5 (bin 7 of 15: [7/15, 8/15)) and 0.75 (bin 11), both correct.
+    assert s.ece == pytest.approx((0.5 + 0.25) / 2, rel=1e-15)
+    assert s.classes == ("no", "yes")
+
+
+def test_ties_follow_argmax_the_first_top_class_is_the_prediction():
+    probs = [[0.4, 0.4, 0.2], [0.4, 0.4, 0.2], [0.2, 0.4, 0.4]]
+    s = score_arrays(probs, [0, 1, 2])
+    assert s.accuracy == pytest.approx(1 / 3)  # sklearn: accuracy_score(y, probs.argmax(1))
+    assert s.accuracy == sklearn_metrics.accuracy_score([0, 1, 2], np.argmax(probs, axis=1))
+
+
+def test_zero_probability_on_the_true_class_is_infinite_and_its_rows_are_named():
+    probs = np.array([[0.5, 0.5], [1.0, 0.0], [0.9, 0.1], [1.0, 0.0]])
+    s = score_arrays(probs, [0, 1, 0, 1])
+    assert math.isinf(s.cross_entropy) and math.isinf(s.perplexity)
+    assert s.infinite_rows == 2 and s.first_infinite_rows == (1, 3)  # 0-based for arrays
+    assert s.accuracy == 0.5 and math.isfinite(s.brier)
+    assert s.to_dict()["cross_entropy_nats"] is None  # strict JSON: no Infinity
+
+
+def test_clip_gives_a_finite_cross_entropy_and_only_touches_the_log():
+    probs = np.array([[0.5, 0.5], [1.0, 0.0]])
+    s = score_arrays(probs, [0, 1], clip=1e-15)
+    assert s.cross_entropy == pytest.approx((math.log(2) - math.log(1e-15)) / 2, rel=1e-12)
+    assert s.infinite_rows == 0 and s.clip == 1e-15
+    assert s.brier == pytest.approx((0.25 + 1.0) / 2)
+
+
+def test_normalize_rescales_rows_and_is_needed_for_unnormalised_rows():
+    weights = np.array([[0.1, 0.3], [0.2, 0.2]])
+    with pytest.raises(ValueError, match=r"predictions\[0\]: the probabilities .* sum to 0.4, not 1"):
+        score_arrays(weights, [1, 0])
+    s = score_arrays(weights, [1, 0], normalize=True)
+    assert s.cross_entropy == pytest.approx(sklearn_metrics.log_loss([1, 0], weights / 0.4), rel=1e-12)
+    with pytest.raises(ValueError, match=r"predictions\[1, 0\]: -1.0 cannot be normalised"):
+        score_arrays([[0.5, 0.5], [-1.0, 2.0]], [1, 0], normalize=True)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([[0.5, 0.5], [1.5, -0.5]], r"predictions\[1, 0\]: probability 1.5 is outside \[0, 1\]"),
+    ([[0.5, 0.5], [np.nan, 0.5]], r"predictions\[1, 0\]: NaN is not a probability"),
+    ([[0.5, 0.5], [0.5, np.inf]], r"predictions\[1, 1\]: inf is not a probability"),
+])
+def test_bad_probabilities_name_row_and_column(bad, message):
+    with pytest.raises(ValueError, match=message):
+        score_arrays(bad, [0, 1])
+
+
+def test_bad_logits_name_row_and_column_and_masked_classes_are_allowed():
+    with pytest.raises(ValueError, match=r"predictions\[1, 1\]: NaN is not a valid logit"):
+        score_arrays([[0.0, 1.0], [2.0, np.nan]], [0, 1], logits=True)
+    with pytest.raises(ValueError, match=r"predictions\[0\]: every logit of the row is -inf"):
+        score_arrays([[-np.inf, -np.inf], [2.0, 1.0]], [0, 1], logits=True)
+    s = score_arrays([[0.0, -np.inf, 0.0]], [0], logits=True)  # a masked class
+    assert s.cross_entropy == pytest.approx(math.log(2), rel=1e-15)
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="at least two classes"):
+        ScoreAccumulator(["only"])
+    with pytest.raises(IndexError, match=r"labels\[1\] = 2 is outside \[0, 2\)"):
+        score_arrays([[0.5, 0.5], [0.5, 0.5]], [0, 2])
+    with pytest.raises(ValueError, match="clip must be"):
+        score_arrays([[0.5, 0.5]], [0], clip=0.0)
+    with pytest.raises(ValueError, match="shape"):
+        score_arrays([0.5, 0.5], [0])
+
+
+def test_batches_and_one_pass_agree():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(7), size=1000)
+    labels = rng.integers(0, 7, size=1000)
+    whole = score_arrays(probs, labels)
+    split = score_arrays(probs, labels, batch_size=33)
+    assert split.cross_entropy == pytest.approx(whole.cross_entropy, rel=1e-13)
+    assert split.ece == pytest.approx(whole.ece, rel=1e-12)
+    np.testing.assert_array_equal(split.calibration.counts, whole.calibration.counts)
+    assert split.cross_entropy == pytest.approx(sklearn_metrics.log_loss(labels, probs, labels=np.arange(7)),
+                                                rel=1e-12)
