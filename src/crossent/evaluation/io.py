@@ -258,6 +258,8 @@ class PredictionFile:
                                         convert_options=pacsv.ConvertOptions(null_values=[""]))
                 schema = reader.schema
                 reader.close()
+                if all(pa.types.is_null(f.type) for f in schema):
+                    raise _fail(self.path, "has a header but no data rows")
             elif self.format == "parquet":
                 import pyarrow.parquet as pq
 
@@ -277,9 +279,9 @@ class PredictionFile:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         m = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", text)
         if m:
-            line = int(m.group(1))
-            return _fail(self.path, f"has {m.group(3)} fields, the header has {m.group(2)} "
-                                    f"(line {line}; ragged CSV row)", row=line - 1)
+            # pyarrow counts the header as row 1 (and skips blank lines): data row = number - 1
+            return _fail(self.path, f"has {m.group(3)} fields but the header names {m.group(2)} "
+                                    "columns: a ragged CSV row", row=int(m.group(1)) - 1)
         if "Empty CSV file" in text:
             return _fail(self.path, "is empty (no header, no rows)")
         return _fail(self.path, f"cannot be read as {self.format.upper()}: {text}")

@@ -118,7 +118,7 @@ class ScoreAccumulator:
     row_base : int, default 0
         Added to 0-based rows in ``first_infinite_rows`` (1 for files).
     hint : str, default ""
-        Appended to the messages of values out of range and rows not summing to 1.
+        Appended to the message of a value outside [0, 1].
     error : type, default ValueError
         The exception raised for bad values (a subclass of ValueError).
     """
@@ -174,16 +174,16 @@ class ScoreAccumulator:
             i, k = self._first_bad(~((p >= 0) & (p <= 1)))
             v = p[k, i]
             what = (f"{_describe(v)} is not a probability" if not np.isfinite(v)
-                    else f"probability {float(v)!r} is outside [0, 1]")
-            raise self._error(start, i, k, what + self._hint)
+                    else f"probability {float(v)!r} is outside [0, 1]{self._hint}")
+            raise self._error(start, i, k, what)
         total = p.sum(axis=0)
         off = np.abs(total - 1.0) > self._tol
         if off.any():
             i = int(np.argmax(off))
             raise self._error(start, i, None,
                               f"the probabilities of classes {', '.join(self.classes)} sum to "
-                              f"{float(total[i])!r}, not 1 (tolerance {self._tol:.1e}); normalize "
-                              "(--normalize) to rescale rows" + self._hint)
+                              f"{float(total[i]):.10g}, not 1 (tolerance {self._tol:.1e}); pass "
+                              "--normalize (normalize=True) to rescale rows")
         return p
 
     def _check_logits(self, z: np.ndarray, start: int) -> np.ndarray:

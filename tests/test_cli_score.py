@@ -1,0 +1,216 @@
+"""``crossent score`` through the real entry point: results against scikit-learn, and every bad
+input ending in one line on standard error naming file, row and column, with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crossent.cli import main
+
+sklearn_metrics = pytest.importorskip("sklearn.metrics")
+pytest.importorskip("pyarrow")
+from _evaluation_data import prediction_columns, sklearn_predictions, write_predictions  # noqa: E402
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (code, out, err)
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crossent: error: "), err
+    assert "Traceback" not in err
+    return lines[0][len("crossent: error: "):]
+
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("digits")
+    probs, labels, _ = sklearn_predictions("digits")
+    cols = prediction_columns(probs, labels, classes=[f"d{k}" for k in range(10)], label_names=True,
+                              ids=np.arange(labels.size))
+    return {fmt: write_predictions(d / f"digits.{fmt}", cols) for fmt in ("csv", "parquet", "npz")}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "npz"])
+def test_score_json_matches_sklearn(capsys, digits_files, fmt):
+    probs, labels, _ = sklearn_predictions("digits")
+    code, out, err = run(capsys, "score", digits_files[fmt], "--label", "y", "--id", "id", "--json")
+    assert code == 0 and err == ""
+    r = json.loads(out)
+    assert r["rows"] == labels.size and r["classes"] == [f"d{k}" for k in range(10)]
+    ce = sklearn_metrics.log_loss(labels, probs)
+    assert r["cross_entropy_nats"] == pytest.approx(ce, rel=1e-12)
+    assert r["cross_entropy_bits"] == pytest.approx(ce / math.log(2), rel=1e-12)
+    assert r["perplexity"] == pytest.approx(math.exp(ce), rel=1e-12)
+    assert r["accuracy"] == sklearn_metrics.accuracy_score(labels, probs.argmax(axis=1))
+    assert r["brier"] == pytest.approx(sklearn_metrics.brier_score_loss(labels, probs, labels=np.arange(10)),
+                                       rel=1e-12)
+    assert [c["count"] for c in r["per_class"]] == np.bincount(labels).tolist()
+    assert set(r) == {"file", "rows", "classes", "cross_entropy_nats", "cross_entropy_bits", "perplexity",
+                      "accuracy", "brier", "ece", "per_class", "infinite_rows", "clip", "calibration"}
+
+
+def test_score_table_binary_real_data(capsys, tmp_path):
+    probs, labels, _ = sklearn_predictions("breast_cancer")
+    path = write_predictions(tmp_path / "bc.csv", prediction_columns(probs, labels, classes=["malignant", "benign"]))
+    code, out, err = run(capsys, "score", path, "--label", "y")
+    assert code == 0, err
+    ce = sklearn_metrics.log_loss(labels, probs)
+    assert f"{ce:.4f}" in out and f"{ce / math.log(2):.4f}" in out
+    assert f"{sklearn_metrics.brier_score_loss(labels, probs[:, 1]):.4f}" in out
+    assert f"{sklearn_metrics.accuracy_score(labels, probs.argmax(1)):.4f}" in out
+    for word in ("cross-entropy (nats)", "perplexity", "accuracy", "Brier score", "ECE (15 bins)",
+                 "malignant", "benign", f"{labels.size} rows"):
+        assert word in out
+
+
+def test_score_logits_truth_join_and_same_json_shape(capsys, tmp_path):
+    probs, labels, decision = sklearn_predictions("digits")
+    ids = np.arange(labels.size) + 1000
+    write_predictions(tmp_path / "sub.parquet", prediction_columns(decision[::-1], None, ids=ids[::-1], label=None))
+    write_predictions(tmp_path / "sol.csv", {"id": ids, "y": labels})
+    code, out, err = run(capsys, "score", tmp_path / "sub.parquet", "--truth", tmp_path / "sol.csv", "--id", "id",
+                         "--label", "y", "--logits", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["cross_entropy_nats"] == pytest.approx(sklearn_metrics.log_loss(labels, probs), rel=1e-9)
+
+
+def test_zero_probability_is_infinite_with_rows_named_and_clip_is_explicit(capsys, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("a,b,y\n0.5,0.5,a\n1.0,0.0,b\n0.5,0.5,b\n0.0,1.0,a\n")
+    code, out, err = run(capsys, "score", path, "--label", "y")
+    assert code == 0 and err == ""
+    assert "inf" in out
+    assert "2 row(s) give the true class probability 0" in out and "(rows 2, 4)" in out and "--clip" in out
+    code, out, _ = run(capsys, "score", path, "--label", "y", "--json")
+    r = json.loads(out)
+    assert r["cross_entropy_nats"] is None and r["infinite_rows"] == {"count": 2, "first_rows": [2, 4]}
+    code, out, _ = run(capsys, "score", path, "--label", "y", "--clip", "1e-6", "--json")
+    r = json.loads(out)
+    expected = (2 * math.log(2) - 2 * math.log(1e-6)) / 4
+    assert r["cross_entropy_nats"] == pytest.approx(expected, rel=1e-12) and r["clip"] == 1e-6
+
+
+def test_normalize_option(capsys, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("a,b,y\n0.2,0.2,a\n0.1,0.3,b\n")
+    assert "sum to 0.4, not 1" in error_line(capsys, "score", path, "--label", "y")
+    code, out, _ = run(capsys, "score", path, "--label", "y", "--normalize", "--json")
+    assert code == 0
+    assert json.loads(out)["cross_entropy_nats"] == pytest.approx(
+        sklearn_metrics.log_loss([0, 1], [[0.5, 0.5], [0.25, 0.75]]), rel=1e-12)
+
+
+def test_plot_writes_a_reliability_diagram(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    plots = pytest.importorskip("crossent.plots")
+    if not hasattr(plots, "reliability_diagram"):
+        pytest.skip("crossent.plots.reliability_diagram is not there")
+    probs, labels, _ = sklearn_predictions("breast_cancer")
+    path = write_predictions(tmp_path / "bc.csv", prediction_columns(probs, labels))
+    png = tmp_path / "rel.png"
+    code, out, err = run(capsys, "score", path, "--label", "y", "--plot", png)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _bad(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name, text, argv, expected", [
+    ("p.csv", "a,b,y\n0.5,0.5,a\n1.3,-0.3,b\n", (), "p.csv: row 2, column 'a': probability 1.3 is outside [0, 1]"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.3,0.6,b\n", (), "p.csv: row 2: the probabilities of classes a, b sum to 0.9"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,nan,b\n", (), "p.csv: row 2, column 'b': NaN is not a probability"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,inf,b\n", (), "p.csv: row 2, column 'b': inf is not a probability"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,,b\n", (), "p.csv: row 2, column 'b': missing value"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,0.5,b,7\n", (), "p.csv: row 2: has 4 fields but the header names 3 columns"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,0.5,c\n", (), "p.csv: row 2, column 'y': label 'c' names no class"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,0.5,2\n", (), "p.csv: row 2, column 'y': label 2 is neither a class name nor a class index in [0, 2)"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n0.5,0.5,\n", (), "p.csv: row 2, column 'y': missing label"),
+    ("p.csv", "a,b,z\n0.5,0.5,a\n", (), "p.csv: no label column 'y' (columns: a, b, z)"),
+    ("p.csv", "a,y\n1.0,a\n", (), "p.csv: needs at least two class columns"),
+    ("p.csv", "", (), "p.csv: is empty"),
+    ("p.csv", "a,b,y\n", (), "p.csv: has a header but no data rows"),
+    ("p.csv", "a,a,y\n0.5,0.5,a\n", (), "p.csv: column name 'a' occurs more than once"),
+    ("p.csv", "a,b,y\n0,0.5,a\n", ("--logits",), None),
+    ("p.csv", "a,b,y\n1.0,nan,a\n", ("--logits",), "p.csv: row 1, column 'b': NaN is not a valid logit"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n", ("--classes", "a,c"), "p.csv: no class column 'c'"),
+    ("p.csv", "a,b,y\n0.5,0.5,a\n", ("--clip", "0"), "clip must be > 0.0, got 0.0"),
+    ("p.txt", "a,b,y\n0.5,0.5,a\n", (), "p.txt: unknown format"),
+    ("p.parquet", "not parquet", (), "p.parquet: cannot be read as PARQUET"),
+    ("p.npz", "not a zip", (), "p.npz: cannot be read as NPZ"),
+])
+def test_bad_input_is_one_line_naming_file_row_column(capsys, tmp_path, name, text, argv, expected):
+    path = _bad(tmp_path, name, text)
+    if expected is None:  # valid: logits need not be probabilities
+        code, out, err = run(capsys, "score", path, "--label", "y", *argv)
+        assert code == 0, err
+        return
+    message = error_line(capsys, "score", path, "--label", "y", *argv)
+    assert expected in message
+    assert str(tmp_path) in message or expected.startswith("clip")
+
+
+def test_missing_file(capsys, tmp_path):
+    assert error_line(capsys, "score", tmp_path / "nope.csv", "--label", "y").endswith("nope.csv: no such file")
+
+
+def test_npz_bad_members(capsys, tmp_path):
+    np.savez(tmp_path / "ragged.npz", a=np.array([0.5, 0.5]), b=np.array([0.5, 0.5, 0.5]), y=np.array([0, 1]))
+    assert "member 'b' has 3 rows, the others 2" in error_line(capsys, "score", tmp_path / "ragged.npz", "--label", "y")
+    np.savez(tmp_path / "obj.npz", a=np.array([0.5]), b=np.array([0.5]), y=np.array(["a"], dtype=object))
+    assert "member 'y' holds Python objects" in error_line(capsys, "score", tmp_path / "obj.npz", "--label", "y")
+
+
+@pytest.mark.parametrize("truth_text, sub_text, expected", [
+    ("id,y\n1,a\n2,b\n2,a\n", "id,a,b\n1,0.5,0.5\n2,0.2,0.8\n",
+     "truth.csv: row 3, column 'id': id '2' occurs more than once (rows 2 and 3)"),
+    ("id,y\n1,a\n2,b\n3,a\n", "id,a,b\n1,0.5,0.5\n2,0.2,0.8\n",
+     "truth.csv: row 3, column 'id': id '3' has no row in"),
+    ("id,y\n1,a\n", "id,a,b\n1,0.5,0.5\n2,0.2,0.8\n", "sub.csv: row 2, column 'id': id '2' is not in"),
+    ("id,y\n1,a\n2,b\n", "id,a,b\n1,0.5,0.5\n1,0.2,0.8\n",
+     "sub.csv: row 2, column 'id': id '1' occurs more than once (rows 1 and 2)"),
+    ("id,label\n1,a\n2,b\n", "id,a,b\n1,0.5,0.5\n2,0.2,0.8\n", "truth.csv: no label column 'y'"),
+    ("key,y\n1,a\n2,b\n", "id,a,b\n1,0.5,0.5\n2,0.2,0.8\n", "truth.csv: no id column 'id'"),
+])
+def test_truth_join_errors(capsys, tmp_path, truth_text, sub_text, expected):
+    truth = _bad(tmp_path, "truth.csv", truth_text)
+    sub = _bad(tmp_path, "sub.csv", sub_text)
+    assert expected in error_line(capsys, "score", sub, "--truth", truth, "--id", "id", "--label", "y")
+
+
+def test_truth_without_id_and_usage_errors(capsys, tmp_path):
+    sub = _bad(tmp_path, "sub.csv", "id,a,b\n1,0.5,0.5\n")
+    assert "give --id" in error_line(capsys, "score", sub, "--truth", sub, "--label", "y")
+    assert "Missing option '--label'" in error_line(capsys, "score", sub)
+
+
+def test_real_entry_point_in_a_subprocess(tmp_path):
+    probs, labels, _ = sklearn_predictions("breast_cancer")
+    path = write_predictions(tmp_path / "bc.parquet", prediction_columns(probs, labels))
+    ok = subprocess.run([sys.executable, "-m", "crossent", "score", str(path), "--label", "y", "--json"],
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["cross_entropy_nats"] == pytest.approx(sklearn_metrics.log_loss(labels, probs),
+                                                                        rel=1e-12)
+    bad = _bad(tmp_path, "bad.csv", "a,b,y\n0.5,0.5,a\n0.5,0.5,b,1\n")
+    err = subprocess.run([sys.executable, "-m", "crossent", "score", str(bad), "--label", "y"],
+                         capture_output=True, text=True, timeout=120)
+    assert err.returncode == 2 and err.stdout == ""
+    assert err.stderr.count("\n") == 1 and "bad.csv: row 2: has 4 fields" in err.stderr
