@@ -163,13 +163,22 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=No
                 continue
             denominator += 1
             x = rows[i]
-            _, nlogp, p = _softmax_parts(x, [True] * c)
+            live = [v != -INF for v in x]
+            if not any(live):  # every class masked: p_y = 0, as for the cross-entropy
+                losses.append(mpmath.mpf(0) if a[y] == 0 else INF)
+                grads.append([mpmath.mpf(0) if a[y] == 0 else mpmath.nan] * c)
+                continue
+            _, nlogp, p = _softmax_parts(x, live)
             u = mpmath.fsum(p[k] for k in range(c) if k != y)  # 1 - p_y without cancellation
             lp = -nlogp[y]
             u_g = mpmath.mpf(1) if gm == 0 else (u ** gm if u > 0 else mpmath.mpf(0))
-            losses.append(-a[y] * u_g * lp)
-            if u > 0:
-                bracket = u_g - gm * p[y] * u ** (gm - 1) * lp
+            # a zero coefficient times an infinite log (a masked target) is 0
+            losses.append(mpmath.mpf(0) if a[y] * u_g == 0 else -a[y] * u_g * lp)
+            if a[y] == 0:  # the loss is 0 around this point: so is its gradient
+                grads.append([mpmath.mpf(0)] * c)
+                continue
+            if u > 0:  # p_y log p_y -> 0 as p_y -> 0 (a masked target)
+                bracket = u_g - (gm * p[y] * u ** (gm - 1) * lp if p[y] != 0 else 0)
             else:  # u = 0 only for a single class, where [j=y] - p_j = 0 anyway
                 bracket = mpmath.mpf(1) if gm == 0 else mpmath.mpf(0)
             grads.append([-a[y] * ((1 if k == y else 0) - p[k]) * bracket for k in range(c)])

@@ -375,3 +375,24 @@ def test_zero_coefficient_on_masked_target_is_zero(backend):
     p = np.array([0.0, 1.0])
     assert crossent.binary_cross_entropy(p, np.array([1.0, 1.0]), weight=np.array([0.0, 1.0]),
                                          reduction="sum") == 0.0
+
+
+def test_sigmoid_bce_tiny_smoothing_huge_logit(backend):
+    """1 - t' must keep its digits: for t = 1, 1 - t' = eps/2, and with x = 1e15 the loss is
+    (eps/2) * 1e15 (the positive term log sigma(1e15) is 0). Forming t' first and then 1 - t'
+    loses about 1% here."""
+    eps = 2.9e-14
+    value = crossent.sigmoid_binary_cross_entropy(np.array([1e15]), np.array([1.0]), label_smoothing=eps)
+    assert value == pytest.approx(1e15 * eps / 2, rel=1e-14)
+    f32 = crossent.sigmoid_binary_cross_entropy(np.array([1e15], dtype=np.float32), np.array([1.0], dtype=np.float32),
+                                                label_smoothing=eps)
+    assert f32 == pytest.approx(float(np.float32(1e15)) * eps / 2, rel=1e-7)
+
+
+def test_focal_all_masked_row_is_infinite_like_cross_entropy(backend):
+    x = np.array([[-np.inf, -np.inf], [0.0, 1.0]])
+    y = np.array([0, 1])
+    ce = crossent.softmax_cross_entropy(x, y, reduction="none")
+    focal = crossent.softmax_focal_loss(x, y, gamma=0.5, reduction="none")
+    assert ce[0] == np.inf and focal[0] == np.inf
+    assert crossent.softmax_focal_loss(x, y, alpha=np.array([0.0, 1.0]), reduction="none")[0] == 0.0

@@ -168,14 +168,16 @@ def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
         dl/dz_j = alpha_y (p_j - [j=y]) u^gamma (1 - gamma p_y lp / u)
 
     where lp/u -> -1 as u -> 0, so gamma < 1 stays finite. ``alpha`` is None, or per class.
+    A row whose classes are all masked has p_y = 0 (loss inf, as in the cross-entropy); a zero
+    alpha_y zeroes the row's loss and gradient even then.
     """
     n, c = logits.shape
     a = np.ones(c) if alpha is None else alpha
     ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
     y = np.where(ignored, 0, labels)
     rows = np.arange(n)
-    logp, _ = _log_softmax_rows(logits)
-    lp = logp[rows, y]
+    logp, lse = _log_softmax_rows(logits)
+    lp = np.where(lse[:, 0] == -np.inf, -np.inf, logp[rows, y])  # every class masked: p_y = 0
     p_y = np.exp(lp)
     u = -np.expm1(lp)  # 1 - p_y
     u_gamma = np.power(u, gamma)  # 0^0 = 1
@@ -185,7 +187,7 @@ def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
     g = u_gamma * (1.0 - gamma * _zero_times(p_y, r))
     grad = np.exp(logp)
     grad[rows, y] -= 1.0
-    grad = grad * (a[y] * g)[:, None]
+    grad = _zero_times((a[y] * g)[:, None], grad)
     loss = np.where(ignored, 0.0, loss)
     grad = np.where(ignored[:, None], 0.0, grad)
     return loss, grad
@@ -197,15 +199,20 @@ def sigmoid_binary_cross_entropy(logits, targets, weight=None, pos_weight=None,
     r"""Element-wise binary cross-entropy of logits, with t' = t (1-eps) + eps/2:
 
         l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)]
-        dl/dx = w [sigma(x) (pw t' + 1 - t') - pw t']
+        dl/dx = w [sigma(x) (pw t' + 1 - t') - pw t'] = w [(1-t') sigma(x) - pw t' sigma(-x)]
+
+    1 - t' is formed as (1-t)(1-eps) + eps/2, not as 1 - t': near t' = 1 the subtraction would
+    lose its digits, and x = 1e15 multiplies them. The gradient uses the second form, two
+    accurate terms with no 1 - sigma(x) in it.
     """
     t = targets * (1 - label_smoothing) + label_smoothing / 2
+    one_minus_t = (1 - targets) * (1 - label_smoothing) + label_smoothing / 2
     pw = 1.0 if pos_weight is None else pos_weight
     w = 1.0 if weight is None else weight
     # log(1 - sigma(x)) = log sigma(-x)
-    loss = -w * (_zero_times(pw * t, _log_sigmoid(logits)) + _zero_times(1 - t, _log_sigmoid(-logits)))
-    sig = np.exp(_log_sigmoid(logits))
-    grad = w * (sig * (pw * t + 1 - t) - pw * t)
+    ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
+    loss = -w * (_zero_times(pw * t, ls) + _zero_times(one_minus_t, lsn))
+    grad = w * (one_minus_t * np.exp(ls) - pw * t * np.exp(lsn))
     return loss, grad
 
 
