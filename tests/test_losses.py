@@ -396,3 +396,7 @@ def test_focal_all_masked_row_is_infinite_like_cross_entropy(backend):
     focal = crossent.softmax_focal_loss(x, y, gamma=0.5, reduction="none")
     assert ce[0] == np.inf and focal[0] == np.inf
     assert crossent.softmax_focal_loss(x, y, alpha=np.array([0.0, 1.0]), reduction="none")[0] == 0.0
+
+
+def test_backend_fixture_switches_the_path(backend):
+    assert crossent.kernel_backend() == backend
