@@ -214,3 +214,22 @@ def test_real_entry_point_in_a_subprocess(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert err.returncode == 2 and err.stdout == ""
     assert err.stderr.count("\n") == 1 and "bad.csv: row 2: has 4 fields" in err.stderr
+
+
+def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import crossent.cli.score as score_module
+
+    probs, labels, _ = sklearn_predictions("breast_cancer")
+    path = write_predictions(tmp_path / "bc.parquet", prediction_columns(probs, labels))
+    screen = io.StringIO()
+    monkeypatch.setattr(score_module, "err_console", Console(file=screen, force_terminal=True, width=100))
+    code, out, err = run(capsys, "score", path, "--label", "y", "--batch-size", "100")
+    assert code == 0 and err == ""
+    assert f"{labels.size:,} rows" in screen.getvalue() and "bc.parquet" in screen.getvalue()
+    screen.truncate(0)
+    code, out, err = run(capsys, "score", path, "--label", "y", "--json")  # machines get no bar
+    assert code == 0 and screen.getvalue() == ""

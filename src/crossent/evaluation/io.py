@@ -359,8 +359,10 @@ class PredictionFile:
         elif self.format == "parquet":
             import pyarrow.parquet as pq
 
-            yield from pq.ParquetFile(self.path).iter_batches(batch_size=self._rows_per_batch(),
-                                                              columns=wanted)
+            # No pre-buffering of whole row groups and 1 MiB read buffers: memory stays bounded
+            # by the batch (pre_buffer=True, the default, holds ~a row group of every column).
+            pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+            yield from pf.iter_batches(batch_size=self._rows_per_batch(), columns=wanted)
         else:
             yield from self._npz_batches(wanted)
 
