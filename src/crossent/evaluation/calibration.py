@@ -95,15 +95,17 @@ class CalibrationAccumulator:
         self.n_bins = int(_checks.check_scalar(n_bins, "n_bins", low=1))
         self._counts = np.zeros(self.n_bins, dtype=np.int64)
         self._conf = np.zeros(self.n_bins)
-        self._hits = np.zeros(self.n_bins)
+        self._hits = np.zeros(self.n_bins, dtype=np.int64)
 
     def update(self, top: np.ndarray, correct: np.ndarray) -> None:
         """Add rows with top probability ``top`` (float64) and ``correct`` (bool) predictions."""
         k = self.n_bins
         which = np.minimum((top * k).astype(np.intp), k - 1)
-        self._counts += np.bincount(which, minlength=k)
+        # One count per (bin, correct) pair: entry 2b + 1 counts the correct rows of bin b.
+        pairs = np.bincount(2 * which + np.asarray(correct, dtype=bool), minlength=2 * k)
+        self._counts += pairs[0::2] + pairs[1::2]
+        self._hits += pairs[1::2]
         self._conf += np.bincount(which, weights=top, minlength=k)
-        self._hits += np.bincount(which, weights=correct, minlength=k)
 
     def curve(self) -> CalibrationCurve:
         """The reliability curve and ECE of the rows added so far."""

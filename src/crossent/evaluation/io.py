@@ -29,7 +29,8 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["PredictionFileError", "PredictionFile", "Batch", "Truth", "read_truth", "DEFAULT_BATCH_ROWS"]
+__all__ = ["PredictionFileError", "PredictionFile", "Batch", "KeyIndex", "Truth", "read_truth",
+           "file_format", "DEFAULT_BATCH_ROWS"]
 
 #: Rows per batch for Parquet and NPZ (CSV is read in blocks of about the same byte size).
 DEFAULT_BATCH_ROWS = 1 << 18
@@ -62,7 +63,14 @@ def _pa():
 
 
 def file_format(path) -> str:
-    """``"csv"``, ``"parquet"`` or ``"npz"`` from the file name (CSV may be compressed)."""
+    """``"csv"``, ``"parquet"`` or ``"npz"`` from the file name (CSV may be compressed).
+
+    Examples
+    --------
+    >>> from crossent.evaluation.io import file_format
+    >>> file_format("preds.csv.gz"), file_format("preds.pq"), file_format("run/preds.npz")
+    ('csv', 'parquet', 'npz')
+    """
     name = os.path.basename(str(path)).lower()
     for suffix in _COMPRESSED:
         if name.endswith(suffix):
@@ -191,6 +199,19 @@ class PredictionFile:
     PredictionFileError
         Missing or unreadable file, unknown format, missing or duplicated column, fewer than
         two classes, an empty file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.evaluation import PredictionFile
+    >>> path = os.path.join(tempfile.mkdtemp(), "preds.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("id,cat,dog,y\\n7,0.9,0.1,cat\\n8,0.3,0.7,1\\n")
+    >>> pf = PredictionFile(path, label="y", id="id")
+    >>> pf.classes
+    ['cat', 'dog']
+    >>> [(b.start, b.size, b.labels.tolist(), b.ids.tolist()) for b in pf.batches()]
+    [(0, 2, [0, 1], ['7', '8'])]
     """
 
     def __init__(self, path, *, label=None, id=None, classes=None, batch_size=DEFAULT_BATCH_ROWS,
@@ -469,6 +490,13 @@ class KeyIndex:
 
     Integer ids are compared as integers; when one side holds strings, both are compared as
     strings (so the CSV id ``"17"`` matches the Parquet id ``17``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.evaluation.io import KeyIndex
+    >>> KeyIndex(np.array([30, 10, 20]), "truth.csv", "id").lookup(np.array(["20", "99"])).tolist()
+    [2, -1]
     """
 
     def __init__(self, ids: np.ndarray, path, column):
@@ -519,6 +547,17 @@ def read_truth(path, *, id, label, classes, batch_size=DEFAULT_BATCH_ROWS) -> Tr
     """Read a truth file (id and label columns) and map its labels to ``classes``.
 
     The id and label columns are held in memory (a few bytes per row); ids must be unique.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.evaluation import read_truth
+    >>> path = os.path.join(tempfile.mkdtemp(), "truth.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("id,y\\n7,dog\\n8,cat\\n")
+    >>> t = read_truth(path, id="id", label="y", classes=["cat", "dog"])
+    >>> t.labels.tolist(), t.index.lookup(t.index.ids).tolist()
+    ([1, 0], [0, 1])
     """
     if id is None:
         raise PredictionFileError(f"{path}: a truth file is joined to the predictions by an id "

@@ -121,6 +121,19 @@ class ScoreAccumulator:
         Appended to the message of a value outside [0, 1].
     error : type, default ValueError
         The exception raised for bad values (a subclass of ValueError).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.evaluation import ScoreAccumulator
+    >>> acc = ScoreAccumulator(["no", "yes"])
+    >>> acc.update(np.array([[0.5, 0.25], [0.5, 0.75]]), np.array([0, 1])).round(6).tolist()
+    [0.693147, 0.287682]
+    >>> acc.update([np.array([0.9]), np.array([0.1])], np.array([0])).round(6).tolist()
+    [0.105361]
+    >>> r = acc.result()
+    >>> r.n_rows, round(r.cross_entropy, 6), r.accuracy
+    (3, 0.362063, 1.0)
     """
 
     def __init__(self, classes: Sequence[str], *, logits=False, normalize=False, clip=None,
@@ -268,12 +281,12 @@ class ScoreAccumulator:
             if tied.any():
                 rows = np.flatnonzero(tied)
                 hit[rows] = np.argmax(p[:, rows], axis=0) == labels[rows]
-        # Brier: sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1
-        brier = np.einsum("ij,ij->j", p, p) - 2.0 * p_true + 1.0
+        # Brier summed over rows: sum_n sum_c (p_nc - [c = y_n])^2 = sum_nc p_nc^2 - 2 sum_n p_ny + n
+        squares = sum(float(np.dot(row, row)) for row in p)
         self._calibration.update(top, hit)
         self._loss_sum += float(np.sum(loss))
         self._hits += int(np.count_nonzero(hit))
-        self._brier_sum += float(np.sum(brier))
+        self._brier_sum += squares - 2.0 * float(np.sum(p_true)) + n
         self._class_counts += np.bincount(labels, minlength=len(self.classes))
         with np.errstate(invalid="ignore"):
             self._class_loss += np.bincount(labels, weights=loss, minlength=len(self.classes))

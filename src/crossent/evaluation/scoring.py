@@ -24,7 +24,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from .bootstrap import PairedBootstrap, bucket_of, bucketed_paired_bootstrap, paired_bootstrap, verdict
-from .io import DEFAULT_BATCH_ROWS, KeyIndex, PredictionFile, PredictionFileError, _fail, read_truth
+from .io import DEFAULT_BATCH_ROWS, KeyIndex, PredictionFile, PredictionFileError, _fail, _show, read_truth
 from .metrics import ScoreAccumulator, Scores
 
 __all__ = ["score_file", "compare_files", "Comparison", "PairComparison", "EXACT_LIMIT", "N_BUCKETS"]
@@ -125,10 +125,6 @@ class _Join:
             r = int(np.argmax(unseen))
             raise _fail(self.ref_path, f"id {_show(self.index.ids[r])} has no row in {pf.path} "
                                        f"({int(unseen.sum())} of {unseen.size} ids have none)", row=r + 1, column=self.id)
-
-
-def _show(value) -> str:
-    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _open(path, *, label, truth, id, classes, batch_size):
