@@ -21,7 +21,6 @@ import mpmath
 import numpy as np
 
 DPS = 50
-mp = mpmath.mp
 INF = mpmath.inf
 
 

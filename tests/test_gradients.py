@@ -21,7 +21,7 @@ def _central_differences(f, x, h=1e-6):
 
 
 def _case(name):
-    rng = np.random.default_rng(abs(len(name)) + 17)
+    rng = np.random.default_rng(17)
     x = rng.normal(size=(4, 5)) * 2
     y = np.array([0, 3, 4, 1])
     y_ign = np.array([0, -1, 4, 1])
