@@ -160,14 +160,19 @@ class _Labels:
                 return idx.to_numpy().astype(np.int64, copy=False)
             missing = idx.is_null().to_numpy(zero_copy_only=False)
             out = idx.fill_null(0).to_numpy().astype(np.int64)
-            texts = column.filter(pa.array(missing)).to_pylist()
             rows = np.flatnonzero(missing)
-            names = ", ".join(self.classes)
-            values = np.empty(rows.size, dtype=np.int64)
-            for k, (i, text) in enumerate(zip(rows, texts)):
-                if self.by_name or not _INT_NAME.fullmatch(text.strip()):
-                    raise fail(int(i), f"label {text!r} names no class (classes: {names})")
-                values[k] = int(text)
+            texts = column.filter(pa.array(missing))
+            values = None
+            if not self.by_name:  # the other labels must be integer indices
+                try:
+                    values = pc.cast(pc.utf8_trim_whitespace(texts), pa.int64()).to_numpy()
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    values = None
+            if values is None:  # name the first label that is neither a class name nor an index
+                names = ", ".join(self.classes)
+                for i, text in zip(rows, texts.to_pylist()):
+                    if self.by_name or not _INT_NAME.fullmatch(text.strip()):
+                        raise fail(int(i), f"label {text!r} names no class (classes: {names})")
             out[rows] = self._from_ints(values, lambda k, m: fail(int(rows[k]), m))
             return out
         raise fail(0, f"labels of type {t} are neither class names nor class indices")
@@ -298,6 +303,8 @@ class PredictionFile:
 
     def _unreadable(self, exc) -> PredictionFileError:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if self.format == "csv" and re.search(r"Expected \d+ columns, got", text) and "Row #" not in text:
+            text = self._csv_error_with_row() or text
         m = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", text)
         if m:
             # pyarrow counts the header as row 1 (and skips blank lines): data row = number - 1
@@ -306,6 +313,20 @@ class PredictionFile:
         if "Empty CSV file" in text:
             return _fail(self.path, "is empty (no header, no rows)")
         return _fail(self.path, f"cannot be read as {self.format.upper()}: {text}")
+
+    def _csv_error_with_row(self) -> Optional[str]:
+        """Parse again on one thread, which numbers rows, to say where a parse error is."""
+        pa = _pa()
+        import pyarrow.csv as pacsv
+
+        read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False)
+        try:
+            for _ in pacsv.open_csv(self.path, read_options=read, parse_options=self._csv_parse_options(),
+                                    convert_options=pacsv.ConvertOptions(include_columns=[])):
+                pass
+        except pa.ArrowInvalid as exc:
+            return str(exc).strip().splitlines()[0]
+        return None
 
     def _npz_schema(self):
         try:
@@ -342,7 +363,7 @@ class PredictionFile:
     def _csv_read_options(self):
         import pyarrow.csv as pacsv
 
-        return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False)
+        return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=True)
 
     def _csv_parse_options(self):
         import pyarrow.csv as pacsv
