@@ -47,6 +47,8 @@ CASES = {
     "one_hot float labels": (lambda: crossent.one_hot([0.0, 1.0], 2), TypeError, r"labels must hold integer"),
     "one_hot num_classes": (lambda: crossent.one_hot([0], 2.5), TypeError, r"num_classes must be an integer, got 2.5"),
     "one_hot zero classes": (lambda: crossent.one_hot([0], 0), ValueError, r"num_classes must be >= 1"),
+    "one_hot int dtype": (lambda: crossent.one_hot([0], 2, dtype=np.int64), TypeError,
+                          r"dtype must be a floating dtype, got int64"),
     # labels out of range: IndexError with position and value
     "label too large": (lambda: SCE(X, np.array([0, 3])), IndexError, r"targets\[1\] = 3 is outside \[0, 3\)"),
     "label negative": (lambda: NLL(X, np.array([-1, 0])), IndexError, r"labels\[0\] = -1 is outside \[0, 3\)"),
