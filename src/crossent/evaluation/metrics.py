@@ -282,7 +282,7 @@ class ScoreAccumulator:
                 rows = np.flatnonzero(tied)
                 hit[rows] = np.argmax(p[:, rows], axis=0) == labels[rows]
         # Brier summed over rows: sum_n sum_c (p_nc - [c = y_n])^2 = sum_nc p_nc^2 - 2 sum_n p_ny + n
-        squares = sum(float(np.dot(row, row)) for row in p)
+        squares = float(np.einsum("ij,ij->", p, p))  # no BLAS: its threads fight the reader's
         self._calibration.update(top, hit)
         self._loss_sum += float(np.sum(loss))
         self._hits += int(np.count_nonzero(hit))
