@@ -23,13 +23,14 @@ from ._app import CliError, app, console, err_console
 __all__: list[str] = []
 
 _FILES_HELP = (
-    "Prediction files: CSV (.csv, .tsv, optionally .gz/.bz2/.zst), Parquet (.parquet, .pq) or NPZ "
+    "CSV (.csv, .tsv, optionally .gz/.bz2/.zst), Parquet (.parquet, .pq) or NPZ "
     "(one 1-D member per column). Every numeric column other than --label and --id is a class "
     "(its name is the class name) unless --classes says which. Rows are numbered from 1 (the "
     "header is not a row)."
 )
 _LABEL = typer.Option(..., "--label", "-l", help="The label column (class names or 0-based class "
-                      "indices); in --truth when that is given.")
+                      "indices; names only when every class name is an integer); in --truth when "
+                      "that is given.")
 _TRUTH = typer.Option(None, "--truth", help="A file holding the --id and --label columns, joined to "
                       "the predictions by id (the Kaggle solution file).")
 _ID = typer.Option(None, "--id", help="The id column: joins --truth (or, in compare, the files to "
@@ -100,7 +101,7 @@ _METRICS = (
 
 @app.command("score")
 def score_cmd(
-    pred: Path = typer.Argument(..., help=_FILES_HELP, show_default=False),
+    pred: Path = typer.Argument(..., help="The prediction file: " + _FILES_HELP, show_default=False),
     label: str = _LABEL,
     truth: Optional[Path] = _TRUTH,
     id: Optional[str] = _ID,
@@ -149,7 +150,8 @@ def score_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    preds: List[Path] = typer.Argument(..., help=_FILES_HELP + " Give two or more.", show_default=False),
+    preds: List[Path] = typer.Argument(..., help="Two or more prediction files: " + _FILES_HELP,
+                                       show_default=False),
     label: str = _LABEL,
     truth: Optional[Path] = _TRUTH,
     id: Optional[str] = _ID,
