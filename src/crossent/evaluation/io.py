@@ -72,17 +72,14 @@ def file_format(path) -> str:
     ('csv', 'parquet', 'npz')
     """
     name = os.path.basename(str(path)).lower()
-    for suffix in _COMPRESSED:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            if not name.endswith(_CSV_SUFFIXES):
-                break
-            return "csv"
+    compressed = name.endswith(_COMPRESSED)
+    if compressed:  # only CSV may be compressed
+        name = name.rsplit(".", 1)[0]
     if name.endswith(_CSV_SUFFIXES):
         return "csv"
-    if name.endswith((".parquet", ".pq")):
+    if name.endswith((".parquet", ".pq")) and not compressed:
         return "parquet"
-    if name.endswith(".npz"):
+    if name.endswith(".npz") and not compressed:
         return "npz"
     raise _fail(path, "unknown format: expected a .csv, .tsv, .parquet, .pq or .npz file "
                       "(CSV may be compressed: .csv.gz, .csv.bz2, .csv.zst)")
@@ -152,7 +149,7 @@ class _Labels:
             whole = np.isfinite(v) & (v == np.round(v))
             if not whole.all():
                 i = int(np.argmax(~whole))
-                raise fail(i, f"label {v[i]!r} is not a class index")
+                raise fail(i, f"label {float(v[i])!r} is not a class index")
             return self._from_ints(v.astype(np.int64), fail)
         if pa.types.is_string(t) or pa.types.is_large_string(t):
             idx = pc.index_in(column, value_set=pa.array(self.classes, type=t))
