@@ -12,9 +12,10 @@ int64 label column) in a temporary directory, then, in this process and on the s
 - scikit-learn: ``sklearn.metrics.log_loss`` on the arrays already in memory (reading the file
   for it is *not* timed).
 
-Times are the best of ``--repeat`` runs. Then each contender runs once more in a fresh
-subprocess, from the file, as a command-line user would (a first call also pays the kernel's
-first touch of every page it allocates: sklearn's temporaries are several times the data).
+Times are the first call and the best of ``--repeat`` calls. Then each contender runs once
+more in a fresh subprocess, from the file, as a command-line user would (a first call also
+pays the kernel's first touch of every page it allocates: sklearn's temporaries are several
+times the data).
 Peak memory is measured there (Linux): after the imports the resident set's high-water mark is
 reset (``/proc/self/clear_refs``), and the figure is the peak (``VmHWM``) minus the resident
 set at that moment, so the interpreter and the libraries are not counted.
@@ -64,13 +65,14 @@ def load_arrays(path: str):
     return probs, table.column("y").to_numpy()
 
 
-def best_of(repeat: int, fn):
+def timed(repeat: int, fn):
+    """(first call's seconds, best of ``repeat`` calls' seconds, value)."""
     times, value = [], None
     for _ in range(repeat):
         t0 = time.perf_counter()
         value = fn()
         times.append(time.perf_counter() - t0)
-    return min(times), value
+    return times[0], min(times), value
 
 
 def _status_mib(field: str) -> float:
@@ -135,21 +137,24 @@ def main() -> None:
               f"(written in {time.perf_counter() - t0:.1f} s); best of {args.repeat}; "
               f"{os.cpu_count()} CPUs; scikit-learn {sklearn.__version__}")
 
-        t_file, s = best_of(args.repeat, lambda: score_file(path, label="y"))
+        f_file, t_file, s = timed(args.repeat, lambda: score_file(path, label="y"))
         probs, labels = load_arrays(path)
-        t_mem, s_mem = best_of(args.repeat, lambda: score_arrays(probs, labels))
-        t_sk, ll = best_of(args.repeat, lambda: sklearn.metrics.log_loss(labels, probs))
+        f_mem, t_mem, s_mem = timed(args.repeat, lambda: score_arrays(probs, labels))
+        f_sk, t_sk, ll = timed(args.repeat, lambda: sklearn.metrics.log_loss(labels, probs))
         assert abs(s.cross_entropy - ll) <= 1e-9 * ll, (s.cross_entropy, ll)
         assert abs(s_mem.cross_entropy - ll) <= 1e-9 * ll, (s_mem.cross_entropy, ll)
         del probs, labels
 
         print(f"log-loss: crossent {s.cross_entropy:.12f}, sklearn {ll:.12f}")
-        print(f"In this process, best of {args.repeat}:")
-        print(f"  {'sklearn.metrics.log_loss (arrays in memory)':46s} {t_sk:7.3f} s {1.0:6.1f}x")
-        print(f"  {'crossent score_arrays (arrays in memory)':46s} {t_mem:7.3f} s {t_sk / t_mem:6.1f}x")
-        print(f"  {'crossent score_file (reads the file too)':46s} {t_file:7.3f} s {t_sk / t_file:6.1f}x")
+        print(f"In this process, same data; first call and best of {args.repeat} (ratio = sklearn / crossent):")
+        print(f"  {'':44s} {'first':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s}")
+        for name, first, best in (("sklearn.metrics.log_loss (arrays in memory)", f_sk, t_sk),
+                                  ("crossent score_arrays (arrays in memory)", f_mem, t_mem),
+                                  ("crossent score_file (reads the file too)", f_file, t_file)):
+            print(f"  {name:44s} {first:7.3f}s {f_sk / first:5.1f}x {best:7.3f}s {t_sk / best:5.1f}x")
         print("  (crossent computes every metric: log-loss, accuracy, Brier, ECE, per class; "
-              "sklearn the log-loss only)")
+              "sklearn the log-loss only. sklearn's first call also pays the kernel's first touch "
+              "of its temporaries, several times the data)")
         if not args.no_fresh:
             cx, sk = fresh(path, "crossent"), fresh(path, "sklearn")
             print("In a fresh process each, once, from the file (as on the command line); peak memory "
