@@ -171,3 +171,45 @@ def test_compare_with_infinite_loss_says_why_there_is_no_interval(tmp_path):
     c = compare_files([tmp_path / "a.csv", tmp_path / "b.csv"], label="y")
     assert c.pairs[0].result is None
     assert "a has infinite cross-entropy" in c.pairs[0].verdict and "first: 1" in c.pairs[0].verdict
+
+
+def test_csv_read_in_many_blocks_keeps_row_numbers(tmp_path, monkeypatch):
+    import crossent.evaluation.io as io_module
+
+    monkeypatch.setattr(io_module, "_CSV_BLOCK_BYTES", 4096)  # ~250 rows a block
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.ones(3), size=3000).round(6)
+    probs[:, 2] = 1 - probs[:, 0] - probs[:, 1]
+    labels = rng.integers(0, 3, 3000)
+    lines = ["a,b,c,y"] + [f"{p[0]!r},{p[1]!r},{p[2]!r},{y}" for p, y in zip(probs.tolist(), labels)]
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join(lines) + "\n")
+    s = score_file(path, label="y")
+    assert s.n_rows == 3000
+    assert s.cross_entropy == pytest.approx(sklearn_metrics.log_loss(labels, probs), rel=1e-12)
+    bad = list(lines)
+    bad[2345] = bad[2345].replace(",", ",7,", 1)  # data row 2345 gets an extra field
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(PredictionFileError, match=r"p.csv: row 2345: has 5 fields but the header names 4"):
+        score_file(path, label="y")
+    bad = list(lines)
+    bad[2999] = "0.5,0.7,0.1,0"
+    path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(PredictionFileError, match=r"p.csv: row 2999: the probabilities of classes a, b, c sum to 1.3"):
+        score_file(path, label="y")
+
+
+def test_compare_against_a_truth_file(tmp_path):
+    strong, labels, _ = sklearn_predictions("breast_cancer", 1.0)
+    weak, _, _ = sklearn_predictions("breast_cancer", 0.001)
+    ids = np.arange(labels.size) + 1
+    write_predictions(tmp_path / "truth.csv", {"id": ids, "y": labels})
+    paths = []
+    for k, (name, p) in enumerate((("weak", weak), ("strong", strong))):
+        order = np.random.default_rng(k).permutation(labels.size)
+        paths.append(write_predictions(tmp_path / f"{name}.parquet",
+                                       prediction_columns(p[order], None, ids=ids[order], label=None)))
+    c = compare_files(paths, truth=tmp_path / "truth.csv", id="id", label="y", n_resamples=300)
+    expected = sklearn_metrics.log_loss(labels, strong) - sklearn_metrics.log_loss(labels, weak)
+    assert c.pairs[0].result.difference == pytest.approx(expected, rel=1e-9)
+    assert c.pairs[0].verdict.startswith("strong is better than weak")
