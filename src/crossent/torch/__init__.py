@@ -1,0 +1,50 @@
+"""crossent's PyTorch front: drop-in losses, fused linear cross-entropy, vocabulary-parallel loss.
+
+Functions (``torch.nn.functional`` signatures, class dim 1): :func:`cross_entropy`,
+:func:`binary_cross_entropy_with_logits`, :func:`sigmoid_focal_loss` (torchvision's),
+:func:`softmax_focal_loss`; :func:`linear_cross_entropy` (the loss of ``hidden @ weight.T + bias``
+without the N x V logits); :func:`vocab_parallel_cross_entropy` and
+:func:`vocab_parallel_linear_cross_entropy` (classes split across a ``torch.distributed`` group).
+``nn.Module`` wrappers: :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`,
+:class:`SigmoidFocalLoss`, :class:`SoftmaxFocalLoss`, :class:`LinearCrossEntropyLoss`.
+
+``import crossent`` never imports torch; this package does, and needs it installed.
+"""
+
+try:
+    import torch  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without torch
+    raise ImportError(
+        "crossent.torch needs PyTorch, which is not installed: pip install torch "
+        "(the NumPy API, `import crossent`, works without it)") from exc
+
+from .distributed import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from .functional import (
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    sigmoid_focal_loss,
+    softmax_focal_loss,
+)
+from .linear import linear_cross_entropy
+from .modules import (
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    LinearCrossEntropyLoss,
+    SigmoidFocalLoss,
+    SoftmaxFocalLoss,
+)
+
+__all__ = [
+    "cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "softmax_focal_loss",
+    "linear_cross_entropy",
+    "vocab_parallel_cross_entropy",
+    "vocab_parallel_linear_cross_entropy",
+    "CrossEntropyLoss",
+    "BCEWithLogitsLoss",
+    "SigmoidFocalLoss",
+    "SoftmaxFocalLoss",
+    "LinearCrossEntropyLoss",
+]
