@@ -1,0 +1,123 @@
+"""Vocabulary-parallel losses on gloo with 2 and 3 ranks (localhost only) against one process.
+
+Each rank is a separate Python process (tests/_torch_dist_worker.py) joined through
+tcp://127.0.0.1 on a free port, with a timeout so a hang fails the test instead of stalling
+the suite. The loss and every gradient must equal crossent.torch's single-process result on
+the full vocabulary (itself tested against torch.nn.functional), and the bytes that cross the
+group must not grow with the vocabulary.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+if not torch.distributed.is_available():
+    pytest.skip("torch.distributed is unavailable", allow_module_level=True)
+
+import crossent.torch as ct  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _torch_dist_worker as worker  # noqa: E402
+
+WORKER = Path(worker.__file__)
+TIMEOUT = 180
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(world, tmp_path):
+    port = _free_port()
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo",
+               OMP_NUM_THREADS="1")
+    outs = [tmp_path / f"rank{r}.pt" for r in range(world)]
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world), str(port), str(outs[r])],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for r in range(world)]
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=TIMEOUT)
+            assert p.returncode == 0, err
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return [torch.load(o) for o in outs]
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
+def ranks(request, tmp_path_factory):
+    world = request.param
+    return world, _launch(world, tmp_path_factory.mktemp(f"world{world}"))
+
+
+def _single(opts, upstream):
+    logits, hidden, weight, bias, target, _ = worker.problem()
+    x = logits.clone().requires_grad_(True)
+    out = ct.cross_entropy(x, target, **opts)
+    (out * upstream).sum().backward() if out.dim() else out.backward()
+    h, w, b = (t.clone().requires_grad_(True) for t in (hidden, weight, bias))
+    lin = ct.linear_cross_entropy(h, w, target, b, **opts)
+    (lin * upstream).sum().backward() if lin.dim() else lin.backward()
+    return dict(value=out.detach(), grad=x.grad, linear_value=lin.detach(), grad_hidden=h.grad,
+                grad_weight=w.grad, grad_bias=b.grad)
+
+
+def _close(a, b):
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", range(len(worker.CASES)))
+def test_loss_and_gradients_equal_one_process(ranks, case):
+    world, results = ranks
+    opts = worker.CASES[case]
+    expected = _single(opts, worker.problem()[-1])
+    for rank, res in enumerate(results):
+        got = res["cases"][case]
+        start, stop = worker.split(world)[rank]
+        _close(got["value"], expected["value"])
+        _close(got["grad"], expected["grad"][:, start:stop])
+        _close(got["linear_value"], expected["linear_value"])
+        _close(got["grad_hidden"], expected["grad_hidden"])  # summed over the ranks
+        _close(got["grad_weight"], expected["grad_weight"][start:stop])
+        _close(got["grad_bias"], expected["grad_bias"][start:stop])
+
+
+def test_default_layout_float32(ranks):
+    world, results = ranks
+    ref = results[0]["default_layout"]
+    x = ref["logits"].clone().requires_grad_(True)
+    loss = ct.cross_entropy(x, ref["target"], label_smoothing=0.1)
+    loss.backward()
+    v_local = x.shape[1] // world
+    for rank, res in enumerate(results):
+        got = res["default_layout"]
+        torch.testing.assert_close(got["value"], loss.detach(), rtol=2e-6, atol=1e-7)
+        torch.testing.assert_close(got["grad"], x.grad[:, rank * v_local:(rank + 1) * v_local],
+                                   rtol=2e-5, atol=1e-7)
+
+
+def test_bytes_on_the_wire_do_not_grow_with_the_vocabulary(ranks):
+    world, results = ranks
+    for res in results:
+        small, large = res["bytes"][64], res["bytes"][4096]
+        assert small == large  # 64x more classes, not one byte more
+        # MAX of the row maximum (float32) + SUM of 7 float64 statistics, 64 rows
+        assert small == 64 * 4 + 7 * 64 * 8
+
+
+def test_target_outside_every_slice_raises_on_every_rank(ranks):
+    _, results = ranks
+    for res in results:
+        assert "target[0] = 15 is in no rank's vocabulary slice" in res["error"]
