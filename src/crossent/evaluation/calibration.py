@@ -99,13 +99,22 @@ class CalibrationAccumulator:
 
     def update(self, top: np.ndarray, correct: np.ndarray) -> None:
         """Add rows with top probability ``top`` (float64) and ``correct`` (bool) predictions."""
+        self.add(*self.sums(top, correct))
+
+    def sums(self, top: np.ndarray, correct: np.ndarray):
+        """Per-bin (counts, correct counts, confidence sums) of some rows, without adding them
+        (so threads can compute them apart and :meth:`add` them in order)."""
         k = self.n_bins
         which = np.minimum((top * k).astype(np.intp), k - 1)
         # One count per (bin, correct) pair: entry 2b + 1 counts the correct rows of bin b.
         pairs = np.bincount(2 * which + np.asarray(correct, dtype=bool), minlength=2 * k)
-        self._counts += pairs[0::2] + pairs[1::2]
-        self._hits += pairs[1::2]
-        self._conf += np.bincount(which, weights=top, minlength=k)
+        return pairs[0::2] + pairs[1::2], pairs[1::2], np.bincount(which, weights=top, minlength=k)
+
+    def add(self, counts, hits, conf) -> None:
+        """Add per-bin sums computed by :meth:`sums`."""
+        self._counts += counts
+        self._hits += hits
+        self._conf += conf
 
     def curve(self) -> CalibrationCurve:
         """The reliability curve and ECE of the rows added so far."""

@@ -8,6 +8,9 @@ batches ``(C, n)`` and accumulated in float64, so memory is bounded by the batch
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -28,6 +31,12 @@ SUM_TOLERANCE_PER_CLASS = 16.0 * float(np.finfo(np.float32).eps)
 _CHUNK_VALUES = 10 << 15
 #: Up to this many classes, columns are copied one by one; beyond, the batch is stacked first.
 _LOOP_CLASSES = 32
+
+#: Threads scoring slices of a batch (at most this many, and no more than the CPUs).
+MAX_THREADS = 4
+_POOL: list = []
+_NO_ROWS = np.zeros(0, dtype=np.int64)
+_POOL_LOCK = threading.Lock()
 
 #: How many row numbers of infinite-loss rows are remembered for the message.
 _FIRST_ROWS = 5
@@ -161,7 +170,7 @@ class ScoreAccumulator:
         self._n_inf = 0
         self._first_inf: list[int] = []
         self._cols = np.arange(0)
-        self._buf = np.empty((0, 0))
+        self._local = threading.local()  # each thread's cache-sized buffer
 
     # -- validation ---------------------------------------------------------------------------
     def _error(self, start: int, i: int, k: Optional[int], message: str) -> ValueError:
@@ -229,51 +238,64 @@ class ScoreAccumulator:
             scores = np.stack(scores)
         loss = np.empty(n)
         # Slices of about 2.5 MB are copied to a float64 buffer that stays in the CPU cache
-        # across the passes of _update.
+        # across the passes of _chunk; slices run on a few threads (NumPy releases the GIL) and
+        # their sums are added in row order, so the result does not depend on the threads.
         step = max(1, _CHUNK_VALUES // C)
-        if self._buf.shape != (C, step):
-            self._buf = np.empty((C, step))
-        for s in range(0, n, step):
-            m = min(step, n - s)
-            buf = self._buf[:, :m]
-            if isinstance(scores, np.ndarray):
-                np.copyto(buf, scores[:, s:s + m])
-            else:
-                for k in range(C):
-                    buf[k] = scores[k][s:s + m]
-            loss[s:s + m] = self._update(buf, labels[s:s + m], start + s)
+        if self._cols.size < step:
+            self._cols = np.arange(step)
+        starts = range(0, n, step)
+        pool = _pool() if len(starts) > 1 else None
+        if pool is None:
+            parts = [self._chunk(scores, labels, s, min(n, s + step), start, loss) for s in starts]
+        else:
+            futures = [pool.submit(self._chunk, scores, labels, s, min(n, s + step), start, loss)
+                       for s in starts]
+            try:
+                parts = [f.result() for f in futures]  # the first error in row order is raised
+            finally:
+                for f in futures:
+                    f.cancel()
+        for part in parts:
+            self._add(part)
         self.n_rows += n
         return loss
 
-    def _update(self, scores: np.ndarray, labels: np.ndarray, start: int) -> np.ndarray:
-        n = scores.shape[1]
-        if self._cols.size < n:
-            self._cols = np.arange(n)
-        cols = self._cols[:n]
+    def _chunk(self, scores, labels: np.ndarray, lo: int, hi: int, start: int, loss_out: np.ndarray):
+        """Validate and score rows [lo, hi) of a batch; write their losses; return their sums."""
+        C, m = len(self.classes), hi - lo
+        buf = getattr(self._local, "buf", None)
+        if buf is None or buf.shape[0] != C or buf.shape[1] < m:
+            buf = self._local.buf = np.empty((C, max(m, _CHUNK_VALUES // C)))
+        p = buf[:, :m]
+        if isinstance(scores, np.ndarray):
+            np.copyto(p, scores[:, lo:hi])
+        else:
+            for k in range(C):
+                p[k] = scores[k][lo:hi]
+        labels = labels[lo:hi]
+        cols = self._cols[:m]
+        at = start + lo
         if self.logits:
-            log_p = self._check_logits(scores, start)
+            log_p = self._check_logits(p, at)
             with np.errstate(under="ignore"):
                 p = np.exp(log_p)  # probabilities for accuracy, Brier and calibration
             top = p.max(axis=0)
             log_true = log_p[labels, cols]
             p_true = np.exp(log_true)
         else:
-            top = scores.max(axis=0)
-            p = self._check_probs(scores, top, start)
-            if p is not scores:  # normalised
-                top = p.max(axis=0)
+            top = p.max(axis=0)
+            q = self._check_probs(p, top, at)
+            if q is not p:  # normalised
+                p, top = q, q.max(axis=0)
             p_true = p[labels, cols]
             with np.errstate(divide="ignore"):
                 log_true = np.log(p_true)
         if self.clip is not None:
             log_true = np.maximum(log_true, math.log(self.clip))
         loss = -log_true
+        loss_out[lo:hi] = loss
         inf = np.isinf(loss)
-        if inf.any():
-            rows = np.flatnonzero(inf)
-            self._n_inf += int(rows.size)
-            room = _FIRST_ROWS - len(self._first_inf)
-            self._first_inf.extend(int(r) + start + self._row_base for r in rows[:room])
+        inf_rows = np.flatnonzero(inf)[:_FIRST_ROWS] + at if inf.any() else _NO_ROWS
         # Accuracy as argmax: the first class reaching the top probability is the prediction.
         hit = p_true == top
         if hit.any():
@@ -282,15 +304,25 @@ class ScoreAccumulator:
                 rows = np.flatnonzero(tied)
                 hit[rows] = np.argmax(p[:, rows], axis=0) == labels[rows]
         # Brier summed over rows: sum_n sum_c (p_nc - [c = y_n])^2 = sum_nc p_nc^2 - 2 sum_n p_ny + n
-        squares = float(np.einsum("ij,ij->", p, p))  # no BLAS: its threads fight the reader's
-        self._calibration.update(top, hit)
-        self._loss_sum += float(np.sum(loss))
-        self._hits += int(np.count_nonzero(hit))
-        self._brier_sum += squares - 2.0 * float(np.sum(p_true)) + n
-        self._class_counts += np.bincount(labels, minlength=len(self.classes))
+        squares = float(np.einsum("ij,ij->", p, p))
         with np.errstate(invalid="ignore"):
-            self._class_loss += np.bincount(labels, weights=loss, minlength=len(self.classes))
-        return loss
+            class_loss = np.bincount(labels, weights=loss, minlength=C)
+        return (float(np.sum(loss)), int(np.count_nonzero(hit)), squares - 2.0 * float(np.sum(p_true)) + m,
+                np.bincount(labels, minlength=C), class_loss, int(np.count_nonzero(inf)), inf_rows,
+                self._calibration.sums(top, hit))
+
+    def _add(self, part) -> None:
+        loss_sum, hits, brier_sum, class_counts, class_loss, n_inf, inf_rows, calibration = part
+        self._loss_sum += loss_sum
+        self._hits += hits
+        self._brier_sum += brier_sum
+        self._class_counts += class_counts
+        with np.errstate(invalid="ignore"):
+            self._class_loss += class_loss
+        self._n_inf += n_inf
+        room = _FIRST_ROWS - len(self._first_inf)
+        self._first_inf.extend(int(r) + self._row_base for r in inf_rows[:room])
+        self._calibration.add(*calibration)
 
     def result(self) -> Scores:
         """The metrics of every row added so far."""
@@ -307,6 +339,17 @@ class ScoreAccumulator:
         return Scores(self.classes, N, ce, ce / math.log(2.0), math.exp(ce) if ce < 709 else math.inf,
                       self._hits / N, brier, curve.ece, self._class_counts.copy(), per_class,
                       self._n_inf, tuple(self._first_inf), self.clip, curve)
+
+
+def _pool() -> Optional[ThreadPoolExecutor]:
+    """The shared worker threads (None on a single CPU)."""
+    workers = min(MAX_THREADS, os.cpu_count() or 1)
+    if workers < 2:
+        return None
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="crossent-score"))
+        return _POOL[0]
 
 
 def _describe(v) -> str:
