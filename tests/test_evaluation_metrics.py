@@ -165,3 +165,23 @@ def test_batches_and_one_pass_agree():
     np.testing.assert_array_equal(split.calibration.counts, whole.calibration.counts)
     assert split.cross_entropy == pytest.approx(sklearn_metrics.log_loss(labels, probs, labels=np.arange(7)),
                                                 rel=1e-12)
+
+
+def test_threads_change_nothing_and_the_first_bad_row_is_reported(monkeypatch):
+    import crossent.evaluation.metrics as metrics
+
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(10), size=200_000)  # several cache-sized slices per batch
+    labels = rng.integers(0, 10, size=200_000)
+    threaded = score_arrays(probs, labels)
+    monkeypatch.setattr(metrics, "MAX_THREADS", 1)
+    single = score_arrays(probs, labels)
+    assert threaded.cross_entropy == single.cross_entropy and threaded.brier == single.brier
+    assert threaded.ece == single.ece and threaded.accuracy == single.accuracy
+    np.testing.assert_array_equal(threaded.class_cross_entropy, single.class_cross_entropy)
+    monkeypatch.undo()
+    bad = probs.copy()
+    bad[150_000, 3] = 2.0  # in a late slice
+    bad[40_000, 7] = -1.0  # in an early one: this one is reported
+    with pytest.raises(ValueError, match=r"predictions\[40000, 7\]: probability -1.0 is outside"):
+        score_arrays(bad, labels)
