@@ -107,13 +107,11 @@ class LinearProblem:
         grad_w = torch.zeros_like(w) if need_w else None
         grad_b = torch.zeros(w.shape[0], dtype=h.dtype, device=h.device) if need_b else None
         buffer = torch.empty((min(self.chunk, n), w.shape[0]), dtype=h.dtype, device=h.device)
+        products = _Products(h, w, b, min(self.chunk, n))
         for start in range(0, n, self.chunk):
             sl = slice(start, min(start + self.chunk, n))
             logits = buffer[: sl.stop - sl.start]
-            if b is None:
-                torch.mm(h[sl], w.t(), out=logits)
-            else:
-                torch.addmm(b, h[sl], w.t(), out=logits)
+            products.logits(h[sl], logits)
             if use_kernel:
                 arr = logits.numpy()
                 rows_loss, _ = _dispatch.softmax_ce_index(
@@ -134,7 +132,7 @@ class LinearProblem:
             if row_scale is not None:
                 g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
             if need_h:
-                torch.mm(g, w, out=grad_h[sl])
+                products.grad_hidden(g, grad_h[sl])
             if need_w:
                 grad_w.addmm_(g.t(), h[sl])
             if need_b:
@@ -149,6 +147,49 @@ class LinearProblem:
         return (None if grad_h is None else grad_h.reshape(self.hidden.shape).to(self.hidden.dtype),
                 None if grad_w is None else grad_w.to(self.weight.dtype),
                 None if grad_b is None else grad_b.to(bias.dtype))
+
+
+class _Products:
+    """The chunk's two products with ``weight``, laid out for the BLAS at hand.
+
+    On the CPU (MKL), a product with few rows on the left and the long vocabulary on the right
+    (``h_c @ W.T``, ``G @ W``) runs ~30% slower than the same product transposed, with the
+    vocabulary on the left: so the logits are formed as ``W[v] @ h_c.T`` in blocks of 2048
+    classes and copied transposed into the buffer (a 2048 x chunk scratch), and ``grad_h[c]``
+    as ``(W.T @ G.T).T`` (a D x chunk scratch). Elsewhere the products are formed directly.
+    """
+
+    BLOCK = 2048
+
+    def __init__(self, h, w, b, rows):
+        self.w, self.b = w, b
+        self.transposed = h.device.type == "cpu"
+        if self.transposed:
+            self.scratch = torch.empty(max(self.BLOCK, h.shape[1]) * rows, dtype=h.dtype, device=h.device)
+
+    def logits(self, h_c, out):
+        w, b = self.w, self.b
+        if not self.transposed:
+            torch.mm(h_c, w.t(), out=out) if b is None else torch.addmm(b, h_c, w.t(), out=out)
+            return
+        n = h_c.shape[0]
+        for start in range(0, w.shape[0], self.BLOCK):
+            stop = min(start + self.BLOCK, w.shape[0])
+            part = self.scratch[: (stop - start) * n].view(stop - start, n)
+            if b is None:
+                torch.mm(w[start:stop], h_c.t(), out=part)
+            else:
+                torch.addmm(b[start:stop, None], w[start:stop], h_c.t(), out=part)
+            out[:, start:stop].copy_(part.t())
+
+    def grad_hidden(self, g, out):
+        if not self.transposed:
+            torch.mm(g, self.w, out=out)
+            return
+        n, d = out.shape
+        part = self.scratch[: d * n].view(d, n)
+        torch.mm(self.w.t(), g.t(), out=part)
+        out.copy_(part.t())
 
 
 class _LinearRowsLoss(torch.autograd.Function):

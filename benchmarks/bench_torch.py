@@ -1,0 +1,207 @@
+"""crossent.torch against PyTorch on the CPU: time and peak memory, side by side, as ratios.
+
+    python benchmarks/bench_torch.py            # the SPEC 7 shapes
+    python benchmarks/bench_torch.py --quick    # small shapes, a few seconds
+
+Two comparisons, float32, forward + backward:
+
+1. Fused linear cross-entropy, N=2048 x D=1024 -> V=32768: ``crossent.torch.linear_cross_entropy``
+   against the naive ``F.cross_entropy(hidden @ weight.T, target)``, and against the time of
+   the three matrix products alone (``h @ W.T``, ``G @ W``, ``G.T @ h`` on preallocated
+   buffers), which is the floor the fused loss is measured against (target: within 1.15x).
+2. Softmax cross-entropy, N=4096 x V=32768: ``crossent.torch.cross_entropy`` against
+   ``F.cross_entropy``.
+
+Time: both contenders run in this process on the same tensors, interleaved, best of
+``--repeat`` calls (and the first call). Peak memory: each contender runs once more alone in a
+fresh subprocess (Linux): after the inputs exist, the resident set's high-water mark is reset
+(``/proc/self/clear_refs``; a tiny warm-up call has already paid the libraries' one-time
+set-up), and the figure is the peak (``VmHWM``) minus the resident set at
+that moment, minus the bytes of the gradients the call must return — "extra" memory: what the
+loss needs beyond its inputs and its gradients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import crossent
+import crossent.torch as ct
+
+MIB = 1 << 20
+
+
+# ----------------------------------------------------------------------------- problems
+def linear_problem(n, d, v, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(n, d, generator=g).requires_grad_(True)
+    weight = (torch.randn(v, d, generator=g) / d**0.5).requires_grad_(True)
+    target = torch.randint(0, v, (n,), generator=g)
+    return hidden, weight, target
+
+
+def ce_problem(n, v, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, v, generator=g) * 3).requires_grad_(True)
+    target = torch.randint(0, v, (n,), generator=g)
+    return logits, target
+
+
+def _clear(*tensors):
+    for t in tensors:
+        t.grad = None
+
+
+def run_crossent_linear(hidden, weight, target):
+    _clear(hidden, weight)
+    ct.linear_cross_entropy(hidden, weight, target).backward()
+
+
+def run_naive_linear(hidden, weight, target):
+    _clear(hidden, weight)
+    F.cross_entropy(hidden @ weight.T, target).backward()
+
+
+class ThreeMatmuls:
+    """The three products of a linear layer's forward and backward, on preallocated buffers."""
+
+    def __init__(self, hidden, weight):
+        n, v = hidden.shape[0], weight.shape[0]
+        self.h, self.w = hidden.detach(), weight.detach()
+        self.logits = torch.empty(n, v)
+        self.grad_h = torch.empty_like(self.h)
+        self.grad_w = torch.empty_like(self.w)
+
+    def __call__(self, *_):
+        torch.mm(self.h, self.w.T, out=self.logits)
+        torch.mm(self.logits, self.w, out=self.grad_h)
+        torch.mm(self.logits.T, self.h, out=self.grad_w)
+
+
+def run_crossent_ce(logits, target):
+    _clear(logits)
+    ct.cross_entropy(logits, target).backward()
+
+
+def run_torch_ce(logits, target):
+    _clear(logits)
+    F.cross_entropy(logits, target).backward()
+
+
+CONTENDERS = {
+    "crossent_linear": (run_crossent_linear, "linear"),
+    "naive_linear": (run_naive_linear, "linear"),
+    "crossent_ce": (run_crossent_ce, "ce"),
+    "torch_ce": (run_torch_ce, "ce"),
+}
+
+
+# ----------------------------------------------------------------------------- measuring
+def best_of(repeat, fn, *args):
+    """(first call's seconds, best of ``repeat`` calls' seconds)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - t0)
+    return times[0], min(times)
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1)) / 1024.0
+
+
+def worker(name, shape):
+    """Run one contender once in this fresh process; print its extra peak memory as JSON."""
+    fn, kind = CONTENDERS[name]
+    fn(*(linear_problem(8, 8, 16) if kind == "linear" else ce_problem(8, 16)))  # libraries' first-use setup
+    if kind == "linear":
+        args = linear_problem(*shape)
+        grad_bytes = args[0].numel() * 4 + args[1].numel() * 4
+    else:
+        args = ce_problem(*shape)
+        grad_bytes = args[0].numel() * 4
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set (VmHWM) to the current one
+    base = _status_mib("VmRSS")
+    fn(*args)
+    peak = _status_mib("VmHWM")
+    print(json.dumps({"extra_mib": peak - base - grad_bytes / MIB}))
+
+
+def peak_in_subprocess(name, shape):
+    cmd = [sys.executable, __file__, "--worker", name, "--shape", ",".join(map(str, shape))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per contender")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, tuple(int(s) for s in args.shape.split(",")))
+        return
+    lin_shape = (512, 256, 8192) if args.quick else (2048, 1024, 32768)
+    ce_shape = (1024, 8192) if args.quick else (4096, 32768)
+    repeat = args.repeat or (3 if args.quick else 5)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crossent kernels: "
+          f"{crossent.kernel_backend()}; float32, forward + backward; best of {repeat}")
+
+    n, d, v = lin_shape
+    problem = linear_problem(*lin_shape)
+    matmuls = ThreeMatmuls(problem[0], problem[1])
+    timing = {}
+    for _ in range(repeat):  # interleaved, so that load from elsewhere hits every contender
+        for name, fn in (("crossent_linear", run_crossent_linear), ("naive_linear", run_naive_linear),
+                         ("matmuls", matmuls)):
+            first, best = best_of(1, fn, *problem)
+            prev = timing.get(name, (first, float("inf")))
+            timing[name] = (prev[0], min(prev[1], best))
+    logits_mib = n * v * 4 / MIB
+    mem = {name: peak_in_subprocess(name, lin_shape) for name in ("crossent_linear", "naive_linear")}
+    print(f"\nlinear cross-entropy, N={n} D={d} V={v} (the N x V logits: {logits_mib:.0f} MiB)")
+    print(f"  {'':28s}{'first s':>9s}{'best s':>9s}{'extra peak MiB':>16s}")
+    for name, label in (("crossent_linear", "crossent linear_cross_entropy"),
+                        ("naive_linear", "F.cross_entropy(h @ W.T)"), ("matmuls", "three matmuls alone")):
+        first, best = timing[name]
+        extra = f"{mem[name]:16.1f}" if name in mem else f"{'-':>16s}"
+        print(f"  {label:28s}{first:9.3f}{best:9.3f}{extra}")
+    c, nv, m = timing["crossent_linear"][1], timing["naive_linear"][1], timing["matmuls"][1]
+    print(f"  time: crossent / three matmuls = {c / m:.3f} (target <= 1.15); "
+          f"naive / crossent = {nv / c:.2f}x")
+    print(f"  extra memory: crossent = {mem['crossent_linear'] / logits_mib:.3f} of the logits "
+          f"(target <= 0.125); naive = {mem['naive_linear'] / logits_mib:.2f} of the logits")
+    del problem, matmuls
+
+    n, v = ce_shape
+    problem = ce_problem(*ce_shape)
+    timing = {}
+    for _ in range(repeat):
+        for name, fn in (("crossent_ce", run_crossent_ce), ("torch_ce", run_torch_ce)):
+            first, best = best_of(1, fn, *problem)
+            prev = timing.get(name, (first, float("inf")))
+            timing[name] = (prev[0], min(prev[1], best))
+    mem = {name: peak_in_subprocess(name, ce_shape) for name in ("crossent_ce", "torch_ce")}
+    print(f"\nsoftmax cross-entropy, N={n} V={v} (logits {n * v * 4 / MIB:.0f} MiB; gradient not counted)")
+    print(f"  {'':28s}{'first s':>9s}{'best s':>9s}{'extra peak MiB':>16s}")
+    for name, label in (("crossent_ce", "crossent cross_entropy"), ("torch_ce", "F.cross_entropy")):
+        first, best = timing[name]
+        print(f"  {label:28s}{first:9.3f}{best:9.3f}{mem[name]:16.1f}")
+    print(f"  time: F.cross_entropy / crossent = {timing['torch_ce'][1] / timing['crossent_ce'][1]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
