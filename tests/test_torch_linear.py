@@ -146,3 +146,12 @@ def test_module_wrapper():
     h, w, b, y = _problem(torch.float64)
     loss = ct.LinearCrossEntropyLoss(label_smoothing=0.1, chunk_size=3)(h, w, y, b)
     torch.testing.assert_close(loss, F.cross_entropy(h @ w.T + b, y, label_smoothing=0.1), rtol=1e-12, atol=0)
+
+
+def test_none_reduction_notices_weights_changed_before_backward():
+    h, w, b, y = _problem(torch.float32)
+    loss = ct.linear_cross_entropy(h, w, y, b, reduction="none")
+    with torch.no_grad():
+        w.add_(1.0)  # e.g. an optimizer step between forward and backward
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.sum().backward()

@@ -201,12 +201,14 @@ class _LinearRowsLoss(torch.autograd.Function):
         if count is not None:
             check_owned(problem, count)
         ctx.problem, ctx.shard_hooks, ctx.finish, ctx.bias = problem, shard_hooks, finish, bias
+        ctx.save_for_backward(hidden, weight, bias)  # autograd then notices in-place changes
         return problem.value(loss)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
         p = ctx.problem
+        ctx.saved_tensors  # raises if hidden, weight or bias changed in place since forward
         need_h, need_w, need_b = ctx.needs_input_grad[3:]
         _, gh, gw, gb, _ = p.run(need_h, need_w, need_b, 1.0, row_scale=grad_output.reshape(-1),
                                  shard_hooks=ctx.shard_hooks)
