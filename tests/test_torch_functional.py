@@ -378,3 +378,22 @@ def test_crossent_torch_without_torch_says_what_to_install():
             "try:\n    import crossent.torch\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "crossent.torch needs PyTorch" in out.stdout and "pip install torch" in out.stdout
+
+
+def test_float16_is_computed_in_float32(path):
+    x = _leaf(np.random.default_rng(13).normal(size=(N, C)), torch.float16)
+    y = torch.tensor(np.random.default_rng(13).integers(0, C, size=N))
+    value, (grad,) = _value_grads(lambda a: ct.cross_entropy(a, y, label_smoothing=0.1), [x], "mean")
+    xo = _oracle_leaf(x)
+    expected, (expected_grad,) = _value_grads(lambda a: F.cross_entropy(a, y, label_smoothing=0.1), [xo], "mean")
+    assert value.dtype == grad.dtype == torch.float16
+    torch.testing.assert_close(value.float(), expected.to(torch.float16).float(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(grad.float(), expected_grad.to(torch.float16).float(), rtol=1e-3, atol=1e-5)
+
+
+def test_infinite_and_nan_logits(path):
+    x = torch.tensor([[0.0, -np.inf, 1.0], [0.0, np.nan, 1.0], [0.5, 0.0, -1.0]], dtype=torch.float64)
+    rows = ct.cross_entropy(x, torch.tensor([1, 0, 0]), reduction="none")
+    assert rows[0] == np.inf  # the target's logit is -inf: probability 0
+    assert torch.isnan(rows[1])  # NaN in, NaN out
+    torch.testing.assert_close(rows[2], F.cross_entropy(x[2:], torch.tensor([0]))[()], rtol=1e-12, atol=0)
