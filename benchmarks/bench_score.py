@@ -146,7 +146,8 @@ def main() -> None:
         del probs, labels
 
         print(f"log-loss: crossent {s.cross_entropy:.12f}, sklearn {ll:.12f}")
-        print(f"In this process, same data; first call and best of {args.repeat} (ratio = sklearn / crossent):")
+        print(f"In this process, same data; first call and best of {args.repeat} "
+              "(ratio = sklearn / crossent):")
         print(f"  {'':44s} {'first':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s}")
         for name, first, best in (("sklearn.metrics.log_loss (arrays in memory)", f_sk, t_sk),
                                   ("crossent score_arrays (arrays in memory)", f_mem, t_mem),

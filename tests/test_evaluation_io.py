@@ -86,7 +86,8 @@ def test_ids_join_across_integer_and_text_columns(tmp_path):
     idx = KeyIndex(np.array([10, 30, 20]), "t.parquet", "id")
     assert idx.lookup(np.array([20, 10, 99])).tolist() == [2, 0, -1]
     assert idx.lookup(np.array(["30", "x"])).tolist() == [1, -1]
-    with pytest.raises(PredictionFileError, match=r"t.csv: row 3, column 'id': id 'b' occurs more than once \(rows 1 and 3\)"):
+    with pytest.raises(PredictionFileError,
+                       match=r"t.csv: row 3, column 'id': id 'b' occurs more than once \(rows 1 and 3\)"):
         KeyIndex(np.array(["b", "a", "b"]), "t.csv", "id")
     path = _parquet(tmp_path / "t.parquet", id=[5, 6], y=["dog", "cat"])
     t = read_truth(path, id="id", label="y", classes=["cat", "dog"])

@@ -206,9 +206,9 @@ def compare_cmd(
                       *(_fmt(getattr(s, attr)) for s in c.scores))
     console.print(table)
     pct = f"{100 * confidence:g}%"
+    units = "rows" if c.method == "examples" else f"{c.n_buckets:,} buckets of rows"
     diffs = Table(title=f"difference in cross-entropy (nats per row), paired bootstrap, "
-                        f"{bootstrap:,} resamples of {'rows' if c.method == 'examples' else f'{c.n_buckets:,} buckets'}, "
-                        f"seed {seed}")
+                        f"{bootstrap:,} resamples of {units}, seed {seed}")
     diffs.add_column("b - a")
     diffs.add_column("difference", justify="right")
     diffs.add_column(f"{pct} CI", justify="right")

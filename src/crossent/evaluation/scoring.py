@@ -124,7 +124,8 @@ class _Join:
         if unseen.any():
             r = int(np.argmax(unseen))
             raise _fail(self.ref_path, f"id {_show(self.index.ids[r])} has no row in {pf.path} "
-                                       f"({int(unseen.sum())} of {unseen.size} ids have none)", row=r + 1, column=self.id)
+                                       f"({int(unseen.sum())} of {unseen.size} ids have none)",
+                        row=r + 1, column=self.id)
 
 
 def _open(path, *, label, truth, id, classes, batch_size):
