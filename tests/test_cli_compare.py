@@ -98,7 +98,7 @@ def test_compare_infinite_model_is_reported_not_crashed(capsys, tmp_path):
     (tmp_path / "b.csv").write_text("a,b,y\n0.5,0.5,b\n" + "0.6,0.4,a\n" * 30)
     code, out, err = run(capsys, "compare", tmp_path / "a.csv", tmp_path / "b.csv", "--label", "y")
     assert code == 0, err
-    assert ("cannot compare a and b: a has infinite cross-entropy (1 rows give the true class "
+    assert ("cannot compare a and b: a has infinite cross-entropy (1 row gives the true class "
             "probability 0, first: 1)") in out
     code, out, _ = run(capsys, "compare", tmp_path / "a.csv", tmp_path / "b.csv", "--label", "y", "--clip", "1e-3")
     assert code == 0 and "b is better than a by" in out

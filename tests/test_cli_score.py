@@ -94,7 +94,7 @@ def test_zero_probability_is_infinite_with_rows_named_and_clip_is_explicit(capsy
     code, out, err = run(capsys, "score", path, "--label", "y")
     assert code == 0 and err == ""
     assert "inf" in out
-    assert "2 row(s) give the true class probability 0" in out and "(rows 2, 4)" in out and "--clip" in out
+    assert "2 rows give the true class probability 0" in out and "(rows 2, 4)" in out and "--clip" in out
     code, out, _ = run(capsys, "score", path, "--label", "y", "--json")
     r = json.loads(out)
     assert r["cross_entropy_nats"] is None and r["infinite_rows"] == {"count": 2, "first_rows": [2, 4]}

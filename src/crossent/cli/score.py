@@ -85,7 +85,8 @@ def _infinite_note(name: str, s) -> Optional[str]:
         return None
     rows = ", ".join(str(r) for r in s.first_infinite_rows)
     more = ", ..." if s.infinite_rows > len(s.first_infinite_rows) else ""
-    return (f"{name}: {s.infinite_rows} row(s) give the true class probability 0, so the "
+    many = "rows give" if s.infinite_rows > 1 else "row gives"
+    return (f"{name}: {s.infinite_rows} {many} the true class probability 0, so the "
             f"cross-entropy is infinite (rows {rows}{more}); --clip EPS gives a finite number")
 
 

@@ -336,10 +336,12 @@ def compare_files(paths: Sequence, *, label=None, truth=None, id=None, classes=N
             if bad:
                 k = bad[0]
                 rows = ", ".join(str(r) for r in scores[k].first_infinite_rows)
+                count = scores[k].infinite_rows
+                many = "rows give" if count > 1 else "row gives"
                 pairs.append(PairComparison(i, j, None, (
                     f"cannot compare {names[i]} and {names[j]}: {names[k]} has infinite cross-entropy "
-                    f"({scores[k].infinite_rows} rows give the true class probability 0, first: "
-                    f"{rows}); pass a clip (--clip EPS) for a finite comparison")))
+                    f"({count} {many} the true class probability 0, first: {rows}); pass a clip "
+                    "(--clip EPS) for a finite comparison")))
                 continue
             if exact:
                 r = paired_bootstrap(models[i].losses(n), models[j].losses(n), n_resamples=n_resamples,
