@@ -80,6 +80,8 @@ def test_normalize_rescales_counts(capsys):
     (("entropy", "0.5", "0.6"), r"sums to 1\.1"),
     (("entropy", "--p", "1.5,-0.5"), r"outside \[0, 1\]"),
     (("entropy", "--", "1.5", "-0.5"), r"outside \[0, 1\]"),
+    (("entropy", "1.5", "-0.5"), r"outside \[0, 1\]"),  # a negative number is a value, not an option
+    (("entropy", "0.5", "0.5", "--bse", "2"), r"'--bse' is not a number"),
     (("entropy", "0.5", "abc"), r"values: 'abc' is not a number"),
     (("entropy",), r"give the distribution either as arguments"),
     (("entropy", "0.5", "0.5", "--p", "0.5,0.5"), r"give the distribution either as arguments"),

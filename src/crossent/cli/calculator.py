@@ -50,7 +50,7 @@ def _pair(p: str, q: str):
     return _parse("--p", p), _parse("--q", q)
 
 
-@app.command("entropy")
+@app.command("entropy", context_settings={"ignore_unknown_options": True})
 def entropy_cmd(
     values: Optional[List[str]] = typer.Argument(None, help="Probabilities, e.g. 0.5 0.5."),
     p: Optional[str] = typer.Option(None, "--p", help="Probabilities, comma-separated."),
