@@ -142,9 +142,10 @@ def reduce(loss, reduction, denominator, dtype, shape):
 def default_chunk_rows(n_rows, n_cols, itemsize):
     """Rows per chunk for the (rows x n_cols) working buffer of the fused linear losses.
 
-    N/16 rows (so the buffer stays well under 1/8 of the full logits, with room for the
-    kernel's per-thread row scratch), but never fewer rows than fill 4 MiB (small batches run
-    in one or a few chunks), and never more than N.
+    N/16 rows: the buffer is 1/16 of the full logits, which leaves room within 1/8 of them
+    for the BLAS's packing buffers (about 3 MiB at the SPEC 7 shape on 2 threads) and the
+    kernel's own scratch. Never fewer rows than fill 4 MiB (small batches run in one or a few
+    chunks), and never more than N.
     """
     floor_rows = max(1, (4 << 20) // max(1, n_cols * itemsize))
     return max(1, min(n_rows, max(math.ceil(n_rows / 16), floor_rows)))

@@ -278,8 +278,8 @@ def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, r
     label_smoothing, z_loss, softcap
         As in :func:`crossent.torch.cross_entropy`.
     chunk_size : int, optional
-        Rows per chunk. Default: N/16 rows, or as many as fill 4 MiB of logits if that is
-        more, so that the working buffer is a small fraction of the N x V logits.
+        Rows per chunk. Default: N/16 rows (the working buffer is 1/16 of the N x V
+        logits), or as many as fill 4 MiB of logits if that is more.
 
     Returns
     -------
