@@ -121,3 +121,34 @@ def test_target_outside_every_slice_raises_on_every_rank(ranks):
     _, results = ranks
     for res in results:
         assert "target[0] = 15 is in no rank's vocabulary slice" in res["error"]
+
+
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A gloo group of this process alone (a file store: no network)."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                                         world_size=1)
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_gradcheck_on_one_rank(one_rank_group, reduction):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(5, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    h = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.tensor([0, 5, -100, 2, 3])
+    opts = dict(reduction=reduction, label_smoothing=0.1, z_loss=0.01, softcap=4.0)
+    assert torch.autograd.gradcheck(lambda a: ct.vocab_parallel_cross_entropy(a, y, **opts), (x,),
+                                    eps=1e-6, atol=1e-7, rtol=1e-5)
+    assert torch.autograd.gradcheck(
+        lambda a, c, d: ct.vocab_parallel_linear_cross_entropy(a, c, y, d, chunk_size=2, **opts),
+        (h, w, b), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_needs_an_initialised_group():
+    assert not torch.distributed.is_initialized()
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        ct.vocab_parallel_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))
