@@ -34,12 +34,12 @@ _LOOP_CLASSES = 32
 
 #: Threads scoring slices of a batch (at most this many, and no more than the CPUs).
 MAX_THREADS = 4
-_POOL: list = []
-_NO_ROWS = np.zeros(0, dtype=np.int64)
+_POOL: list = []  # the shared ThreadPoolExecutor, created on first use
 _POOL_LOCK = threading.Lock()
 
 #: How many row numbers of infinite-loss rows are remembered for the message.
 _FIRST_ROWS = 5
+_NO_ROWS = np.zeros(0, dtype=np.int64)
 
 
 @dataclass(frozen=True)
