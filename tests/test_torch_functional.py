@@ -397,3 +397,20 @@ def test_infinite_and_nan_logits(path):
     assert rows[0] == np.inf  # the target's logit is -inf: probability 0
     assert torch.isnan(rows[1])  # NaN in, NaN out
     torch.testing.assert_close(rows[2], F.cross_entropy(x[2:], torch.tensor([0]))[()], rtol=1e-12, atol=0)
+
+
+def test_no_gradient_is_computed_when_autograd_is_off(monkeypatch):
+    calls = []
+    original = _dispatch.softmax_ce_index
+
+    def spy(*args, **kwargs):
+        calls.append(args[8])  # need_grad
+        return original(*args, **kwargs)
+    monkeypatch.setattr(_dispatch, "softmax_ce_index", spy)
+    x = torch.randn(4, 3, requires_grad=True)
+    with torch.no_grad():
+        value = ct.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+    assert calls == [False] and value.grad_fn is None
+    torch.testing.assert_close(value, F.cross_entropy(x.detach(), torch.tensor([0, 1, 2, 0])))
+    ct.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
+    assert calls == [False, True]

@@ -52,6 +52,14 @@ class FusedLoss(torch.autograd.Function):
         return (None, None, *grads)
 
 
+def fused(compute, row_dim, *inputs):
+    """``FusedLoss.apply``, except that with autograd off (``torch.no_grad``, inference mode)
+    no gradient is computed at all: evaluation pays for the value only."""
+    if not torch.is_grad_enabled():
+        return compute((False,) * len(inputs))[0]
+    return FusedLoss.apply(compute, row_dim, *inputs)
+
+
 def check_tensor(x, name):
     """A floating-point tensor (float16/bfloat16/float32/float64)."""
     if not isinstance(x, torch.Tensor):

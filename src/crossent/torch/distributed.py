@@ -23,9 +23,9 @@ import torch.distributed
 from .. import _checks
 from . import _engine
 from ._autograd import (
-    FusedLoss,
     check_same_device,
     check_tensor,
+    fused,
     grad_scale,
     labels_numpy,
     reduce,
@@ -161,7 +161,7 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
             raise IndexError(f"target[{i}] = {int(y[i])} is in no rank's vocabulary slice")
         value = reduce(loss, reduction, denominator, x.dtype, batch_shape)
         return value, (None if g is None else g.reshape(x.shape).to(x.dtype),)
-    return FusedLoss.apply(compute, x.dim() - 1, x)
+    return fused(compute, x.dim() - 1, x)
 
 
 def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias=None, group=None,

@@ -15,12 +15,12 @@ import torch
 from .. import _checks, _dispatch
 from . import _engine
 from ._autograd import (
-    FusedLoss,
     check_constant,
     check_same_device,
     check_tensor,
     check_unit_interval,
     class_weight,
+    fused,
     grad_scale,
     labels_numpy,
     numpy_block,
@@ -201,7 +201,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
             value, g, g_t = _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, needs[0], needs[1])
             return value, (None if g is None else rows.back(g),
                            None if g_t is None else rows.back(g_t).to(target.dtype))
-        return FusedLoss.apply(compute, rows.class_dim, x, target)
+        return fused(compute, rows.class_dim, x, target)
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
@@ -209,7 +209,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     def compute(needs):
         value, g = _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, needs[0])
         return value, (None if g is None else rows.back(g),)
-    return FusedLoss.apply(compute, rows.class_dim, x)
+    return fused(compute, rows.class_dim, x)
 
 
 def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean"):
@@ -290,7 +290,7 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
             loss, g = _engine.softmax_focal(xb, y_t, c_t, a_t, gamma, scale, need)
         value = reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape)
         return value, (None if g is None else rows.back(g),)
-    return FusedLoss.apply(compute, rows.class_dim, x)
+    return fused(compute, rows.class_dim, x)
 
 
 # ----------------------------------------------------------------------------- binary family
@@ -333,7 +333,7 @@ def _elementwise(x, target, reduction, loss_name, kernel, engine, target_grad=No
         value = reduce(loss.reshape(-1), reduction, n, x.dtype, tuple(x.shape))
         g_t = target_grad(xd, scale).to(target.dtype) if needs[1] else None
         return value, (None if g is None else g.reshape(x.shape).to(x.dtype), g_t)
-    return FusedLoss.apply(compute, None, x, target)
+    return fused(compute, None, x, target)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,

@@ -18,10 +18,10 @@ from torch.autograd.function import once_differentiable
 from .. import _checks, _dispatch
 from . import _engine
 from ._autograd import (
-    FusedLoss,
     check_same_device,
     check_tensor,
     default_chunk_rows,
+    fused,
     grad_scale,
     labels_numpy,
     reduce,
@@ -237,7 +237,7 @@ def apply_linear(problem, hidden, weight, bias, shard_hooks=None, finish=_no_fin
             check_owned(problem, count)
         gh, gw, gb = finish(gh, gw, gb)
         return problem.value(loss), problem.grads_out(gh, gw, gb, bias)
-    return FusedLoss.apply(compute, None, hidden, weight, bias)
+    return fused(compute, None, hidden, weight, bias)
 
 
 def check_owned(problem, owned_count):
