@@ -121,9 +121,12 @@ def score_cmd(
                        normalize=normalize, clip=clip, n_bins=bins, batch_size=batch_size,
                        progress=progress)
     if plot is not None:
-        from ..plots import reliability_diagram
+        try:
+            from ..plots import reliability_diagram
 
-        reliability_diagram(s.calibration, plot, title=f"Reliability of {pred.name}")
+            reliability_diagram(s.calibration, plot, title=f"Reliability of {pred.name}")
+        except ImportError as exc:  # matplotlib is missing
+            raise CliError(f"--plot: {exc}") from None
     if as_json:
         print(json.dumps({"file": str(pred), **s.to_dict()}, allow_nan=False))
         return
