@@ -74,6 +74,7 @@ class BCEWithLogitsLoss(nn.Module):
     pos_weight : Tensor, optional
         Weight of positives per class (last dim), kept as a buffer.
     label_smoothing : float, default 0.0
+        See :func:`crossent.torch.binary_cross_entropy_with_logits`.
 
     Examples
     --------
@@ -99,6 +100,14 @@ class SigmoidFocalLoss(nn.Module):
     r"""Module form of :func:`crossent.torch.sigmoid_focal_loss`; note torchvision's default
     ``reduction="none"``.
 
+    Parameters
+    ----------
+    alpha : float or None, default 0.25
+        Weight of the positive class; None or negative turns balancing off.
+    gamma : float, default 2.0
+        Focusing parameter.
+    reduction : {"none", "mean", "sum"}, default "none"
+
     Examples
     --------
     >>> import torch
@@ -118,6 +127,14 @@ class SigmoidFocalLoss(nn.Module):
 class SoftmaxFocalLoss(nn.Module):
     r"""Module form of :func:`crossent.torch.softmax_focal_loss` (per-class ``alpha`` is kept as
     a buffer).
+
+    Parameters
+    ----------
+    alpha : float or Tensor, optional
+        A scalar for every class or per-class weights ``(C,)``; None turns balancing off.
+    gamma : float, default 2.0
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
 
     Examples
     --------
@@ -144,6 +161,16 @@ class SoftmaxFocalLoss(nn.Module):
 class LinearCrossEntropyLoss(nn.Module):
     r"""Module form of :func:`crossent.torch.linear_cross_entropy`: called with
     ``(hidden, weight, target, bias=None)``, typically ``(h, lm_head.weight, y, lm_head.bias)``.
+
+    Parameters
+    ----------
+    ignore_index : int, default -100
+    reduction : {"mean", "sum", "none"}, default "mean"
+    label_smoothing : float, default 0.0
+    z_loss : float, default 0.0
+    softcap : float, optional
+    chunk_size : int, optional
+        See :func:`crossent.torch.linear_cross_entropy`.
 
     Examples
     --------
