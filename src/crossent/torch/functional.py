@@ -263,10 +263,11 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     rows = _Rows(x)
     if alpha is None:
         a_np = None
-    elif isinstance(alpha, torch.Tensor) and alpha.dim() > 0:
+    elif np.ndim(alpha) > 0:
         a_np, _ = class_weight(alpha, rows.num_classes, x.device, name="alpha")
     else:
-        a_np = np.full(rows.num_classes, _checks.check_scalar(float(alpha), "alpha", low=0.0, high=1.0))
+        a = alpha.item() if isinstance(alpha, torch.Tensor) else alpha
+        a_np = np.full(rows.num_classes, _checks.check_scalar(a, "alpha", low=0.0, high=1.0))
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
