@@ -50,7 +50,9 @@ void one_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, doub
   const double wy = w ? w[y] : 1.0;
   const double eps_c = unmasked > 0 ? eps / static_cast<double>(unmasked) : 0.0;
   // l = (1-eps) w_y (lse - z_y) + (eps/C') sum_c w_c (lse - z_c) + z_loss w_y lse^2
-  double l = (1.0 - eps) * wy * (log_s + (shift - z[y]));
+  // a zero coefficient times an infinite -log p_y (masked target) is 0, as in the reference
+  const double cy = (1.0 - eps) * wy;
+  double l = cy != 0.0 ? cy * (log_s + (shift - z[y])) : 0.0;
   if (eps > 0.0) l += eps_c * (w_sum * log_s + wdev_sum);
   if (opt.z_loss > 0.0) l += opt.z_loss * wy * lse * lse;
   if (m == -kInf) l = kInf;  // every class masked: the target has probability 0
