@@ -1,0 +1,50 @@
+"""Figures: each plot writes a real PNG (signature, size, pixel dimensions) and rejects bad input."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from crossent import plots  # noqa: E402
+from crossent.evaluation import calibration_curve  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_size(path):
+    """(width, height) read from the IHDR chunk, which follows the 8-byte signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_reliability_diagram_writes_png(tmp_path):
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 3)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 3, size=200)
+    curve = calibration_curve(probs, labels, n_bins=10)
+    out = plots.reliability_diagram(curve, tmp_path / "sub" / "rel.png", title="random")
+    assert out == tmp_path / "sub" / "rel.png"
+    width, height = _png_size(out)
+    assert width > 300 and height > 300
+    assert out.stat().st_size > 10_000
+
+
+def test_reliability_diagram_with_empty_bins(tmp_path):
+    # Two rows, both in the top bin: every other bin is empty (NaN accuracy) and must not break.
+    curve = calibration_curve([[0.99, 0.01], [0.98, 0.02]], [0, 1], n_bins=15)
+    out = plots.reliability_diagram(curve, tmp_path / "rel.png")
+    assert _png_size(out)[0] > 300
+
+
+def test_reliability_diagram_rejects_mismatched_curve(tmp_path):
+    curve = calibration_curve([[0.9, 0.1]], [0], n_bins=4)
+    bad = type(curve)(curve.bin_edges[:-1], curve.confidence, curve.accuracy, curve.counts, curve.ece)
+    with pytest.raises(ValueError, match="bin_edges"):
+        plots.reliability_diagram(bad, tmp_path / "rel.png")
