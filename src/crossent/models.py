@@ -1,0 +1,506 @@
+r"""Linear classifiers trained with the cross-entropy family: softmax and logistic regression.
+
+- :class:`SoftmaxRegression`: ``C`` classes, :math:`p = \operatorname{softmax}(XW + b)`.
+- :class:`LogisticRegression`: two classes, :math:`p = \sigma(Xw + b)`.
+
+Both have the scikit-learn estimator shape (``fit``, ``predict_proba``, ``predict``, ``score``,
+``get_params``, ``set_params``; hyperparameters keyword-only) and minimise
+
+.. math:: J(W, b) = \frac{1}{N}\sum_{n=1}^{N} \ell_n(W, b) + \frac{\alpha}{2}\,\lVert W\rVert_F^2
+
+(the intercept is not penalised). ``alpha`` is scikit-learn's ``SGDClassifier`` scaling; it is
+the ``C`` of :class:`sklearn.linear_model.LogisticRegression` through
+:math:`\alpha = 1/(C\,N)`, ``N`` the number of training rows. The per-row loss
+:math:`\ell_n` is cross-entropy, squared error on the probabilities, or focal loss; the
+cross-entropy and focal gradients come from crossent's own fused losses
+(:func:`crossent.value_and_grad`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+
+from . import _checks
+from .functional import log_sigmoid, one_hot, softmax
+from .losses import (
+    sigmoid_binary_cross_entropy,
+    sigmoid_focal_loss,
+    softmax_cross_entropy,
+    softmax_focal_loss,
+    value_and_grad,
+)
+
+__all__ = ["SoftmaxRegression", "LogisticRegression", "NotFittedError"]
+
+_LOSSES = ("cross_entropy", "mse", "focal")
+_SOLVERS = ("gd", "lbfgs")
+_SCHEDULES = ("constant", "inverse_sqrt", "cosine")
+
+_softmax_ce = value_and_grad(softmax_cross_entropy)
+_softmax_focal = value_and_grad(softmax_focal_loss)
+_sigmoid_ce = value_and_grad(sigmoid_binary_cross_entropy)
+_sigmoid_focal = value_and_grad(sigmoid_focal_loss)
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A model was used before :meth:`fit` (a ValueError and an AttributeError, as in scikit-learn)."""
+
+
+class _LinearClassifier:
+    """Shared machinery: validation, the gradient-descent and L-BFGS loops, prediction.
+
+    Subclasses define ``_n_outputs(n_classes)`` (columns of the logits), ``_check_classes``,
+    ``_loss_sum(logits, y, class_weight)`` (the summed per-row loss and its gradient with respect
+    to the logits) and ``_proba(logits)``.
+    """
+
+    def __init__(self, *, loss="cross_entropy", alpha=0.0, label_smoothing=0.0, gamma=2.0,
+                 class_weight=None, solver="gd", learning_rate=0.5, schedule="constant",
+                 max_iter=100, batch_size=None, tol=1e-6, fit_intercept=True,
+                 random_state=None):
+        self.loss = loss
+        self.alpha = alpha
+        self.label_smoothing = label_smoothing
+        self.gamma = gamma
+        self.class_weight = class_weight
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.schedule = schedule
+        self.max_iter = max_iter
+        self.batch_size = batch_size
+        self.tol = tol
+        self.fit_intercept = fit_intercept
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ estimator protocol
+    @classmethod
+    def _param_names(cls):
+        signature = inspect.signature(_LinearClassifier.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep=True):
+        """The hyperparameters as a dict (``deep`` is accepted for scikit-learn compatibility)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        """Set hyperparameters by name; return the model. Unknown names raise ValueError."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}; "
+                                 f"valid parameters are {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self):
+        defaults = _LinearClassifier().get_params()
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not _same(v, defaults[k])]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # ------------------------------------------------------------------ validation
+    def _validated_options(self):
+        if self.loss not in _LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(map(repr, _LOSSES))}; got {self.loss!r}")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {', '.join(map(repr, _SOLVERS))}; got {self.solver!r}")
+        if self.schedule not in _SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(map(repr, _SCHEDULES))}; "
+                             f"got {self.schedule!r}")
+        _checks.check_scalar(self.alpha, "alpha", low=0.0)
+        eps = _checks.check_scalar(self.label_smoothing, "label_smoothing", low=0.0, high=1.0)
+        if eps > 0 and self.loss == "focal":
+            raise ValueError("label_smoothing is not defined for loss='focal'; use 0.0")
+        _checks.check_scalar(self.gamma, "gamma", low=0.0)
+        _checks.check_scalar(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) \
+                or self.max_iter < 1:
+            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        if self.batch_size is not None and (
+                isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer))
+                or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None (full batch) or a positive integer, "
+                             f"got {self.batch_size!r}")
+        if self.tol is not None:
+            _checks.check_scalar(self.tol, "tol", low=0.0)
+
+    @staticmethod
+    def _check_X(X, n_features=None):
+        x = _checks.check_floating(X, "X").astype(np.float64, copy=False)
+        if x.ndim != 2:
+            raise ValueError(f"X must have shape (n_samples, n_features), got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError("X has no rows")
+        _checks.check_finite_values(x, "X")
+        if n_features is not None and x.shape[1] != n_features:
+            raise ValueError(f"X has {x.shape[1]} features, but the model was fitted with {n_features}")
+        return x
+
+    def _class_weights(self, classes, y):
+        cw = self.class_weight
+        if cw is None:
+            return None
+        if isinstance(cw, str):
+            if cw != "balanced":
+                raise ValueError(f"class_weight must be None, 'balanced' or a dict; got {cw!r}")
+            counts = np.bincount(y, minlength=len(classes))
+            return len(y) / (len(classes) * counts.astype(np.float64))
+        if not isinstance(cw, dict):
+            raise TypeError(f"class_weight must be None, 'balanced' or a dict; got {type(cw).__name__}")
+        known = set(classes.tolist())
+        for key in cw:
+            if key not in known:
+                raise ValueError(f"class_weight names the class {key!r}, which is not in y "
+                                 f"(classes: {classes.tolist()})")
+        w = np.array([float(cw.get(c, 1.0)) for c in classes.tolist()])
+        return _checks.check_class_weight(w, len(classes), "class_weight")
+
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    # ------------------------------------------------------------------ training
+    def _objective(self, W, b, X, y, cw):
+        """Mean loss + alpha/2 |W|^2, and its gradients with respect to W and b."""
+        logits = X @ W + b
+        total, g = self._loss_sum(logits, y, cw)
+        n = X.shape[0]
+        alpha = float(self.alpha)
+        value = float(total) / n + 0.5 * alpha * float(np.sum(W * W))
+        gW = X.T @ g / n + alpha * W
+        gb = g.sum(axis=0) / n if self.fit_intercept else np.zeros_like(b)
+        return value, gW, gb
+
+    def _step_size(self, epoch):
+        lr = float(self.learning_rate)
+        if self.schedule == "inverse_sqrt":
+            return lr / math.sqrt(1.0 + epoch)
+        if self.schedule == "cosine":
+            return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.max_iter))
+        return lr
+
+    def _record(self, W, b, X, y, cw):
+        value = self._objective(W, b, X, y, cw)[0]
+        self.loss_curve_.append(value)
+        self.accuracy_curve_.append(float(np.mean(self._predict_index(X @ W + b) == y)))
+        return value
+
+    def fit(self, X, y, *, callback=None):
+        """Fit the model to ``X`` (shape ``(N, D)``) and labels ``y`` (shape ``(N,)``).
+
+        Parameters
+        ----------
+        X : array_like
+            Features, finite numbers.
+        y : array_like
+            Class labels of any sortable type (ints, strings); ``classes_`` keeps them sorted.
+        callback : callable, optional
+            Called as ``callback(epoch, model)`` after each epoch (gradient descent) or iteration
+            (L-BFGS), ``epoch`` counting from 1; ``loss_curve_`` and ``accuracy_curve_`` already
+            hold that epoch's entry and ``coef_``/``intercept_`` its parameters.
+
+        Returns
+        -------
+        self
+        """
+        self._validated_options()
+        X = self._check_X(X)
+        labels = np.asarray(y)
+        if labels.ndim != 1 or labels.shape[0] != X.shape[0]:
+            raise ValueError(f"y must have shape ({X.shape[0]},) (one label per row of X), "
+                             f"got {labels.shape}")
+        classes, yi = np.unique(labels, return_inverse=True)
+        self._check_classes(classes)
+        cw = self._class_weights(classes, yi)
+        k = self._n_outputs(len(classes))
+        W = np.zeros((X.shape[1], k))
+        b = np.zeros(k)
+        self.classes_ = classes
+        self.n_features_in_ = X.shape[1]
+        self.loss_curve_ = []
+        self.accuracy_curve_ = []
+        if self.solver == "lbfgs":
+            W, b = self._fit_lbfgs(W, b, X, yi, cw, callback)
+        else:
+            W, b = self._fit_gd(W, b, X, yi, cw, callback)
+        self._publish(W, b)
+        return self
+
+    def _publish(self, W, b):
+        self.coef_, self.intercept_ = W.T.copy(), b.copy()
+
+    def _fit_gd(self, W, b, X, y, cw, callback):
+        n = X.shape[0]
+        rng = np.random.default_rng(self.random_state)
+        batch = n if self.batch_size is None else min(int(self.batch_size), n)
+        previous = self._objective(W, b, X, y, cw)[0]
+        self.n_iter_ = 0
+        for epoch in range(self.max_iter):
+            lr = self._step_size(epoch)
+            order = rng.permutation(n) if batch < n else None
+            for start in range(0, n, batch):
+                rows = order[start:start + batch] if order is not None else slice(None)
+                Xb, yb = (X[rows], y[rows]) if order is not None else (X, y)
+                _, gW, gb = self._objective(W, b, Xb, yb, cw)
+                W -= lr * gW
+                b -= lr * gb
+            value = self._record(W, b, X, y, cw)
+            self.n_iter_ = epoch + 1
+            if callback is not None:
+                self._publish(W, b)
+                callback(epoch + 1, self)
+            if not np.isfinite(value):
+                raise FloatingPointError(
+                    f"the training loss became {value} at epoch {epoch + 1}: "
+                    f"learning_rate={self.learning_rate} is too large")
+            if self.tol is not None and abs(previous - value) < self.tol:
+                break
+            previous = value
+        return W, b
+
+    def _fit_lbfgs(self, W, b, X, y, cw, callback):
+        try:
+            from scipy.optimize import minimize
+        except ImportError as exc:
+            raise ImportError("solver='lbfgs' needs SciPy: pip install scipy "
+                              "(or use solver='gd')") from exc
+        d, k = W.shape
+
+        def unpack(theta):
+            return theta[:d * k].reshape(d, k), theta[d * k:]
+
+        def fun(theta):
+            Wt, bt = unpack(theta)
+            value, gW, gb = self._objective(Wt, bt, X, y, cw)
+            return value, np.concatenate([gW.ravel(), gb])
+
+        def on_iteration(theta):
+            Wt, bt = unpack(theta)
+            self._record(Wt, bt, X, y, cw)
+            if callback is not None:
+                self._publish(Wt, bt)
+                callback(len(self.loss_curve_), self)
+
+        tol = 1e-10 if self.tol is None else float(self.tol)
+        result = minimize(fun, np.concatenate([W.ravel(), b]), jac=True, method="L-BFGS-B",
+                          callback=on_iteration,
+                          options={"maxiter": int(self.max_iter), "gtol": tol,
+                                   "ftol": 64 * np.finfo(float).eps})
+        self.n_iter_ = int(result.nit)
+        return unpack(result.x)
+
+    # ------------------------------------------------------------------ prediction
+    def decision_function(self, X):
+        """The logits ``X @ coef_.T + intercept_``: shape ``(N, C)`` (softmax) or ``(N,)`` (binary)."""
+        self._check_fitted()
+        X = self._check_X(X, self.n_features_in_)
+        z = X @ self.coef_.T + self.intercept_
+        return z[:, 0] if z.shape[1] == 1 else z
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(N, n_classes)``, columns in the order of ``classes_``."""
+        self._check_fitted()
+        X = self._check_X(X, self.n_features_in_)
+        return self._proba(X @ self.coef_.T + self.intercept_)
+
+    def predict(self, X):
+        """The most probable class of each row (ties go to the first class in ``classes_``)."""
+        self._check_fitted()
+        X = self._check_X(X, self.n_features_in_)
+        return self.classes_[self._predict_index(X @ self.coef_.T + self.intercept_)]
+
+    def score(self, X, y):
+        """Accuracy: the fraction of rows whose predicted class equals ``y``."""
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+
+class SoftmaxRegression(_LinearClassifier):
+    r"""Multinomial (softmax) regression trained by gradient descent or L-BFGS.
+
+    :math:`p = \operatorname{softmax}(XW^\top + b)` over ``C`` classes; the model minimises
+    :math:`\frac1N\sum_n \ell_n + \frac{\alpha}{2}\lVert W\rVert^2` with, for the true class
+    :math:`y_n` and class weights :math:`w`:
+
+    - ``"cross_entropy"``: :math:`\ell_n = -w_{y_n}\log p_{n,y_n}` (with label smoothing,
+      :func:`crossent.softmax_cross_entropy`'s definition); gradient :math:`p - t`.
+    - ``"mse"``: :math:`\ell_n = \frac{w_{y_n}}{2}\sum_c (p_{nc} - t_{nc})^2` on the
+      probabilities, ``t`` the (smoothed) one-hot target; its gradient is damped by the
+      softmax's slope, which is why it learns slower.
+    - ``"focal"``: :math:`\ell_n = -w_{y_n}(1-p_{n,y_n})^{\gamma}\log p_{n,y_n}`.
+
+    Parameters
+    ----------
+    loss : {"cross_entropy", "mse", "focal"}, default "cross_entropy"
+    alpha : float, default 0.0
+        L2 strength on the weights (not the intercept); scikit-learn's
+        ``LogisticRegression(C=...)`` is ``alpha = 1 / (C * n_samples)``.
+    label_smoothing : float, default 0.0
+        :math:`\varepsilon` in [0, 1]: targets :math:`(1-\varepsilon)\,\mathrm{onehot} +
+        \varepsilon/C` (cross-entropy and squared error; not focal).
+    gamma : float, default 2.0
+        Focusing parameter of the focal loss.
+    class_weight : None, "balanced" or dict, default None
+        Weight of each class's rows; "balanced" is ``N / (C * count(c))`` as in scikit-learn.
+    solver : {"gd", "lbfgs"}, default "gd"
+        Gradient descent (full batch, or mini-batches of ``batch_size`` shuffled each epoch), or
+        SciPy's L-BFGS-B for the exact optimum.
+    learning_rate : float, default 0.5
+        Step size of gradient descent (on standardised features 0.1 to 1 is typical).
+    schedule : {"constant", "inverse_sqrt", "cosine"}, default "constant"
+        Step size at epoch ``k`` (from 0): ``lr``, ``lr / sqrt(1 + k)``, or
+        ``lr * (1 + cos(pi k / max_iter)) / 2``.
+    max_iter : int, default 100
+        Epochs of gradient descent, or iterations of L-BFGS.
+    batch_size : int, optional
+        Rows per mini-batch; None (default) is full-batch gradient descent.
+    tol : float or None, default 1e-6
+        Gradient descent stops when an epoch changes the objective by less than ``tol``;
+        L-BFGS stops when the largest gradient entry is below it (None: run ``max_iter``
+        epochs of gradient descent; 1e-10 for L-BFGS).
+    fit_intercept : bool, default True
+    random_state : int, optional
+        Seed of the mini-batch shuffling (weights start at zero, so a seed fixes everything).
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (C,)
+    coef_ : ndarray, shape (C, D)
+    intercept_ : ndarray, shape (C,)
+    loss_curve_ : list of float
+        The objective on the whole training set after each epoch (or L-BFGS iteration).
+    accuracy_curve_ : list of float
+        Training accuracy after each epoch.
+    n_iter_ : int
+
+    References
+    ----------
+    C. M. Bishop, *Pattern Recognition and Machine Learning*, 2006, section 4.3.4;
+    T.-Y. Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.models import SoftmaxRegression
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> model = SoftmaxRegression(learning_rate=1.0, max_iter=50).fit(X, ["a", "a", "b", "b"])
+    >>> model.predict([[-1.5], [1.5]]).tolist()
+    ['a', 'b']
+    >>> bool(model.loss_curve_[-1] < model.loss_curve_[0])
+    True
+    """
+
+    def _n_outputs(self, n_classes):
+        return n_classes
+
+    def _check_classes(self, classes):
+        if len(classes) < 2:
+            raise ValueError(f"y has only one class ({classes[0]!r}); a classifier needs at least two")
+
+    def _targets(self, y, n_classes):
+        t = one_hot(y, n_classes)
+        eps = float(self.label_smoothing)
+        return t if eps == 0 else (1.0 - eps) * t + eps / n_classes
+
+    def _loss_sum(self, logits, y, cw):
+        n_classes = logits.shape[1]
+        if self.loss == "cross_entropy":
+            return _softmax_ce(logits, y, weight=cw, label_smoothing=float(self.label_smoothing),
+                               reduction="sum")
+        if self.loss == "focal":
+            return _softmax_focal(logits, y, alpha=cw, gamma=float(self.gamma), reduction="sum")
+        # Squared error on the probabilities, l = 1/2 sum_c (p_c - t_c)^2. With r = p - t and the
+        # softmax Jacobian dp_c/dz_k = p_c (delta_ck - p_k):
+        #   dl/dz_k = sum_c r_c p_c (delta_ck - p_k) = p_k r_k - p_k sum_c p_c r_c,
+        # i.e. g = p*(p-t) - p*sum(p*(p-t)).
+        p = softmax(logits)
+        r = p - self._targets(y, n_classes)
+        row = 1.0 if cw is None else cw[y]
+        losses = 0.5 * np.sum(r * r, axis=1) * row
+        pr = p * r
+        g = (pr - p * pr.sum(axis=1, keepdims=True)) * (row if cw is None else row[:, None])
+        return float(np.sum(losses)), g
+
+    def _proba(self, logits):
+        return softmax(logits)
+
+    def _predict_index(self, logits):
+        return np.argmax(logits, axis=1)
+
+
+class LogisticRegression(_LinearClassifier):
+    r"""Binary logistic regression trained by gradient descent or L-BFGS.
+
+    :math:`p(\text{classes\_}[1]) = \sigma(Xw + b)`; the model minimises
+    :math:`\frac1N\sum_n \ell_n + \frac{\alpha}{2}\lVert w\rVert^2` with ``t`` = 1 for the
+    second class (smoothed to :math:`t(1-\varepsilon)+\varepsilon/2`) and class weights
+    :math:`w_{y_n}`:
+
+    - ``"cross_entropy"``: :math:`-w_{y_n}[t\log\sigma(z) + (1-t)\log\sigma(-z)]`
+      (:func:`crossent.sigmoid_binary_cross_entropy`); gradient :math:`\sigma(z) - t`.
+    - ``"mse"``: :math:`\frac{w_{y_n}}{2}(\sigma(z) - t)^2`; gradient
+      :math:`(\sigma(z)-t)\,\sigma(z)\,\sigma(-z)`.
+    - ``"focal"``: :math:`w_{y_n}(1-p_t)^\gamma\,\mathrm{BCE}` (:func:`crossent.sigmoid_focal_loss`
+      without its alpha balancing; use ``class_weight`` for that).
+
+    The parameters are those of :class:`SoftmaxRegression`; ``coef_`` has shape ``(1, D)`` and
+    ``intercept_`` shape ``(1,)``, as in scikit-learn. ``alpha = 1 / (C * n_samples)`` matches
+    ``sklearn.linear_model.LogisticRegression(C=C)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.models import LogisticRegression
+    >>> X = np.array([[-2.0], [-1.0], [1.0], [2.0]])
+    >>> model = LogisticRegression(solver="lbfgs", alpha=0.1).fit(X, [0, 0, 1, 1])
+    >>> model.predict_proba([[0.0]]).round(6).tolist()  # symmetric data: 1/2 at 0
+    [[0.5, 0.5]]
+    """
+
+    def _n_outputs(self, n_classes):
+        return 1
+
+    def _check_classes(self, classes):
+        if len(classes) != 2:
+            raise ValueError(f"LogisticRegression needs exactly two classes in y, got {len(classes)} "
+                             f"({classes.tolist()[:5]}); use SoftmaxRegression for more")
+
+    def _loss_sum(self, logits, y, cw):
+        z = logits[:, 0]
+        t = y.astype(np.float64)
+        weight = None if cw is None else cw[y]
+        eps = float(self.label_smoothing)
+        if self.loss == "cross_entropy":
+            value, g = _sigmoid_ce(z, t, weight=weight, label_smoothing=eps, reduction="sum")
+        elif self.loss == "focal":
+            # The summed loss's gradient is the per-row gradient, so row weights scale it.
+            value, g = _sigmoid_focal(z, t, alpha=None, gamma=float(self.gamma), reduction="sum")
+            if weight is not None:
+                rows = sigmoid_focal_loss(z, t, alpha=None, gamma=float(self.gamma), reduction="none")
+                value, g = float(np.sum(weight * rows)), g * weight
+        else:
+            t = t * (1.0 - eps) + eps / 2
+            # sigma(z) and sigma(-z) = 1 - sigma(z) from log-sigmoids (no cancellation near 1).
+            p, q = np.exp(log_sigmoid(z)), np.exp(log_sigmoid(-z))
+            r = p - t
+            row = 1.0 if weight is None else weight
+            value = float(np.sum(0.5 * r * r * row))
+            g = r * p * q * row
+        return value, np.asarray(g, dtype=np.float64)[:, None]
+
+    def _proba(self, logits):
+        z = logits[:, 0]
+        # 1 - sigma(z) = sigma(-z): both columns from log-sigmoids.
+        return np.stack([np.exp(log_sigmoid(-z)), np.exp(log_sigmoid(z))], axis=1)
+
+    def _predict_index(self, logits):
+        return (logits[:, 0] > 0).astype(np.intp)
+
+
+def _same(a, b):
+    try:
+        return bool(a == b) and type(a) is type(b)
+    except (TypeError, ValueError):
+        return False
