@@ -4,6 +4,16 @@
 #include <limits>
 #include <vector>
 
+#include "simd_math.hpp"
+
+// The SIMD level of the hot row functions is chosen at load time (GCC function multiversioning):
+// one build runs on any x86-64 and uses AVX-512 or AVX2 where the CPU has them.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CROSSENT_NO_CLONES)
+#define CROSSENT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CROSSENT_CLONES
+#endif
+
 namespace crossent {
 namespace {
 
@@ -15,9 +25,12 @@ inline double capped(double x, double softcap) {
   return softcap * std::tanh(x / softcap);
 }
 
+// ------------------------------------------------------------------ general row (float64, scalar)
+// Any row: soft-capped, or with a maximum that is not finite. z is a scratch row of C doubles;
+// x is copied into it before g is written, so g may alias x.
 template <typename T>
-void one_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, double* loss,
-             T* g, double grad_scale, std::vector<double>& z) {
+void general_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, double* loss,
+                 T* g, double grad_scale, std::vector<double>& z) {
   const double eps = opt.label_smoothing;
   const double* w = opt.weight;
   // Pass 1: capped logits and their maximum.
@@ -55,7 +68,7 @@ void one_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, doub
   double l = cy != 0.0 ? cy * (log_s + (shift - z[y])) : 0.0;
   if (eps > 0.0) l += eps_c * (w_sum * log_s + wdev_sum);
   if (opt.z_loss > 0.0) l += opt.z_loss * wy * lse * lse;
-  if (m == -kInf) l = kInf;  // every class masked: the target has probability 0
+  if (lse == -kInf) l = kInf;  // every class masked: the target has probability 0
   *loss = l;
   if (!g) return;
   // d l / d z_j = p_j A - (eps/C') w_j [j unmasked] - (1-eps) w_y [j = y],
@@ -75,6 +88,231 @@ void one_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, doub
   }
 }
 
+// ------------------------------------------------------------------ fast row (SIMD, no softcap)
+// Pass 1 (the one read of the row from memory): the maximum m. NaN is skipped by the compare;
+// it still reaches every output through s below.
+template <typename T>
+CROSSENT_CLONES T row_max(const T* __restrict x, int64_t C) {
+  T m = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(max : m)
+  for (int64_t c = 0; c < C; ++c) m = x[c] > m ? x[c] : m;
+  return m;
+}
+
+// Pass 2, forward only: s = sum_c exp(x_c - m) (the row is in cache now). Sums run in the
+// input's type over chunks of kChunk elements (a vector of partial sums, each over a few
+// terms), and the chunk sums are added in float64: float32 rows of 10^5 terms keep ~1e-7.
+constexpr int64_t kChunk = 256;
+
+template <typename T>
+CROSSENT_CLONES double row_expsum(const T* __restrict x, int64_t C, T m) {
+  double s = 0.0;
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t c = c0; c < c1; ++c) part += fast_exp(static_cast<T>(x[c] - m));
+    s += static_cast<double>(part);
+  }
+  return s;
+}
+
+// Pass 2 with the gradient: e_c = exp(x_c - m) stored into g (one exp per element), summed.
+// x and g may be the same row: each element is read before it is written.
+template <typename T>
+CROSSENT_CLONES double row_expsum_store(const T* x, T* g, int64_t C, T m) {
+  double s = 0.0;
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T part = 0;
+#pragma omp simd reduction(+ : part)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T e = fast_exp(static_cast<T>(x[c] - m));
+      g[c] = e;
+      part += e;
+    }
+    s += static_cast<double>(part);
+  }
+  return s;
+}
+
+// Passes 1 + 2 in one sweep, for rows whose gradient goes to another buffer (or nowhere): per
+// chunk of kChunk elements (in L1), the chunk maximum, then the running maximum m and
+// s = sum exp(x_c - m) updated by the online rule s <- s exp(m_old - m_new) + sum_chunk
+// (Milakov & Gimelshein 2018). The row is read from memory once, while the exps of the chunk
+// before it are computed. g (if not nullptr) receives e_c = exp(x_c - shift_j), shift_j the
+// running maximum at chunk j (0 while it is -inf), recorded in shifts[j] for pass 3.
+// Returns s; *m_out is the row maximum (+inf: stopped early, the caller takes the general path).
+template <typename T>
+CROSSENT_CLONES double row_online(const T* __restrict x, T* __restrict g, int64_t C,
+                                  T* shifts, T* m_out) {
+  constexpr T kInfT = std::numeric_limits<T>::infinity();
+  T m = -kInfT;
+  double s = 0.0;
+  for (int64_t c0 = 0, j = 0; c0 < C; c0 += kChunk, ++j) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T cm = -kInfT;
+#pragma omp simd reduction(max : cm)
+    for (int64_t c = c0; c < c1; ++c) cm = x[c] > cm ? x[c] : cm;
+    if (cm > m) {
+      if (cm == kInfT) {
+        m = cm;
+        break;
+      }
+      s *= std::exp(static_cast<double>(m) - static_cast<double>(cm));  // 0 while m = -inf
+      m = cm;
+    }
+    const T sh = m == -kInfT ? T(0) : m;
+    T part = 0;
+    if (g) {
+      shifts[j] = sh;
+#pragma omp simd reduction(+ : part)
+      for (int64_t c = c0; c < c1; ++c) {
+        const T e = fast_exp(static_cast<T>(x[c] - sh));
+        g[c] = e;
+        part += e;
+      }
+    } else {
+#pragma omp simd reduction(+ : part)
+      for (int64_t c = c0; c < c1; ++c) part += fast_exp(static_cast<T>(x[c] - sh));
+    }
+    s += static_cast<double>(part);
+  }
+  *m_out = m;
+  return s;
+}
+
+// Factor of chunk j in pass 3: k exp(shift_j - m) (the min keeps a 0 placeholder harmless).
+inline double chunk_factor(double k, double shift_j, double m) {
+  const double d = shift_j - m;
+  return k * std::exp(d < 0.0 ? d : 0.0);
+}
+
+// Pass 3 after row_online: g_c = e_c k exp(shift_j - m), chunk by chunk.
+template <typename T>
+CROSSENT_CLONES void row_scale_chunks(T* __restrict g, int64_t C, const T* shifts, T m,
+                                      double k) {
+  double last_shift = std::numeric_limits<double>::quiet_NaN();
+  T f = 0;
+  for (int64_t c0 = 0, j = 0; c0 < C; c0 += kChunk, ++j) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    if (!(static_cast<double>(shifts[j]) == last_shift)) {
+      last_shift = static_cast<double>(shifts[j]);
+      f = static_cast<T>(chunk_factor(k, last_shift, static_cast<double>(m)));
+    }
+#pragma omp simd
+    for (int64_t c = c0; c < c1; ++c) g[c] *= f;
+  }
+}
+
+// Pass 2 with label smoothing: also W = sum w_c, D = sum w_c (m - x_c) and C' over unmasked
+// classes; a masked class stores -0.0 (its exp is +0) so pass 3 can still tell it apart after
+// an in-place pass has overwritten the logits.
+template <typename T>
+CROSSENT_CLONES double row_expsum_smooth(const T* x, T* g, int64_t C, T m, const double* w,
+                                         double* w_sum_out, double* wdev_out, int64_t* count_out) {
+  double s = 0.0, w_sum = 0.0, wdev = 0.0;
+  int64_t count = 0;
+  const T ninf = -std::numeric_limits<T>::infinity();
+#pragma omp simd reduction(+ : s, w_sum, wdev, count)
+  for (int64_t c = 0; c < C; ++c) {
+    const T xc = x[c];
+    const T e = fast_exp(static_cast<T>(xc - m));
+    const bool live = xc != ninf;
+    const double wc = live ? (w ? w[c] : 1.0) : 0.0;
+    if (g) g[c] = live ? e : T(-0.0);
+    s += static_cast<double>(e);
+    w_sum += wc;
+    wdev += live ? wc * (static_cast<double>(m) - static_cast<double>(xc)) : 0.0;
+    count += live ? 1 : 0;
+  }
+  *w_sum_out = w_sum;
+  *wdev_out = wdev;
+  *count_out = count;
+  return s;
+}
+
+// Pass 3: g_c = e_c k (k = grad_scale A / s), in place in the cache-resident gradient row.
+template <typename T>
+CROSSENT_CLONES void row_scale(T* __restrict g, int64_t C, T k) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) g[c] *= k;
+}
+
+// Pass 3 with label smoothing: g_c = e_c k - grad_scale (eps/C') w_c on unmasked classes.
+template <typename T>
+CROSSENT_CLONES void row_scale_smooth(T* __restrict g, int64_t C, T k, const double* w,
+                                      double b) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const T e = g[c];
+    const T sub = std::signbit(e) ? T(0) : static_cast<T>(b * (w ? w[c] : 1.0));
+    g[c] = e * k - sub;
+  }
+}
+
+// One row without soft-capping; returns false (having written nothing) when its maximum is not
+// finite, for general_row to take. Same formulas as general_row with z = x and shift = m.
+// Out of place without label smoothing: row_online (one sweep), then pass 3. In place, or with
+// label smoothing: pass 1 (max), pass 2 (exps), pass 3 (scale), the row in cache after pass 1.
+template <typename T>
+bool fast_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, double* loss, T* g,
+              double grad_scale, std::vector<T>& shifts) {
+  const double eps = opt.label_smoothing;
+  const double* w = opt.weight;
+  const double x_y = static_cast<double>(x[y]);  // read before an in-place pass overwrites it
+  const bool online = eps == 0.0 && g != x;
+  T m;
+  double s, w_sum = 0.0, wdev_sum = 0.0;
+  int64_t unmasked = 0;
+  if (online) {
+    s = row_online(x, g, C, shifts.data(), &m);
+    if (!std::isfinite(m)) return false;
+  } else {
+    m = row_max(x, C);
+    if (!std::isfinite(m)) return false;
+    if (eps > 0.0)
+      s = row_expsum_smooth(x, g, C, m, w, &w_sum, &wdev_sum, &unmasked);
+    else
+      s = g ? row_expsum_store(x, g, C, m) : row_expsum(x, C, m);
+  }
+  const double shift = static_cast<double>(m);
+  const double log_s = std::log(s);
+  const double lse = shift + log_s;
+  const double wy = w ? w[y] : 1.0;
+  const double eps_c = unmasked > 0 ? eps / static_cast<double>(unmasked) : 0.0;
+  // l = (1-eps) w_y (lse - z_y) + (eps/C') sum_c w_c (lse - z_c) + z_loss w_y lse^2,
+  // lse - z_c = log s + (m - z_c); a zero coefficient times an infinite -log p_y is 0.
+  const double cy = (1.0 - eps) * wy;
+  double l = cy != 0.0 ? cy * (log_s + (shift - x_y)) : 0.0;
+  if (eps > 0.0) l += eps_c * (w_sum * log_s + wdev_sum);
+  if (opt.z_loss > 0.0) l += opt.z_loss * wy * lse * lse;
+  *loss = l;
+  if (!g) return true;
+  // d l / d z_j = p_j A - (eps/C') w_j [j unmasked] - (1-eps) w_y [j = y], p_j = e_j / s,
+  //   A = (1-eps) w_y + (eps/C') W + 2 z_loss w_y lse.
+  const double A = (1.0 - eps) * wy + eps_c * w_sum + 2.0 * opt.z_loss * wy * lse;
+  const double k = grad_scale * A / s;
+  double k_y = k;  // the factor of the target's entry
+  if (online) {
+    k_y = chunk_factor(k, static_cast<double>(shifts[y / kChunk]), shift);
+    const double e_y = static_cast<double>(g[y]);
+    row_scale_chunks(g, C, shifts.data(), m, k);
+    g[y] = static_cast<T>(e_y * k_y - grad_scale * cy);
+    return true;
+  }
+  const double e_y = static_cast<double>(g[y]);
+  if (eps > 0.0)
+    row_scale_smooth(g, C, static_cast<T>(k), w, grad_scale * eps_c);
+  else
+    row_scale(g, C, static_cast<T>(k));
+  // The target's entry in float64: p_y A - (1-eps) w_y cancels when p_y is near 1.
+  double d_y = e_y * k_y - grad_scale * cy;
+  if (eps > 0.0 && x_y != -kInf) d_y -= grad_scale * eps_c * wy;
+  g[y] = static_cast<T>(d_y);
+  return true;
+}
+
 }  // namespace
 
 template <typename T>
@@ -82,7 +320,8 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
 #pragma omp parallel
   {
-    std::vector<double> z(static_cast<size_t>(n_classes));
+    std::vector<double> z;
+    std::vector<T> shifts(static_cast<size_t>((n_classes + kChunk - 1) / kChunk));
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < n_rows; ++n) {
       const T* x = logits + n * n_classes;
@@ -94,7 +333,67 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
           for (int64_t c = 0; c < n_classes; ++c) g[c] = T(0);
         continue;
       }
-      one_row(x, n_classes, y, opt, loss_out + n, g, grad_scale, z);
+      if (opt.softcap == 0.0 && fast_row(x, n_classes, y, opt, loss_out + n, g, grad_scale, shifts))
+        continue;
+      if (z.empty()) z.resize(static_cast<size_t>(n_classes));
+      general_row(x, n_classes, y, opt, loss_out + n, g, grad_scale, z);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ dense targets
+// t~_c = (1-eps) t_c + eps/C' [c unmasked];  l = -sum_c w_c t~_c log p_c + z_loss lse^2
+// (a zero w_c t~_c times an infinite log p_c is 0);
+// d l / d z_j = p_j (sum_c w_c t~_c + 2 z_loss lse) - w_j t~_j, times dz_j/dx_j with softcap.
+template <typename T>
+void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const double* targets,
+                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
+  const double eps = opt.label_smoothing;
+  const double* w = opt.weight;
+#pragma omp parallel
+  {
+    std::vector<double> z(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < n_rows; ++n) {
+      const T* x = logits + n * C;
+      const double* t = targets + n * C;
+      double m = -kInf;
+      int64_t unmasked = 0;
+      for (int64_t c = 0; c < C; ++c) {
+        const double zc = capped(static_cast<double>(x[c]), opt.softcap);
+        z[c] = zc;
+        if (zc > m || std::isnan(zc)) m = std::isnan(m) ? m : zc;  // NaN max, as np.max
+        unmasked += zc != -kInf;
+      }
+      const double shift = std::isfinite(m) ? m : 0.0;
+      double s = 0.0;
+      for (int64_t c = 0; c < C; ++c) s += std::exp(z[c] - shift);
+      const double log_s = std::log(s);
+      const double lse = shift + log_s;
+      const double eps_c = eps / static_cast<double>(unmasked > 0 ? unmasked : 1);
+      double l = 0.0, wt_sum = 0.0;
+      for (int64_t c = 0; c < C; ++c) {
+        const double tt = (1.0 - eps) * t[c] + (z[c] != -kInf ? eps_c : 0.0);
+        const double wt = (w ? w[c] : 1.0) * tt;
+        wt_sum += wt;
+        if (wt != 0.0) l += wt * (log_s + (shift - z[c]));  // -log p_c = log s + (m - z_c)
+      }
+      if (opt.z_loss > 0.0) l += opt.z_loss * lse * lse;
+      if (lse == -kInf) l = kInf;
+      loss_out[n] = l;
+      if (!grad) continue;
+      T* g = grad + n * C;
+      const double A = wt_sum + 2.0 * opt.z_loss * lse;
+      for (int64_t c = 0; c < C; ++c) {
+        const double zc = z[c];
+        const double tt = (1.0 - eps) * t[c] + (zc != -kInf ? eps_c : 0.0);
+        double d = std::exp((zc - shift) - log_s) * A - (w ? w[c] : 1.0) * tt;
+        if (opt.softcap != 0.0) {
+          const double u = zc / opt.softcap;
+          d *= zc == -kInf ? 0.0 : 1.0 - u * u;
+        }
+        g[c] = static_cast<T>(d * grad_scale);
+      }
     }
   }
 }
@@ -102,6 +401,10 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
 template void softmax_ce_index<float>(const float*, int64_t, int64_t, const int64_t*,
                                       const SoftmaxCEOptions&, double*, float*, double);
 template void softmax_ce_index<double>(const double*, int64_t, int64_t, const int64_t*,
+                                       const SoftmaxCEOptions&, double*, double*, double);
+template void softmax_ce_dense<float>(const float*, int64_t, int64_t, const double*,
+                                      const SoftmaxCEOptions&, double*, float*, double);
+template void softmax_ce_dense<double>(const double*, int64_t, int64_t, const double*,
                                        const SoftmaxCEOptions&, double*, double*, double);
 
 }  // namespace crossent

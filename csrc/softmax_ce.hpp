@@ -1,4 +1,4 @@
-// Fused softmax cross-entropy with class-index targets: forward and backward in one call.
+// Fused softmax cross-entropy: forward and backward in one call, index and dense targets.
 // The readable specification of every formula here is crossent/_reference.py.
 #pragma once
 #include <cstdint>
@@ -15,10 +15,16 @@ struct SoftmaxCEOptions {
 };
 
 // logits: [N, C] C-contiguous; labels: [N]; loss_out: [N] per-row losses (ignored rows 0).
-// grad: [N, C] or nullptr; when given it receives grad_scale * d loss_n / d logits_n.
-// The caller has validated every label; the bindings check again before calling.
+// grad: [N, C] or nullptr; when given it receives grad_scale * d loss_n / d logits_n. grad may
+// be logits itself (the gradient then overwrites the logits in place).
+// The bindings have validated every label.
 template <typename T>
 void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const int64_t* labels,
+                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
+
+// targets: [N, C] distributions (float64). Options: weight, label_smoothing, z_loss, softcap.
+template <typename T>
+void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const double* targets,
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
 
 }  // namespace crossent
