@@ -5,7 +5,7 @@ building blocks (:mod:`crossent.functional`) and the losses with their analytic 
 (:mod:`crossent.losses`). The PyTorch front lives in ``crossent.torch`` (needs torch).
 """
 
-from ._backend import KernelsUnavailableWarning, kernel_backend
+from ._backend import KernelsUnavailableWarning, get_num_threads, kernel_backend, set_num_threads
 from .functional import log_sigmoid, log_softmax, logsumexp, one_hot, sigmoid, smooth_labels, softmax
 from .losses import (
     binary_cross_entropy,
@@ -48,4 +48,6 @@ __all__ = [
     # kernels
     "kernel_backend",
     "KernelsUnavailableWarning",
+    "set_num_threads",
+    "get_num_threads",
 ]

@@ -8,10 +8,12 @@ function still works through :mod:`crossent._reference` and a warning says so on
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import warnings
 
-__all__ = ["kernels", "kernel_backend", "use_backend", "KernelsUnavailableWarning"]
+__all__ = ["kernels", "kernel_backend", "use_backend", "KernelsUnavailableWarning",
+           "set_num_threads", "get_num_threads"]
 
 
 class KernelsUnavailableWarning(RuntimeWarning):
@@ -31,6 +33,7 @@ if _choice not in ("auto", "compiled", "reference"):
 if _choice == "compiled" and _compiled is None:
     raise ImportError(f"CROSSENT_KERNELS=compiled, but the compiled kernels failed to load: {_IMPORT_ERROR}")
 _warned = False
+_threads = 1  # what get_num_threads reports without the compiled kernels
 
 
 def kernels():
@@ -59,6 +62,51 @@ def kernel_backend() -> str:
     True
     """
     return "compiled" if (_choice != "reference" and _compiled is not None) else "reference"
+
+
+def set_num_threads(n: int) -> None:
+    """Set the number of threads the compiled kernels use (OpenMP; default: all cores).
+
+    Results do not depend on it: rows are independent and each row is reduced in a fixed
+    order. Without the compiled kernels (the NumPy reference path) it has no effect.
+
+    Parameters
+    ----------
+    n : int
+        Number of threads, at least 1.
+
+    Examples
+    --------
+    >>> import crossent
+    >>> before = crossent.get_num_threads()
+    >>> crossent.set_num_threads(1)
+    >>> crossent.get_num_threads()
+    1
+    >>> crossent.set_num_threads(before)
+    """
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an integer, got {type(n).__name__}")
+    n = operator.index(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    global _threads
+    _threads = n
+    if _compiled is not None:
+        _compiled.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the compiled kernels will use (1 on the reference path).
+
+    Examples
+    --------
+    >>> import crossent
+    >>> crossent.get_num_threads() >= 1
+    True
+    """
+    if _compiled is not None:
+        return int(_compiled.get_num_threads())
+    return _threads
 
 
 @contextlib.contextmanager

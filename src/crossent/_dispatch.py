@@ -24,6 +24,40 @@ def _scaled(grad, grad_scale, dtype, need_grad):
     return (grad * grad_scale).astype(dtype, copy=False)
 
 
+def _f64(a):
+    """A C-contiguous float64 array (no copy when it already is one), or None."""
+    return None if a is None else np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _i64(labels):
+    return np.ascontiguousarray(labels, dtype=np.int64)
+
+
+def _rows(ext_fn, x, *args, need_grad, grad_scale):
+    """Call a row kernel: per-row float64 losses, and the scaled gradient when asked for."""
+    x = np.ascontiguousarray(x)
+    loss = np.empty(x.shape[0], dtype=np.float64)
+    grad = np.empty_like(x) if need_grad else None
+    ext_fn(x, *args, loss, grad, grad_scale)
+    return loss, grad
+
+
+def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale):
+    """Call an element-wise kernel on flat views; results take x's shape."""
+    x = np.ascontiguousarray(x)
+    flat = x.reshape(-1)
+    t = _f64(np.broadcast_to(targets, x.shape)).reshape(-1)
+    loss = np.empty(flat.shape[0], dtype=np.float64)
+    grad = np.empty_like(flat) if need_grad else None
+    ext_fn(flat, t, *args, loss, grad, grad_scale)
+    return loss.reshape(x.shape), None if grad is None else grad.reshape(x.shape)
+
+
+def _broadcast(w, shape):
+    """An element-wise weight broadcast to ``shape`` as a flat float64 array, or None."""
+    return None if w is None else _f64(np.broadcast_to(w, shape)).reshape(-1)
+
+
 def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, softcap,
                      grad_scale, need_grad, out=None):
     """``out``: a C-contiguous buffer of x's shape and dtype for the gradient; it may be ``x``
@@ -32,8 +66,8 @@ def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, s
     if ext is not None:
         loss = np.empty(x.shape[0], dtype=np.float64)
         grad = (np.empty_like(x) if out is None else out) if need_grad else None
-        ext.softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss,
-                             softcap or 0.0, loss, grad, grad_scale)
+        ext.softmax_ce_index(x, _i64(labels), _f64(weight), ignore_index, label_smoothing,
+                             z_loss, softcap or 0.0, loss, grad, grad_scale)
         return loss, grad
     loss, grad = _reference.softmax_cross_entropy_index(
         x.astype(np.float64), labels, weight, ignore_index, label_smoothing, z_loss, softcap)
@@ -45,34 +79,60 @@ def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, s
 
 
 def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _rows(ext.softmax_ce_dense, x, _f64(targets), _f64(weight), label_smoothing,
+                     z_loss, softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.softmax_cross_entropy_dense(
         x.astype(np.float64), targets.astype(np.float64), weight, label_smoothing, z_loss, softcap)
     return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
 
 
 def nll(log_probs, labels, weight, ignore_index, grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _rows(ext.nll, log_probs, _i64(labels), _f64(weight), ignore_index,
+                     need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.nll(log_probs.astype(np.float64), labels, weight, ignore_index)
     return loss, _scaled(grad, grad_scale, log_probs.dtype, need_grad)
 
 
 def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _rows(ext.softmax_focal, x, _i64(labels), _f64(alpha), gamma, ignore_index,
+                     need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.softmax_focal(x.astype(np.float64), labels, alpha, gamma, ignore_index)
     return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
 
 
 def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
                                  need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(weight, x.shape),
+                            _broadcast(pos_weight, x.shape), label_smoothing,
+                            need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.sigmoid_binary_cross_entropy(
         x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
     return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
 
 
 def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _elementwise(ext.bce, probs, targets, _broadcast(weight, probs.shape),
+                            need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.binary_cross_entropy(
         probs.astype(np.float64), targets.astype(np.float64), weight)
     return loss, _scaled(grad, grad_scale, probs.dtype, need_grad)
 
 
 def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
+    ext = kernels()
+    if ext is not None:
+        return _elementwise(ext.sigmoid_focal, x, targets,
+                            None if alpha is None else float(alpha), gamma,
+                            need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
     return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
