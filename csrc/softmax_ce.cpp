@@ -80,9 +80,9 @@ void general_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, 
     double d = std::exp((zc - shift) - log_s) * A;
     if (eps > 0.0 && zc != -kInf) d -= eps_c * (w ? w[c] : 1.0);
     if (c == y) d -= (1.0 - eps) * wy;
-    if (opt.softcap != 0.0 && zc != -kInf) {
+    if (opt.softcap != 0.0) {  // a masked class has dz/dx = 0 (even its target term)
       const double t = zc / opt.softcap;
-      d *= 1.0 - t * t;
+      d *= zc == -kInf ? 0.0 : 1.0 - t * t;
     }
     g[c] = static_cast<T>(d * grad_scale);
   }

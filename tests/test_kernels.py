@@ -1,0 +1,329 @@
+"""The compiled kernels (crossent._ext) called directly, against crossent._reference.
+
+Expected values come from the NumPy reference computed in float64 on the same inputs (SPEC §4
+tolerances: 1e-12 for float64, 5e-6 for float32; relative above 1, absolute below). Sizes
+cover the tails of every SIMD width and the 256-element chunks of the online softmax.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import crossent
+import crossent._backend as _backend
+from crossent import _reference as ref
+
+ext = _backend._compiled
+pytestmark = pytest.mark.skipif(ext is None, reason=f"compiled kernels unavailable: {_backend._IMPORT_ERROR}")
+
+TOL = {np.float64: 1e-12, np.float32: 5e-6}
+DTYPES = [np.float64, np.float32]
+# tails of 2, 4, 8, 16 lanes, and around the 256-element chunks
+ODD_SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 255, 256, 257, 513]
+
+
+def assert_close(actual, expected, tol):
+    """|actual - expected| <= tol * max(1, |expected|); NaN and inf where expected has them."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(actual), np.isnan(expected))
+    inf = np.isinf(expected)
+    np.testing.assert_array_equal(actual[inf], expected[inf])
+    ok = ~np.isnan(expected) & ~inf
+    err = np.abs(actual[ok] - expected[ok]) / np.maximum(1.0, np.abs(expected[ok]))
+    assert err.size == 0 or err.max() <= tol, f"max error {err.max():.3g} > {tol:g}"
+
+
+def _values(dtype, masked):
+    width = 32 if dtype is np.float32 else 64
+    base = st.one_of(st.floats(-30, 30, width=width), st.floats(-1e4, 1e4, width=width),
+                     st.sampled_from([0.0, 88.0, -88.0, 1e4, -1e4]))
+    return st.one_of(base, st.just(-np.inf)) if masked else base
+
+
+@st.composite
+def softmax_case(draw, dtype):
+    n = draw(st.integers(1, 4))
+    c = draw(st.one_of(st.sampled_from(ODD_SIZES), st.integers(1, 40)))
+    x = draw(hnp.arrays(dtype, (n, c), elements=_values(dtype, draw(st.booleans()))))
+    labels = draw(hnp.arrays(np.int64, (n,), elements=st.integers(0, c - 1)))
+    return x, labels
+
+
+def _call_index(x, labels, weight=None, ignore_index=None, eps=0.0, z_loss=0.0, softcap=0.0,
+                grad=True, scale=1.0, out=None):
+    loss = np.empty(x.shape[0])
+    g = (np.empty_like(x) if out is None else out) if grad else None
+    ext.softmax_ce_index(x, labels, weight, ignore_index, eps, z_loss, softcap, loss, g, scale)
+    return loss, g
+
+
+# ----------------------------------------------------------------------------- softmax CE, index
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softmax_ce_index_matches_reference(dtype, data):
+    x, labels = data.draw(softmax_case(dtype))
+    n, c = x.shape
+    weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
+    ignore_index = data.draw(st.sampled_from([None, -100, 0]))
+    eps = data.draw(st.sampled_from([0.0, 0.1, 1.0]))
+    z_loss = data.draw(st.sampled_from([0.0, 1e-4]))
+    softcap = data.draw(st.sampled_from([0.0, 0.0, 5.0]))
+    scale = data.draw(st.sampled_from([1.0, 0.25]))
+    loss, g = _call_index(x, labels, weight, ignore_index, eps, z_loss, softcap, scale=scale)
+    lf, gf = _call_index(x, labels, weight, ignore_index, eps, z_loss, softcap, grad=False)
+    r_loss, r_grad = ref.softmax_cross_entropy_index(
+        x.astype(np.float64), labels, weight, ignore_index, eps, z_loss, softcap or None)
+    assert g.dtype == dtype and gf is None
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(lf, r_loss, TOL[dtype])
+    assert_close(g, r_grad * scale, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [1, 2, 17, 256, 300, 70_000])
+@pytest.mark.parametrize("where", ["start", "end", "masked_head"])
+def test_long_rows_and_chunk_boundaries(dtype, c, where):
+    """The running maximum rises late, or the first chunks are all masked (online rescaling)."""
+    rng = np.random.default_rng(c)
+    x = (rng.standard_normal((3, c)) * 4).astype(dtype)
+    if where == "start":
+        x[:, 0] = 40
+    elif where == "end":
+        x[:, -1] = 40
+        x[:, : c // 2] -= 30
+    else:
+        x[:, : max(c - 3, 1) // 2] = -np.inf
+        x[:, -1] = 3
+    labels = np.array([0, c - 1, c // 2], dtype=np.int64)
+    for eps in (0.0, 0.1):
+        loss, g = _call_index(x, labels, eps=eps, scale=0.5)
+        r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels,
+                                                         label_smoothing=eps)
+        assert_close(loss, r_loss, TOL[dtype])
+        assert_close(g, 0.5 * r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+@pytest.mark.parametrize("c", [3, 33, 1000])
+def test_in_place_gradient_overwrites_the_logits(dtype, eps, c):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((4, c)) * 3).astype(dtype)
+    x[1, 2] = -np.inf
+    x[2, :] = -np.inf
+    x[2, 0] = np.inf  # a non-finite maximum takes the general path, in place too
+    labels = np.array([0, 2, 1, c - 1], dtype=np.int64)
+    r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels,
+                                                     label_smoothing=eps)
+    buf = x.copy()
+    loss, g = _call_index(buf, labels, eps=eps, out=buf)
+    assert g is buf
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(buf, r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_classes_and_nan_rows(dtype):
+    x = np.array([[0.0, -np.inf, 1.0, 2.0],      # a masked class: gradient exactly 0
+                  [0.0, -np.inf, 1.0, 2.0],      # the target masked: loss inf
+                  [-np.inf] * 4,                 # every class masked: loss inf
+                  [0.0, np.nan, 1.0, 2.0]],      # NaN in: NaN out for the whole row
+                 dtype=dtype)
+    labels = np.array([0, 1, 2, 3], dtype=np.int64)
+    loss, g = _call_index(x, labels)
+    assert g[0, 1] == 0.0
+    assert loss[1] == np.inf and loss[2] == np.inf
+    assert np.isnan(loss[3]) and np.isnan(g[3]).all()
+    assert np.isfinite(g[:2]).all()
+    r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels)
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(g[[0, 1, 3]], r_grad[[0, 1, 3]], TOL[dtype])
+
+
+def test_float32_exp_range():
+    """Softmax of float32 rows whose logits spread over the whole exponent range."""
+    x = np.array([np.linspace(-200, 0, 999, dtype=np.float32)])
+    labels = np.array([998], dtype=np.int64)
+    loss, g = _call_index(x, labels)
+    r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels)
+    assert_close(loss, r_loss, 5e-6)
+    assert_close(g, r_grad, 5e-6)
+
+
+# ----------------------------------------------------------------------------- threads
+def test_one_and_two_threads_agree_and_runs_repeat():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((64, 3000)).astype(np.float32)
+    labels = rng.integers(0, 3000, 64)
+    before = crossent.get_num_threads()
+    try:
+        crossent.set_num_threads(1)
+        l1, g1 = _call_index(x, labels, eps=0.1)
+        crossent.set_num_threads(2)
+        l2, g2 = _call_index(x, labels, eps=0.1)
+        l3, g3 = _call_index(x, labels, eps=0.1)
+    finally:
+        crossent.set_num_threads(before)
+    np.testing.assert_array_equal(l1, l2)
+    np.testing.assert_array_equal(g1, g2)
+    np.testing.assert_array_equal(l2, l3)
+    np.testing.assert_array_equal(g2, g3)
+
+
+# ----------------------------------------------------------------------------- other kernels
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softmax_ce_dense_matches_reference(dtype, data):
+    x, _ = data.draw(softmax_case(dtype))
+    n, c = x.shape
+    t = data.draw(hnp.arrays(np.float64, (n, c), elements=st.floats(0, 1)))
+    weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
+    eps = data.draw(st.sampled_from([0.0, 0.1]))
+    z_loss = data.draw(st.sampled_from([0.0, 1e-4]))
+    softcap = data.draw(st.sampled_from([0.0, 5.0]))
+    loss, g = np.empty(n), np.empty_like(x)
+    ext.softmax_ce_dense(x, t, weight, eps, z_loss, softcap, loss, g, 0.5)
+    r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t, weight, eps,
+                                                     z_loss, softcap or None)
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(g, 0.5 * r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_nll_and_softmax_focal_match_reference(dtype, data):
+    x, labels = data.draw(softmax_case(dtype))
+    n, c = x.shape
+    weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
+    ignore_index = data.draw(st.sampled_from([None, 0]))
+    gamma = data.draw(st.sampled_from([0.0, 0.5, 2.0]))
+    loss, g = np.empty(n), np.empty_like(x)
+    logp = np.minimum(x, 0).astype(dtype)
+    ext.nll(logp, labels, weight, ignore_index, loss, g, 2.0)
+    with np.errstate(invalid="ignore"):  # 0 * -inf: NaN in both
+        r_loss, r_grad = ref.nll(logp.astype(np.float64), labels, weight, ignore_index)
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(g, 2.0 * r_grad, TOL[dtype])
+    ext.softmax_focal(x, labels, weight, gamma, ignore_index, loss, g, 1.0)
+    r_loss, r_grad = ref.softmax_focal(x.astype(np.float64), labels, weight, gamma, ignore_index)
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(g, r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_binary_kernels_match_reference(dtype, data):
+    n = data.draw(st.sampled_from(ODD_SIZES))
+    width = 32 if dtype is np.float32 else 64
+    x = data.draw(hnp.arrays(dtype, (n,), elements=st.one_of(
+        st.floats(-40, 40, width=width), st.sampled_from([0.0, 1e4, -1e4, np.inf, -np.inf]))))
+    p = data.draw(hnp.arrays(dtype, (n,), elements=st.floats(0, 1, width=width)))
+    t = data.draw(hnp.arrays(np.float64, (n,), elements=st.floats(0, 1)))
+    w = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (n,), elements=st.floats(0, 3))))
+    pw = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (n,), elements=st.floats(0, 3))))
+    eps = data.draw(st.sampled_from([0.0, 0.1]))
+    alpha = data.draw(st.sampled_from([None, 0.25]))
+    gamma = data.draw(st.sampled_from([0.0, 0.5, 2.0]))
+    loss, g = np.empty(n), np.empty_like(x)
+    with np.errstate(all="ignore"):
+        ext.sigmoid_bce(x, t, w, pw, eps, loss, g, 1.0)
+        r_loss, r_grad = ref.sigmoid_binary_cross_entropy(x.astype(np.float64), t, w, pw, eps)
+        assert_close(loss, r_loss, TOL[dtype])
+        assert_close(g, r_grad, TOL[dtype])
+        ext.bce(p, t, w, loss, g, 1.0)
+        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t, w)
+        assert_close(loss, r_loss, TOL[dtype])
+        assert_close(g, r_grad.astype(dtype), TOL[dtype])  # 1/p may overflow float32
+        ext.sigmoid_focal(x, t, alpha, gamma, loss, g, 1.0)
+        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t, alpha, gamma)
+        assert_close(loss, r_loss, TOL[dtype])
+        assert_close(g, r_grad, TOL[dtype])
+
+
+# ----------------------------------------------------------------------------- bad input
+def _good():
+    x = np.zeros((3, 4), dtype=np.float32)
+    return x, np.array([0, 1, 3], dtype=np.int64), np.empty(3), np.empty_like(x)
+
+
+def _index(x, labels, loss, g, weight=None, ignore_index=None, eps=0.0):
+    ext.softmax_ce_index(x, labels, weight, ignore_index, eps, 0.0, 0.0, loss, g, 1.0)
+
+
+def test_bindings_reject_label_out_of_range_naming_position_and_value():
+    x, labels, loss, g = _good()
+    labels[1] = 4
+    with pytest.raises(IndexError, match=r"labels\[1\] = 4 is outside \[0, 4\)"):
+        _index(x, labels, loss, g)
+    labels[1] = -1
+    with pytest.raises(IndexError, match=r"labels\[1\] = -1"):
+        _index(x, labels, loss, g)
+    labels[1] = -100  # the ignore_index is allowed
+    _index(x, labels, loss, g, ignore_index=-100)
+    with pytest.raises(IndexError, match=r"labels\[2\] = 9"):
+        ext.nll(x, np.array([0, 1, 9]), None, None, loss, g, 1.0)
+    with pytest.raises(IndexError, match=r"labels\[0\] = 7"):
+        ext.softmax_focal(x, np.array([7, 1, 2]), None, 2.0, None, loss, g, 1.0)
+
+
+@pytest.mark.parametrize("bad", ["int_logits", "float16", "fortran", "strided", "three_d",
+                                 "int32_labels", "grad_dtype", "grad_strided", "loss_float32"])
+def test_bindings_reject_wrong_dtype_rank_or_layout(bad):
+    x, labels, loss, g = _good()
+    if bad == "int_logits":
+        x = x.astype(np.int64)
+    elif bad == "float16":
+        x = x.astype(np.float16)
+    elif bad == "fortran":
+        x = np.asfortranarray(np.zeros((3, 4), dtype=np.float32))
+    elif bad == "strided":
+        x = np.zeros((3, 8), dtype=np.float32)[:, ::2]
+    elif bad == "three_d":
+        x = x[None]
+    elif bad == "int32_labels":
+        labels = labels.astype(np.int32)
+    elif bad == "grad_dtype":
+        g = g.astype(np.float64)
+    elif bad == "grad_strided":
+        g = np.zeros((3, 8), dtype=np.float32)[:, ::2]
+    elif bad == "loss_float32":
+        loss = loss.astype(np.float32)
+    with pytest.raises(TypeError):
+        _index(x, labels, loss, g)
+
+
+def test_bindings_reject_wrong_shapes_and_options():
+    x, labels, loss, g = _good()
+    with pytest.raises(ValueError, match="labels has 2 entries"):
+        _index(x, labels[:2], loss, g)
+    with pytest.raises(ValueError, match="loss_out has 2 entries"):
+        _index(x, labels, loss[:2], g)
+    with pytest.raises(ValueError, match="grad has shape"):
+        _index(x, labels, loss, np.empty((3, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="weight has 3 entries"):
+        _index(x, labels, loss, g, weight=np.ones(3))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        _index(x, labels, loss, g, eps=1.5)
+    with pytest.raises(ValueError, match="at least one class"):
+        _index(np.zeros((3, 0), dtype=np.float32), labels, loss, None)
+    with pytest.raises(ValueError, match="targets must have the shape"):
+        ext.softmax_ce_dense(x, np.zeros((3, 5)), None, 0.0, 0.0, 0.0, loss, g, 1.0)
+    with pytest.raises(ValueError, match="alpha has 2 entries"):
+        ext.softmax_focal(x, labels, np.ones(2), 2.0, None, loss, g, 1.0)
+    flat = np.zeros(5, dtype=np.float64)
+    with pytest.raises(ValueError, match="targets has 4 elements"):
+        ext.sigmoid_bce(flat, np.zeros(4), None, None, 0.0, np.empty(5), None, 1.0)
+    with pytest.raises(ValueError, match="pos_weight has 3 elements"):
+        ext.sigmoid_bce(flat, np.zeros(5), None, np.ones(3), 0.0, np.empty(5), None, 1.0)
+    with pytest.raises(ValueError, match="grad has 4 elements"):
+        ext.bce(flat, np.zeros(5), None, np.empty(5), np.empty(4), 1.0)
+    with pytest.raises(ValueError, match="alpha"):
+        ext.sigmoid_focal(flat, np.zeros(5), 1.5, 2.0, np.empty(5), None, 1.0)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        ext.set_num_threads(0)
