@@ -15,6 +15,13 @@ __all__: list[str] = []  # private module
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def _fmt_value(value) -> str:
+    """A number as the user wrote it: ``1.5``, not NumPy 2's ``np.float64(1.5)``."""
+    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_)):
+        return repr(int(value)) if isinstance(value, (numbers.Integral, np.integer)) else repr(float(value))
+    return repr(value)
+
+
 def _fmt_pos(index: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
@@ -62,11 +69,11 @@ def check_scalar(value, name: str, *, low=None, high=None, low_open=False, high_
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
     if not np.isfinite(v):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise ValueError(f"{name} must be finite, got {_fmt_value(value)}")
     if low is not None and (v < low or (low_open and v == low)):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {_fmt_value(value)}")
     if high is not None and (v > high or (high_open and v == high)):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {_fmt_value(value)}")
     return v
 
 
@@ -85,7 +92,7 @@ def check_finite_values(x: np.ndarray, name: str) -> None:
     bad = ~np.isfinite(x)
     if bad.any():
         pos = np.unravel_index(int(np.argmax(bad)), x.shape)
-        raise ValueError(f"{name}{_fmt_pos(pos)} = {x[pos]!r} is not finite")
+        raise ValueError(f"{name}{_fmt_pos(pos)} = {_fmt_value(x[pos])} is not finite")
 
 
 def check_unit_interval(x: np.ndarray, name: str) -> None:
@@ -93,7 +100,7 @@ def check_unit_interval(x: np.ndarray, name: str) -> None:
     bad = ~((x >= 0) & (x <= 1))
     if bad.any():
         pos = np.unravel_index(int(np.argmax(bad)), x.shape)
-        raise ValueError(f"{name}{_fmt_pos(pos)} = {x[pos]!r} is outside [0, 1]")
+        raise ValueError(f"{name}{_fmt_pos(pos)} = {_fmt_value(x[pos])} is outside [0, 1]")
 
 
 def sum_tolerance(n: int, dtype) -> float:
@@ -117,7 +124,7 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool,
         bad = ~(np.isfinite(p) & (p >= 0))
         if bad.any():
             pos = np.unravel_index(int(np.argmax(bad)), p.shape)
-            raise ValueError(f"{name}{_fmt_pos(pos)} = {p[pos]!r} must be finite and >= 0")
+            raise ValueError(f"{name}{_fmt_pos(pos)} = {_fmt_value(p[pos])} must be finite and >= 0")
         total = np.sum(p, axis=axis, keepdims=True, dtype=np.float64)
         zero = total == 0
         if zero.any():
@@ -195,7 +202,7 @@ def check_class_weight(weight, num_classes: int, name: str = "weight") -> np.nda
     check_finite_values(w, name)
     if (w < 0).any():
         pos = int(np.argmax(w < 0))
-        raise ValueError(f"{name}[{pos}] = {w[pos]!r} is negative")
+        raise ValueError(f"{name}[{pos}] = {_fmt_value(w[pos])} is negative")
     return w
 
 
@@ -213,5 +220,5 @@ def check_broadcast_weight(weight, shape: tuple[int, ...], name: str) -> np.ndar
     check_finite_values(w, name)
     if (w < 0).any():
         pos = np.unravel_index(int(np.argmax(w < 0)), w.shape)
-        raise ValueError(f"{name}{_fmt_pos(pos)} = {w[pos]!r} is negative")
+        raise ValueError(f"{name}{_fmt_pos(pos)} = {_fmt_value(w[pos])} is negative")
     return w
