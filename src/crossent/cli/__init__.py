@@ -15,6 +15,7 @@ from ._app import CliError, app
 from . import calculator  # noqa: E402,F401  (entropy, cross-entropy, kl, js)
 from . import score  # noqa: E402,F401  (score, compare)
 from . import demo  # noqa: E402,F401  (demo)
+from . import train  # noqa: E402,F401  (train)
 
 __all__ = ["app", "main", "CliError"]
 

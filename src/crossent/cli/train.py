@@ -1,0 +1,312 @@
+"""``crossent train``: softmax regression on a user's table, predictions that ``score`` reads.
+
+    crossent train flowers.csv --target species --loss ce --out preds.csv --save model.json
+    crossent train new_flowers.csv --model model.json --out new_preds.csv
+    crossent score preds.csv --label species
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from ..datasets import train_test_split
+from ..losses import softmax_cross_entropy
+from ..models import SoftmaxRegression
+from ._app import CliError, app, console
+
+__all__: list[str] = []
+
+_LOSSES = {"ce": "cross_entropy", "mse": "mse", "focal": "focal"}
+_MODEL_FORMAT = "crossent.SoftmaxRegression/1"
+
+
+def _read_table(path: Path):
+    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix)."""
+    import pyarrow as pa
+
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise CliError(f"{path}: the file is empty")
+    try:
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(path)
+        elif suffix in (".csv", ".tsv", ".txt"):
+            import pyarrow.csv as pacsv
+
+            parse = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
+            table = pacsv.read_csv(path, parse_options=parse)
+        else:
+            raise CliError(f"{path}: unknown format {suffix or '(no suffix)'!r}; "
+                           f"train reads .csv, .tsv and .parquet files")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CliError(f"{path}: cannot read the file: {first}") from None
+    if table.num_rows == 0:
+        raise CliError(f"{path}: has no data rows (columns: {', '.join(table.column_names)})")
+    return table
+
+
+def _first_null(column) -> Optional[int]:
+    """1-based row of the first missing value of a pyarrow column, or None."""
+    if column.null_count == 0:
+        return None
+    mask = column.is_null().to_numpy(zero_copy_only=False)
+    return int(np.argmax(mask)) + 1
+
+
+def _labels(path: Path, table, target: str) -> np.ndarray:
+    if target not in table.column_names:
+        raise CliError(f"{path}: no target column {target!r} (columns: {', '.join(table.column_names)})")
+    column = table.column(target)
+    row = _first_null(column)
+    if row is not None:
+        raise CliError(f"{path}: row {row}, column {target!r}: the target is missing")
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values) | (values != np.round(values))
+        if bad.any():
+            row = int(np.argmax(bad)) + 1
+            raise CliError(f"{path}: row {row}, column {target!r}: {values[row - 1]!r} is not a "
+                           f"class (the target holds class names or integers)")
+        values = values.astype(np.int64)
+    return values
+
+
+def _features(path: Path, table, names) -> np.ndarray:
+    import pyarrow as pa
+
+    if not names:
+        raise CliError(f"{path}: no feature columns (only the target and id columns)")
+    columns = []
+    for name in names:
+        if name not in table.column_names:
+            raise CliError(f"{path}: no feature column {name!r} (columns: {', '.join(table.column_names)})")
+        column = table.column(name)
+        kind = column.type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+                or pa.types.is_null(kind)):
+            first = next((v for v in column.to_pylist() if v is not None), None)
+            raise CliError(f"{path}: column {name!r} is not numeric ({kind}, e.g. {first!r}); "
+                           f"train uses numeric feature columns only: encode it or drop it")
+        row = _first_null(column)
+        if row is not None:
+            raise CliError(f"{path}: row {row}, column {name!r}: missing value")
+        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad)) + 1
+            raise CliError(f"{path}: row {row}, column {name!r}: {values[row - 1]} is not a finite number")
+        columns.append(values)
+    return np.column_stack(columns)
+
+
+def _write_predictions(out: Path, probs, classes, target: Optional[str], labels, ids, id_name):
+    import pyarrow as pa
+
+    names = [str(c) for c in classes.tolist()]
+    taken = set(names)
+    for extra in (target, id_name):
+        if extra is not None and extra in taken:
+            raise CliError(f"{out}: a class is named {extra!r} like the target or id column; "
+                           f"rename the column")
+    arrays, fields = [], []
+    if id_name is not None:
+        arrays.append(pa.array(ids))
+        fields.append(id_name)
+    for j, name in enumerate(names):
+        arrays.append(pa.array(probs[:, j]))
+        fields.append(name)
+    if target is not None and labels is not None:
+        arrays.append(pa.array(labels.tolist()))
+        fields.append(target)
+    table = pa.Table.from_arrays(arrays, names=fields)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, out)
+    elif suffix == ".csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, out)
+    else:
+        raise CliError(f"{out}: unknown output format {suffix or '(no suffix)'!r}; use .csv or .parquet")
+
+
+def _save_model(path: Path, model, *, features, mean, std, target, loss):
+    document = {
+        "format": _MODEL_FORMAT,
+        "target": target,
+        "loss": loss,
+        "params": model.get_params(),
+        "classes": model.classes_.tolist(),
+        "feature_names": list(features),
+        "mean": mean.tolist(),
+        "std": std.tolist(),
+        "coef": model.coef_.tolist(),
+        "intercept": model.intercept_.tolist(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+
+
+def _load_model(path: Path):
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: not a JSON model file ({exc})") from None
+    if not isinstance(document, dict) or document.get("format") != _MODEL_FORMAT:
+        raise CliError(f"{path}: not a model saved by 'crossent train --save' "
+                       f"(expected format {_MODEL_FORMAT!r})")
+    try:
+        model = SoftmaxRegression(**document["params"])
+        model.classes_ = np.array(document["classes"])
+        model.coef_ = np.array(document["coef"], dtype=np.float64)
+        model.intercept_ = np.array(document["intercept"], dtype=np.float64)
+        features = [str(f) for f in document["feature_names"]]
+        mean = np.array(document["mean"], dtype=np.float64)
+        std = np.array(document["std"], dtype=np.float64)
+        target = document["target"]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CliError(f"{path}: damaged model file ({type(exc).__name__}: {exc})") from None
+    k, d = len(model.classes_), len(features)
+    if model.coef_.shape != (k, d) or model.intercept_.shape != (k,) or mean.shape != (d,) \
+            or std.shape != (d,):
+        raise CliError(f"{path}: damaged model file (shapes do not match {k} classes and {d} features)")
+    model.n_features_in_ = d
+    return model, features, mean, std, target
+
+
+def _metrics_table(title, rows):
+    table = Table(title=title)
+    for name in ("rows", "cross-entropy (nats)", "accuracy"):
+        table.add_column(name, justify="right" if name != "rows" else "left")
+    for label, n, ce, acc in rows:
+        table.add_row(f"{label} ({n})", f"{ce:.4f}", f"{acc:.3f}")
+    return table
+
+
+def _score(model, X, labels):
+    """Mean cross-entropy and accuracy of ``model`` on rows whose classes the model knows."""
+    index = {c: i for i, c in enumerate(model.classes_.tolist())}
+    y = np.array([index[v] for v in labels.tolist()], dtype=np.intp)
+    return float(softmax_cross_entropy(model.decision_function(X), y)), model.score(X, labels)
+
+
+@app.command("train")
+def train_cmd(
+    data: Path = typer.Argument(..., help="Training table: CSV, TSV or Parquet, one row per example."),
+    target: Optional[str] = typer.Option(None, "--target", help="Column holding the class of each row."),
+    loss: str = typer.Option("ce", "--loss", help="Training loss: ce (cross-entropy), mse or focal."),
+    test_size: float = typer.Option(0.2, "--test-size", help="Fraction of each class held out, in (0, 1)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions (CSV or Parquet)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the fitted model as JSON."),
+    model_path: Optional[Path] = typer.Option(None, "--model",
+                                              help="Predict with a saved model instead of training."),
+    id_column: Optional[str] = typer.Option(None, "--id", help="Column copied to the predictions, not a feature."),
+    solver: str = typer.Option("lbfgs", "--solver", help="lbfgs (exact optimum, needs SciPy) or gd."),
+    epochs: int = typer.Option(300, "--epochs", min=1, help="Epochs (gd) or iterations (lbfgs)."),
+    learning_rate: float = typer.Option(0.5, "--learning-rate", help="Step size of gd."),
+    alpha: float = typer.Option(1e-4, "--alpha", help="L2 strength on the weights (mean loss + alpha/2 |W|^2)."),
+) -> None:
+    """Fit softmax regression on a table (numeric features, standardised) and write predictions
+    that 'crossent score' reads. With --model, predict with a saved model instead."""
+    if model_path is not None:
+        _predict_with_saved(data, model_path, target, out, id_column, save)
+        return
+    if target is None:
+        raise CliError("--target is required to train (the column holding the classes)")
+    if loss not in _LOSSES:
+        raise CliError(f"--loss must be one of {', '.join(_LOSSES)}; got {loss!r}")
+    if solver not in ("lbfgs", "gd"):
+        raise CliError(f"--solver must be lbfgs or gd; got {solver!r}")
+    if not 0.0 < test_size < 1.0:
+        raise CliError(f"--test-size must be in (0, 1); got {test_size}")
+    table = _read_table(data)
+    labels = _labels(data, table, target)
+    if id_column is not None and id_column not in table.column_names:
+        raise CliError(f"{data}: no id column {id_column!r} (columns: {', '.join(table.column_names)})")
+    classes = np.unique(labels)
+    if classes.size < 2:
+        raise CliError(f"{data}: column {target!r} has only one class ({classes[0]!r}); "
+                       f"a classifier needs at least two")
+    features = [c for c in table.column_names if c not in (target, id_column)]
+    X = _features(data, table, features)
+    train, test = train_test_split(labels, test_size=test_size, random_state=seed)
+    if test.size == 0:
+        raise CliError(f"{data}: too few rows to hold out a test part ({len(labels)} rows)")
+    # Standardise with the training rows' statistics; a constant column keeps scale 1.
+    mean = X[train].mean(axis=0)
+    std = X[train].std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    Z = (X - mean) / std
+    model = SoftmaxRegression(loss=_LOSSES[loss], solver=solver, max_iter=epochs,
+                              learning_rate=learning_rate, alpha=alpha, random_state=seed,
+                              tol=None if solver == "gd" else 1e-8)
+    try:
+        model.fit(Z[train], labels[train])
+    except FloatingPointError as exc:
+        raise CliError(f"training diverged: {exc}; try a smaller --learning-rate") from None
+    except ImportError as exc:
+        raise CliError(f"{exc}") from None
+    unseen = sorted(set(labels[test].tolist()) - set(model.classes_.tolist()))
+    if unseen:
+        raise CliError(f"{data}: class {unseen[0]!r} has too few rows to appear in training")
+    rows = []
+    for part, idx in (("train", train), ("held out", test)):
+        ce, acc = _score(model, Z[idx], labels[idx])
+        rows.append((part, idx.size, ce, acc))
+    console.print(f"{data}: {len(labels)} rows, {len(features)} features, {classes.size} classes; "
+                  f"softmax regression, loss {loss}, solver {solver}, {model.n_iter_} "
+                  f"{'epochs' if solver == 'gd' else 'iterations'}.")
+    console.print(_metrics_table("Softmax regression", rows))
+    if out is not None:
+        ids = table.column(id_column).to_pylist() if id_column is not None else None
+        _write_predictions(out, model.predict_proba(Z[test]), model.classes_, target, labels[test],
+                           None if ids is None else [ids[i] for i in test], id_column)
+        console.print(f"predictions of the {test.size} held-out rows: {out} "
+                      f"(crossent score {out} --label {target})")
+    if save is not None:
+        _save_model(save, model, features=features, mean=mean, std=std, target=target, loss=loss)
+        console.print(f"model: {save}")
+
+
+def _predict_with_saved(data, model_path, target, out, id_column, save):
+    if save is not None:
+        raise CliError("--save cannot be used with --model (the model is already saved)")
+    model, features, mean, std, saved_target = _load_model(model_path)
+    target = target if target is not None else saved_target
+    table = _read_table(data)
+    if id_column is not None and id_column not in table.column_names:
+        raise CliError(f"{data}: no id column {id_column!r} (columns: {', '.join(table.column_names)})")
+    X = (_features(data, table, features) - mean) / std
+    labels = _labels(data, table, target) if target in table.column_names else None
+    console.print(f"{data}: {table.num_rows} rows, model {model_path} "
+                  f"({len(model.classes_)} classes, {len(features)} features).")
+    if labels is not None:
+        known = set(model.classes_.tolist())
+        unknown = next((i for i, v in enumerate(labels.tolist()) if v not in known), None)
+        if unknown is not None:
+            raise CliError(f"{data}: row {unknown + 1}, column {target!r}: class {labels[unknown]!r} "
+                           f"is not one the model knows ({', '.join(map(str, model.classes_.tolist()))})")
+        ce, acc = _score(model, X, labels)
+        console.print(_metrics_table("Saved model", [("all", len(labels), ce, acc)]))
+    if out is not None:
+        ids = table.column(id_column).to_pylist() if id_column is not None else None
+        _write_predictions(out, model.predict_proba(X), model.classes_, target if labels is not None
+                           else None, labels, ids, id_column)
+        console.print(f"predictions of {table.num_rows} rows: {out}")

@@ -1,0 +1,255 @@
+"""crossent.models against scikit-learn's LogisticRegression, PyTorch autograd and hand checks;
+and the seeds' claim: squared error trains slower than cross-entropy at the same step size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crossent.datasets import load_iris, train_test_split
+from crossent.models import LogisticRegression, NotFittedError, SoftmaxRegression
+
+sklearn = pytest.importorskip("sklearn")
+pytest.importorskip("scipy")
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression  # noqa: E402
+from sklearn.metrics import log_loss  # noqa: E402
+
+
+def _standardised_iris(seed=0):
+    iris = load_iris()
+    train, test = train_test_split(iris.target, test_size=0.2, random_state=seed)
+    mean, std = iris.data[train].mean(axis=0), iris.data[train].std(axis=0)
+    X = (iris.data - mean) / std
+    return X[train], iris.target[train], X[test], iris.target[test]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(y))
+    cut = int(0.75 * len(y))
+    return X[order[:cut]], y[order[:cut]], X[order[cut:]], y[order[cut:]]
+
+
+def _epochs_to(accuracies, target):
+    hits = np.flatnonzero(np.asarray(accuracies) >= target)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+# ----------------------------------------------------------------------------- optimum vs sklearn
+def test_digits_lbfgs_matches_sklearn(digits):
+    X_tr, y_tr, X_te, y_te = digits
+    C = 1.0
+    sk = SkLogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(X_tr, y_tr)
+    ours = SoftmaxRegression(loss="cross_entropy", solver="lbfgs", alpha=1.0 / (C * len(y_tr)),
+                             max_iter=5000, tol=1e-8).fit(X_tr, y_tr)
+    sk_loss = log_loss(y_tr, sk.predict_proba(X_tr))
+    our_loss = log_loss(y_tr, ours.predict_proba(X_tr))
+    assert abs(our_loss - sk_loss) < 1e-4
+    assert abs(ours.score(X_te, y_te) - sk.score(X_te, y_te)) <= 0.01
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-3)
+
+
+def test_class_weight_matches_sklearn():
+    X, y, _, _ = _standardised_iris()
+    weights = {0: 3.0, 1: 0.5, 2: 1.0}
+    C = 0.5
+    sk = SkLogisticRegression(C=C, class_weight=weights, tol=1e-10, max_iter=5000).fit(X, y)
+    ours = SoftmaxRegression(solver="lbfgs", alpha=1.0 / (C * len(y)), class_weight=weights,
+                             max_iter=5000, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-5)
+    np.testing.assert_allclose(ours.intercept_, sk.intercept_, atol=1e-5)
+    balanced = SkLogisticRegression(C=C, class_weight="balanced", tol=1e-10, max_iter=5000)
+    y_imb = np.where(y == 2, 1, y)  # classes 0 (40 rows) and 1 (80 rows)
+    sk_b = balanced.fit(X, y_imb)
+    ours_b = LogisticRegression(solver="lbfgs", alpha=1.0 / (C * len(y)), class_weight="balanced",
+                                max_iter=5000, tol=1e-10).fit(X, y_imb)
+    np.testing.assert_allclose(ours_b.coef_, sk_b.coef_, atol=1e-5)
+    np.testing.assert_allclose(ours_b.intercept_, sk_b.intercept_, atol=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_class_weight_reweights_the_class_frequencies(loss):
+    # Features that carry no information: the optimum predicts, for every row, the weighted
+    # class frequencies p_c = w_c n_c / sum_k w_k n_k (by hand: 10*40 / (40 + 40 + 400) = 5/6).
+    X = np.zeros((120, 2))
+    y = np.repeat([0, 1, 2], 40)
+    model = SoftmaxRegression(loss=loss, solver="lbfgs", class_weight={2: 10.0}, max_iter=500,
+                              tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(model.predict_proba(X[:1])[0], [1 / 12, 1 / 12, 5 / 6], atol=1e-6)
+    assert (model.predict(X) == 2).all()
+
+
+def test_focal_with_gamma_zero_is_cross_entropy_fit():
+    X, y, _, _ = _standardised_iris()
+    sk = SkLogisticRegression(C=1.0, tol=1e-10, max_iter=5000).fit(X, y)
+    ours = SoftmaxRegression(loss="focal", gamma=0.0, solver="lbfgs", alpha=1.0 / len(y),
+                             max_iter=5000, tol=1e-10).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-5)
+
+
+def test_logistic_regression_matches_sklearn_on_breast_cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    C = 1.0
+    sk = SkLogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(X, y)
+    ours = LogisticRegression(solver="lbfgs", alpha=1.0 / (C * len(y)), max_iter=5000,
+                              tol=1e-9).fit(X, y)
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-4)
+    np.testing.assert_allclose(ours.intercept_, sk.intercept_, atol=1e-4)
+    assert abs(log_loss(y, ours.predict_proba(X)) - log_loss(y, sk.predict_proba(X))) < 1e-7
+    assert (ours.predict(X) == sk.predict(X)).all()
+
+
+# ----------------------------------------------------------------------------- the seeds' claim
+def test_squared_error_needs_more_epochs_on_iris():
+    X, y, _, _ = _standardised_iris()
+    epochs = {}
+    for loss in ("cross_entropy", "mse"):
+        model = SoftmaxRegression(loss=loss, learning_rate=0.5, max_iter=200, tol=None).fit(X, y)
+        epochs[loss] = _epochs_to(model.accuracy_curve_, 0.9)
+    assert epochs["cross_entropy"] is not None and epochs["mse"] is not None
+    assert epochs["mse"] >= 2 * epochs["cross_entropy"], epochs
+
+
+def test_squared_error_needs_more_epochs_on_digits(digits):
+    X, y, _, _ = digits
+    ce = SoftmaxRegression(loss="cross_entropy", learning_rate=0.5, max_iter=60, tol=None).fit(X, y)
+    reached = _epochs_to(ce.accuracy_curve_, 0.9)
+    assert reached is not None and reached <= 40
+    mse = SoftmaxRegression(loss="mse", learning_rate=0.5, max_iter=3 * reached, tol=None).fit(X, y)
+    assert max(mse.accuracy_curve_) < 0.9  # not even three times as many epochs suffice
+
+
+def test_gradient_descent_lowers_cross_entropy_monotonically():
+    X, y, _, _ = _standardised_iris()
+    # The softmax cross-entropy's Hessian in the logits is at most 1/2 (spectral norm), so the
+    # mean loss is L-smooth in (W, b) with L = lambda_max(A^T A / N) / 2, A = [X, 1];
+    # a step of 1/L never raises it.
+    A = np.hstack([X, np.ones((len(X), 1))])
+    L = 0.5 * np.linalg.eigvalsh(A.T @ A / len(X)).max()
+    model = SoftmaxRegression(learning_rate=1.0 / L, max_iter=200, tol=None).fit(X, y)
+    curve = np.asarray(model.loss_curve_)
+    assert len(curve) == 200
+    assert (np.diff(curve) < 0).all()
+    assert curve[0] < np.log(3)  # the first step already improves on the uniform prediction
+
+
+# ----------------------------------------------------------------------------- gradients vs torch
+def test_squared_error_gradients_match_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(7, 4)) * 3
+    y = rng.integers(0, 4, size=7)
+    model = SoftmaxRegression(loss="mse", label_smoothing=0.1)
+    value, g = model._loss_sum(logits, y, np.array([1.0, 2.0, 0.5, 1.5]))
+    z = torch.tensor(logits, requires_grad=True)
+    t = torch.nn.functional.one_hot(torch.tensor(y), 4).double() * 0.9 + 0.1 / 4
+    w = torch.tensor([1.0, 2.0, 0.5, 1.5], dtype=torch.float64)[torch.tensor(y)]
+    ref = (0.5 * ((torch.softmax(z, dim=1) - t) ** 2).sum(dim=1) * w).sum()
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(g, z.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+    binary = LogisticRegression(loss="mse")
+    zb = rng.normal(size=9) * 4
+    yb = rng.integers(0, 2, size=9)
+    value, g = binary._loss_sum(zb[:, None], yb, None)
+    zt = torch.tensor(zb, requires_grad=True)
+    ref = (0.5 * (torch.sigmoid(zt) - torch.tensor(yb, dtype=torch.float64)) ** 2).sum()
+    ref.backward()
+    assert value == pytest.approx(ref.item(), rel=1e-12)
+    np.testing.assert_allclose(g[:, 0], zt.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+# ----------------------------------------------------------------------------- label smoothing
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_label_smoothing_caps_confidence(loss):
+    # Two separable pairs: the model can give each row any probability, and the optimum of the
+    # smoothed loss is the smoothed target itself, 1 - eps + eps / C = 0.9 for eps = 0.2, C = 2.
+    X = np.array([[-1.0], [-1.0], [1.0], [1.0]])
+    y = np.array([0, 0, 1, 1])
+    model = SoftmaxRegression(loss=loss, label_smoothing=0.2, solver="lbfgs", max_iter=1000,
+                              tol=1e-12).fit(X, y)
+    np.testing.assert_allclose(model.predict_proba(X)[[0, 2], [0, 1]], [0.9, 0.9], atol=1e-6)
+    sharp = SoftmaxRegression(loss=loss, solver="lbfgs", max_iter=200).fit(X, y)
+    assert sharp.predict_proba(X)[0, 0] > 0.99
+
+
+# ----------------------------------------------------------------------------- estimator protocol
+def test_get_params_set_params_round_trip():
+    model = SoftmaxRegression(loss="focal", gamma=1.5, alpha=0.01, batch_size=16, random_state=3)
+    params = model.get_params()
+    assert params["loss"] == "focal" and params["gamma"] == 1.5 and params["batch_size"] == 16
+    again = SoftmaxRegression(**params)
+    assert again.get_params() == params
+    assert clone(model).get_params() == params  # scikit-learn's own clone works
+    assert model.set_params(alpha=0.5, schedule="cosine") is model
+    assert model.get_params()["alpha"] == 0.5 and model.schedule == "cosine"
+    with pytest.raises(ValueError, match="invalid parameter 'C'"):
+        model.set_params(C=1.0)
+    with pytest.raises(TypeError):
+        SoftmaxRegression("mse")  # hyperparameters are keyword-only
+
+
+def test_predict_proba_rows_sum_to_one_and_predict_takes_the_argmax():
+    X, y, X_te, _ = _standardised_iris()
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    model = SoftmaxRegression(max_iter=30).fit(X, names)
+    probs = model.predict_proba(X_te)
+    assert probs.shape == (len(X_te), 3)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-14)
+    assert (probs >= 0).all()
+    assert model.classes_.tolist() == ["setosa", "versicolor", "virginica"]
+    assert (model.predict(X_te) == model.classes_[probs.argmax(axis=1)]).all()
+    binary = LogisticRegression(max_iter=30).fit(X, y == 2)
+    np.testing.assert_allclose(binary.predict_proba(X_te).sum(axis=1), 1.0, rtol=1e-14)
+
+
+def test_minibatch_training_is_reproducible_with_a_seed():
+    X, y, _, _ = _standardised_iris()
+    kwargs = dict(batch_size=16, max_iter=20, learning_rate=0.2, schedule="inverse_sqrt", tol=None)
+    a = SoftmaxRegression(random_state=7, **kwargs).fit(X, y)
+    b = SoftmaxRegression(random_state=7, **kwargs).fit(X, y)
+    c = SoftmaxRegression(random_state=8, **kwargs).fit(X, y)
+    assert np.array_equal(a.coef_, b.coef_) and a.loss_curve_ == b.loss_curve_
+    assert not np.array_equal(a.coef_, c.coef_)
+
+
+def test_cosine_schedule_and_curves_have_one_entry_per_epoch():
+    X, y, _, _ = _standardised_iris()
+    seen = []
+    model = SoftmaxRegression(schedule="cosine", max_iter=12, tol=None).fit(
+        X, y, callback=lambda epoch, m: seen.append((epoch, len(m.loss_curve_))))
+    assert seen == [(k, k) for k in range(1, 13)]
+    assert len(model.accuracy_curve_) == 12 and model.n_iter_ == 12
+
+
+def test_bad_input_raises_clear_errors():
+    X, y, _, _ = _standardised_iris()
+    with pytest.raises(ValueError, match="only one class"):
+        SoftmaxRegression().fit(X[:5], np.zeros(5))
+    with pytest.raises(ValueError, match="exactly two classes"):
+        LogisticRegression().fit(X, y)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        SoftmaxRegression().predict(X)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        SoftmaxRegression(loss="hinge").fit(X, y)
+    with pytest.raises(ValueError, match="label_smoothing is not defined for loss='focal'"):
+        SoftmaxRegression(loss="focal", label_smoothing=0.1).fit(X, y)
+    with pytest.raises(ValueError, match="X must be finite|X.*nan|NaN"):
+        SoftmaxRegression().fit(np.where(X > 2, np.nan, X), y)
+    with pytest.raises(ValueError, match="one label per row"):
+        SoftmaxRegression().fit(X, y[:-1])
+    model = SoftmaxRegression(max_iter=5).fit(X, y)
+    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 4"):
+        model.predict(X[:, :3])
+    with pytest.raises(ValueError, match="class_weight names the class 7"):
+        SoftmaxRegression(class_weight={7: 2.0}).fit(X, y)
+    with pytest.raises(FloatingPointError, match="learning_rate=1000.0 is too large"), \
+            np.errstate(over="ignore"):
+        SoftmaxRegression(alpha=1.0, learning_rate=1e3, max_iter=300).fit(X, y)
