@@ -48,3 +48,37 @@ def test_reliability_diagram_rejects_mismatched_curve(tmp_path):
     bad = type(curve)(curve.bin_edges[:-1], curve.confidence, curve.accuracy, curve.counts, curve.ece)
     with pytest.raises(ValueError, match="bin_edges"):
         plots.reliability_diagram(bad, tmp_path / "rel.png")
+
+
+def test_learning_curves_writes_png(tmp_path):
+    curves = {"cross-entropy": (np.geomspace(1.0, 0.1, 50), np.linspace(0.5, 0.98, 50)),
+              "squared error": (np.geomspace(1.0, 0.4, 30), np.linspace(0.4, 0.9, 30))}
+    out = plots.learning_curves(curves, tmp_path / "curves.png", title="t", target_accuracy=0.9)
+    width, height = _png_size(out)
+    assert width > height > 300  # two panels side by side
+    assert out.stat().st_size > 20_000
+
+
+def test_learning_curves_rejects_bad_curves(tmp_path):
+    with pytest.raises(ValueError, match="empty"):
+        plots.learning_curves({}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match="same length"):
+        plots.learning_curves({"a": ([1.0, 0.5], [0.5])}, tmp_path / "c.png")
+    with pytest.raises(ValueError, match="pair"):
+        plots.learning_curves({"a": ([1.0],)}, tmp_path / "c.png")
+
+
+def test_neg_log_curve_writes_png(tmp_path):
+    out = plots.neg_log_curve(tmp_path / "neglog.png", title="-log p")
+    width, height = _png_size(out)
+    assert width > height > 300
+    assert out.stat().st_size > 20_000
+
+
+def test_importing_plots_does_not_import_matplotlib():
+    import subprocess
+    import sys
+
+    code = "import sys, crossent.plots; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -1,0 +1,166 @@
+"""``crossent train`` through the real entry point: the fit against scikit-learn, predictions that
+``crossent score`` reads, saved models, and bad input ending in one line with exit status 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from crossent.cli import main
+
+pytest.importorskip("pyarrow")
+pytest.importorskip("scipy")
+sk_datasets = pytest.importorskip("sklearn.datasets")
+from sklearn.linear_model import LogisticRegression as SkLogisticRegression  # noqa: E402
+from sklearn.metrics import log_loss  # noqa: E402
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(capsys, *argv) -> str:
+    code, out, err = run(capsys, *argv)
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("crossent: error: "), err
+    assert "Traceback" not in err
+    return lines[0][len("crossent: error: "):]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def iris_csv(tmp_path):
+    iris = sk_datasets.load_iris()
+    names = np.asarray(iris.target_names)[iris.target]
+    rows = [list(map(float, x)) + [n] for x, n in zip(iris.data, names)]
+    return write_csv(tmp_path / "flowers.csv", FEATURES + ["species"], rows), iris
+
+
+def read_predictions(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        return reader.fieldnames, rows
+
+
+def test_train_matches_sklearn_and_score_reads_the_predictions(tmp_path, capsys, iris_csv):
+    data, iris = iris_csv
+    preds = tmp_path / "preds.csv"
+    code, out, err = run(capsys, "train", data, "--target", "species", "--out", preds,
+                         "--seed", "3", "--alpha", "0.01")
+    assert code == 0, err
+    assert "held out (30)" in out
+    header, rows = read_predictions(preds)
+    assert header == ["setosa", "versicolor", "virginica", "species"]
+    assert len(rows) == 30
+    probs = np.array([[float(r[c]) for c in header[:3]] for r in rows])
+    labels = [r["species"] for r in rows]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+
+    # The same fit by scikit-learn on the same rows: predictions are the held-out rows of the
+    # stratified split, in file order, features standardised with the training rows' statistics.
+    from crossent.datasets import train_test_split
+
+    names = np.asarray(iris.target_names)[iris.target]
+    train, test = train_test_split(names, test_size=0.2, random_state=3)
+    assert [names[i] for i in test] == labels
+    mean, std = iris.data[train].mean(axis=0), iris.data[train].std(axis=0)
+    sk = SkLogisticRegression(C=1.0 / (0.01 * len(train)), tol=1e-10, max_iter=5000)
+    sk.fit((iris.data[train] - mean) / std, names[train])
+    expected = sk.predict_proba((iris.data[test] - mean) / std)
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+
+    code, out, err = run(capsys, "score", preds, "--label", "species", "--json")
+    assert code == 0, err
+    scored = json.loads(out)
+    assert scored["rows"] == 30
+    assert scored["cross_entropy_nats"] == pytest.approx(log_loss(labels, probs), rel=1e-9)
+
+
+def test_save_and_reuse_a_model(tmp_path, capsys, iris_csv):
+    data, _ = iris_csv
+    model = tmp_path / "model.json"
+    held_out = tmp_path / "held_out.csv"
+    code, _, err = run(capsys, "train", data, "--target", "species", "--out", held_out,
+                       "--save", model, "--loss", "focal", "--solver", "gd", "--epochs", "50")
+    assert code == 0, err
+    saved = json.loads(model.read_text())
+    assert saved["classes"] == ["setosa", "versicolor", "virginica"]
+    assert saved["feature_names"] == FEATURES
+    assert np.array(saved["coef"]).shape == (3, 4) and len(saved["mean"]) == 4
+    everything = tmp_path / "all.parquet"
+    code, out, err = run(capsys, "train", data, "--model", model, "--out", everything)
+    assert code == 0, err
+    assert "all (150)" in out
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(everything)
+    assert table.num_rows == 150 and table.column_names[-1] == "species"
+    _, rows = read_predictions(held_out)
+    # The held-out predictions reappear, unchanged, among the saved model's predictions.
+    first = [float(rows[0][c]) for c in ("setosa", "versicolor", "virginica")]
+    reused = np.column_stack([table.column(c).to_numpy() for c in ("setosa", "versicolor", "virginica")])
+    assert np.isclose(reused, first, rtol=1e-12, atol=0).all(axis=1).any()
+
+
+def test_parquet_input_mse_and_id_column(tmp_path, capsys, iris_csv):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    _, iris = iris_csv
+    names = np.asarray(iris.target_names)[iris.target]
+    table = pa.table({"flower": [f"f{i}" for i in range(150)],
+                      **{f: iris.data[:, j] for j, f in enumerate(FEATURES)}, "species": names})
+    data = tmp_path / "flowers.parquet"
+    pq.write_table(table, data)
+    preds = tmp_path / "p.csv"
+    code, _, err = run(capsys, "train", data, "--target", "species", "--id", "flower",
+                       "--loss", "mse", "--out", preds)
+    assert code == 0, err
+    header, rows = read_predictions(preds)
+    assert header == ["flower", "setosa", "versicolor", "virginica", "species"]
+    assert all(names[int(r["flower"][1:])] == r["species"] for r in rows)
+
+
+def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert error_line(capsys, "train", empty, "--target", "y") == f"{empty}: the file is empty"
+    header_only = write_csv(tmp_path / "header.csv", ["a", "y"], [])
+    assert "has no data rows" in error_line(capsys, "train", header_only, "--target", "y")
+    table = write_csv(tmp_path / "t.csv", ["a", "color", "y"],
+                      [[1, "red", "x"], [2, "blue", "z"], [3, "red", "x"], [4, "blue", "z"]])
+    message = error_line(capsys, "train", table, "--target", "species")
+    assert message.startswith(f"{table}: no target column 'species'")
+    message = error_line(capsys, "train", table, "--target", "y")
+    assert message.startswith(f"{table}: column 'color' is not numeric")
+    one = write_csv(tmp_path / "one.csv", ["a", "y"], [[1, "x"], [2, "x"], [3, "x"]])
+    message = error_line(capsys, "train", one, "--target", "y")
+    assert message == f"{one}: column 'y' has only one class ('x'); a classifier needs at least two"
+    missing = write_csv(tmp_path / "m.csv", ["a", "y"], [[1, "x"], ["", "z"], [3, "x"], [4, "z"]])
+    assert error_line(capsys, "train", missing, "--target", "y") == \
+        f"{missing}: row 2, column 'a': missing value"
+    assert "no such file" in error_line(capsys, "train", tmp_path / "nope.csv", "--target", "y")
+    assert "--loss must be one of" in error_line(capsys, "train", table, "--target", "y",
+                                                 "--loss", "hinge")
+    assert "--target is required" in error_line(capsys, "train", table)
+    assert "not a JSON model file" in error_line(capsys, "train", table, "--model", one)
+    other = tmp_path / "other.json"
+    other.write_text('{"weights": [1, 2]}')
+    assert "not a model saved by 'crossent train --save'" in error_line(
+        capsys, "train", table, "--model", other)
