@@ -212,7 +212,7 @@ def test_predict_proba_rows_sum_to_one_and_predict_takes_the_argmax():
 
 def test_minibatch_training_is_reproducible_with_a_seed():
     X, y, _, _ = _standardised_iris()
-    kwargs = dict(batch_size=16, max_iter=20, learning_rate=0.2, schedule="inverse_sqrt", tol=None)
+    kwargs = dict(batch_size=16, max_iter=5, learning_rate=0.2, schedule="inverse_sqrt", tol=None)
     a = SoftmaxRegression(random_state=7, **kwargs).fit(X, y)
     b = SoftmaxRegression(random_state=7, **kwargs).fit(X, y)
     c = SoftmaxRegression(random_state=8, **kwargs).fit(X, y)
