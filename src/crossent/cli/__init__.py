@@ -14,6 +14,7 @@ from ._app import CliError, app
 # Sub-commands: importing a module registers its commands on ``app``.
 from . import calculator  # noqa: E402,F401  (entropy, cross-entropy, kl, js)
 from . import score  # noqa: E402,F401  (score, compare)
+from . import bench  # noqa: E402,F401  (bench)
 from . import demo  # noqa: E402,F401  (demo)
 from . import train  # noqa: E402,F401  (train)
 
