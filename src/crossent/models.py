@@ -240,10 +240,13 @@ class _LinearClassifier:
         self.n_iter_ = 0
         for epoch in range(self.max_iter):
             lr = self._step_size(epoch)
-            order = rng.permutation(n) if batch < n else None
-            for start in range(0, n, batch):
-                rows = order[start:start + batch] if order is not None else slice(None)
-                Xb, yb = (X[rows], y[rows]) if order is not None else (X, y)
+            if batch < n:
+                order = rng.permutation(n)
+                blocks = ((X[rows], y[rows]) for rows in
+                          (order[start:start + batch] for start in range(0, n, batch)))
+            else:
+                blocks = ((X, y),)
+            for Xb, yb in blocks:
                 _, gW, gb = self._objective(W, b, Xb, yb, cw)
                 W -= lr * gW
                 b -= lr * gb
