@@ -36,16 +36,15 @@ def _train_all(X_train, y_train, *, epochs, learning_rate, seed):
     cross-entropy of every model at every epoch (the common yardstick of the curves)."""
     fitted, train_ce = {}, {}
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("train acc {task.fields[acc]:.3f}  loss {task.fields[loss]:.4f}"),
+                  TextColumn("train acc {task.fields[acc]:.3f}  train CE {task.fields[ce]:.4f}"),
                   console=console, transient=False) as progress:
         for name, loss in MODELS.items():
-            task = progress.add_task(name, total=epochs, acc=0.0, loss=float("nan"))
+            task = progress.add_task(name, total=epochs, acc=0.0, ce=float("nan"))
             ce = train_ce[name] = []
 
             def on_epoch(epoch, model, task=task, ce=ce):
                 ce.append(float(softmax_cross_entropy(model.decision_function(X_train), y_train)))
-                progress.update(task, completed=epoch, acc=model.accuracy_curve_[-1],
-                                loss=model.loss_curve_[-1])
+                progress.update(task, completed=epoch, acc=model.accuracy_curve_[-1], ce=ce[-1])
 
             model = SoftmaxRegression(loss=loss, solver="gd", learning_rate=learning_rate,
                                       max_iter=epochs, tol=None, random_state=seed)
