@@ -12,7 +12,6 @@ import pytest
 
 pytest.importorskip("typer")
 pytest.importorskip("matplotlib")
-pytest.importorskip("sklearn")  # not used by the demo; present with the test extra
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
