@@ -4,6 +4,10 @@
 #include <limits>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "simd_math.hpp"
 
 // The SIMD level of the hot row functions is chosen at load time (GCC function multiversioning):
@@ -315,9 +319,104 @@ bool fast_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, dou
 
 }  // namespace
 
+// Few long rows (fewer rows than threads): every row is split over the threads in whole
+// chunks. Each thread runs row_online on its slice, giving (m_t, s_t); the row's state is
+// merged as m = max_t m_t, s = sum_t s_t exp(m_t - m) (the same online rule), then each thread
+// scales its slice of the gradient. Out of place, without soft-capping or label smoothing (the
+// callers check); a row whose maximum is not finite is finished by general_row.
+template <typename T>
+void softmax_ce_index_split(const T* logits, int64_t n_rows, int64_t C, const int64_t* labels,
+                            const SoftmaxCEOptions& opt, double* loss_out, T* grad,
+                            double grad_scale, int n_threads) {
+  const int64_t n_chunks = (C + kChunk - 1) / kChunk;
+  std::vector<T> shifts(static_cast<size_t>(n_chunks));
+  std::vector<double> part_s(static_cast<size_t>(n_threads));
+  std::vector<T> part_m(static_cast<size_t>(n_threads));
+  std::vector<double> z;
+  double k = 0.0;
+  T m = 0;
+  bool general = false;
+#pragma omp parallel num_threads(n_threads)
+  {
+#ifdef _OPENMP
+    const int t = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+#else
+    const int t = 0, nt = 1;
+#endif
+    // thread t's slice: chunks [j0, j1)
+    const int64_t j0 = n_chunks * t / nt, j1 = n_chunks * (t + 1) / nt;
+    const int64_t c0 = j0 * kChunk, c1 = j1 * kChunk < C ? j1 * kChunk : C;
+    for (int64_t n = 0; n < n_rows; ++n) {
+      const T* x = logits + n * C;
+      T* g = grad ? grad + n * C : nullptr;
+      const int64_t y = labels[n];
+      if (opt.has_ignore && y == opt.ignore_index) {
+        if (g)
+          for (int64_t c = c0; c < c1; ++c) g[c] = T(0);
+#pragma omp single
+        loss_out[n] = 0.0;
+        continue;  // the single's barrier keeps the threads on the same row
+      }
+      T mt = -std::numeric_limits<T>::infinity();
+      part_s[t] = c1 > c0 ? row_online(x + c0, g ? g + c0 : nullptr, c1 - c0, shifts.data() + j0,
+                                       &mt)
+                          : 0.0;
+      part_m[t] = mt;
+#pragma omp barrier
+#pragma omp single
+      {
+        m = part_m[0];
+        for (int i = 1; i < nt; ++i) m = part_m[i] > m ? part_m[i] : m;
+        general = !std::isfinite(m);
+        if (general) {
+          if (z.empty()) z.resize(static_cast<size_t>(C));
+          general_row(x, C, y, opt, loss_out + n, g, grad_scale, z);
+        } else {
+          double s = 0.0;  // s = sum_t s_t exp(m_t - m), in thread order (deterministic)
+          for (int i = 0; i < nt; ++i)
+            s += part_s[i] * std::exp(static_cast<double>(part_m[i]) - static_cast<double>(m));
+          const double log_s = std::log(s);
+          const double lse = static_cast<double>(m) + log_s;
+          const double wy = opt.weight ? opt.weight[y] : 1.0;
+          const double x_y = static_cast<double>(x[y]);
+          // l = w_y (lse - z_y) + z_loss w_y lse^2 (no smoothing here); 0 * inf = 0
+          double l = wy != 0.0 ? wy * (log_s + (static_cast<double>(m) - x_y)) : 0.0;
+          if (opt.z_loss > 0.0) l += opt.z_loss * wy * lse * lse;
+          loss_out[n] = l;
+          // d l / d z_j = p_j A - w_y [j = y], A = w_y (1 + 2 z_loss lse), p_j = e_j / s
+          k = grad_scale * wy * (1.0 + 2.0 * opt.z_loss * lse) / s;
+        }
+      }  // implicit barrier: m, k and general are visible to every thread
+      if (!general && g) {
+        const bool has_y = y >= c0 && y < c1;
+        const double e_y = has_y ? static_cast<double>(g[y]) : 0.0;
+        row_scale_chunks(g + c0, c1 - c0, shifts.data() + j0, m, k);
+        if (has_y) {
+          const double wy = opt.weight ? opt.weight[y] : 1.0;
+          const double k_y = chunk_factor(k, static_cast<double>(shifts[y / kChunk]),
+                                          static_cast<double>(m));
+          g[y] = static_cast<T>(e_y * k_y - grad_scale * wy);
+        }
+      }
+#pragma omp barrier
+    }
+  }
+}
+
 template <typename T>
 void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const int64_t* labels,
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
+#ifdef _OPENMP
+  const int n_threads = omp_get_max_threads();
+  if (n_threads > 1 && n_rows < n_threads && n_classes >= 4 * kChunk * n_threads &&
+      opt.softcap == 0.0 && opt.label_smoothing == 0.0 &&
+      static_cast<const void*>(grad) != static_cast<const void*>(logits)) {
+    softmax_ce_index_split(logits, n_rows, n_classes, labels, opt, loss_out, grad, grad_scale,
+                           n_threads);
+    return;
+  }
+#endif
 #pragma omp parallel
   {
     std::vector<double> z;

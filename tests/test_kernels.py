@@ -176,6 +176,41 @@ def test_one_and_two_threads_agree_and_runs_repeat():
     np.testing.assert_array_equal(g2, g3)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", ["plain", "weight_zloss", "masked", "nan", "inf", "ignored"])
+def test_few_long_rows_split_over_threads(dtype, case):
+    """Fewer rows than threads: each row's vocabulary is split over the threads and merged."""
+    rng = np.random.default_rng(7)
+    c = 70_001
+    x = (rng.standard_normal((1, c)) * 3).astype(dtype)
+    x[0, 60_000] = 25  # the maximum in the second thread's slice
+    labels = np.array([123], dtype=np.int64)
+    weight, z_loss, ignore_index = None, 0.0, None
+    if case == "weight_zloss":
+        weight, z_loss = rng.random(c) + 0.5, 1e-3
+    elif case == "masked":
+        x[0, :40_000] = -np.inf  # the first slice all masked, the target among it
+    elif case == "nan":
+        x[0, 5] = np.nan
+    elif case == "inf":
+        x[0, 69_000] = np.inf
+    elif case == "ignored":
+        ignore_index = 123
+    before = crossent.get_num_threads()
+    try:
+        crossent.set_num_threads(2)
+        loss, g = _call_index(x, labels, weight, ignore_index, z_loss=z_loss, scale=0.5)
+        lf, _ = _call_index(x, labels, weight, ignore_index, z_loss=z_loss, grad=False)
+    finally:
+        crossent.set_num_threads(before)
+    with np.errstate(invalid="ignore"):
+        r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels, weight,
+                                                         ignore_index, 0.0, z_loss)
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(lf, r_loss, TOL[dtype])
+    assert_close(g, 0.5 * r_grad, TOL[dtype])
+
+
 # ----------------------------------------------------------------------------- other kernels
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
