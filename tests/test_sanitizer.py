@@ -70,6 +70,16 @@ EXERCISE = textwrap.dedent(
             ext.bce(np.abs(np.tanh(flat)), tf, None, lf, gf, 1.0)
             ext.sigmoid_focal(flat, tf, 0.25, 2.0, lf, gf, 1.0)
 
+        # one long row: its vocabulary split over the threads
+        x1 = rng.standard_normal((1, 70001)).astype(dtype)
+        x1[0, :30000] = -np.inf
+        l1, g1 = np.empty(1), np.empty_like(x1)
+        for label, ignore in ((5, None), (69999, None), (5, 5)):
+            ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 1e-4, 0.0, l1, g1, 1.0)
+            ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 0.0, 0.0, l1, None, 1.0)
+        x1[0, 50000] = np.inf
+        ext.softmax_ce_index(x1, np.array([5]), None, None, 0.0, 0.0, 0.0, l1, g1, 1.0)
+
     x = np.zeros((3, 4), np.float32)
     y = np.array([0, 1, 9])
     loss, g = np.empty(3), np.empty_like(x)
