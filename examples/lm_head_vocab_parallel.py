@@ -43,6 +43,7 @@ def run(rank, port):
         optimizer.step()
         if rank == 0 and (step % 10 == 0 or step == STEPS - 1):
             print(f"step {step:3d}  loss {loss.item():.4f}  (vocabulary split over {WORLD} ranks)")
+    dist.barrier()  # no rank tears the group down while a peer still talks to it
     dist.destroy_process_group()
 
 

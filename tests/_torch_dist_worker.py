@@ -104,6 +104,7 @@ def main(rank, world, port, out_file):
     except IndexError as exc:
         results["error"] = str(exc)
     torch.save(results, out_file)
+    dist.barrier()  # no rank tears the group down while a peer still talks to it
     dist.destroy_process_group()
 
 
