@@ -1,5 +1,7 @@
 #include "binary.hpp"
 
+#include "parallel.hpp"
+
 #include <cmath>
 
 namespace crossent {
@@ -29,7 +31,7 @@ template <typename T>
 void sigmoid_bce(const T* logits, int64_t n, const double* targets, const double* weight,
                  const double* pos_weight, double eps, double* loss_out, T* grad,
                  double grad_scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(logits[i]);
     const double t = targets[i] * (1.0 - eps) + eps / 2.0;
@@ -48,7 +50,7 @@ void sigmoid_bce(const T* logits, int64_t n, const double* targets, const double
 template <typename T>
 void bce(const T* probs, int64_t n, const double* targets, const double* weight,
          double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     const double p = static_cast<double>(probs[i]);
     const double t = targets[i];
@@ -70,7 +72,7 @@ void bce(const T* probs, int64_t n, const double* targets, const double* weight,
 template <typename T>
 void sigmoid_focal(const T* logits, int64_t n, const double* targets, bool has_alpha,
                    double alpha, double gamma, double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
   for (int64_t i = 0; i < n; ++i) {
     const double x = static_cast<double>(logits[i]);
     const double t = targets[i];

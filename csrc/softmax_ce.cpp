@@ -8,6 +8,7 @@
 #include <omp.h>
 #endif
 
+#include "parallel.hpp"
 #include "simd_math.hpp"
 
 // The SIMD level of the hot row functions is chosen at load time (GCC function multiversioning):
@@ -410,6 +411,7 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
 #ifdef _OPENMP
   const int n_threads = omp_get_max_threads();
   if (n_threads > 1 && n_rows < n_threads && n_classes >= 4 * kChunk * n_threads &&
+      n_rows * n_classes >= kParallelMinElements &&
       opt.softcap == 0.0 && opt.label_smoothing == 0.0 &&
       static_cast<const void*>(grad) != static_cast<const void*>(logits)) {
     softmax_ce_index_split(logits, n_rows, n_classes, labels, opt, loss_out, grad, grad_scale,
@@ -417,7 +419,7 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
     return;
   }
 #endif
-#pragma omp parallel
+#pragma omp parallel if (n_rows * n_classes >= kParallelMinElements)
   {
     std::vector<double> z;
     std::vector<T> shifts(static_cast<size_t>((n_classes + kChunk - 1) / kChunk));
@@ -449,7 +451,7 @@ void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const double* 
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
   const double eps = opt.label_smoothing;
   const double* w = opt.weight;
-#pragma omp parallel
+#pragma omp parallel if (n_rows * C >= kParallelMinElements)
   {
     std::vector<double> z(static_cast<size_t>(C));
 #pragma omp for schedule(static)

@@ -1,5 +1,7 @@
 #include "softmax_misc.hpp"
 
+#include "parallel.hpp"
+
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -20,7 +22,7 @@ template <typename T>
 void nll(const T* log_probs, int64_t n_rows, int64_t C, const int64_t* labels,
          const double* weight, bool has_ignore, int64_t ignore_index, double* loss_out, T* grad,
          double grad_scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_rows * C >= kParallelMinElements)
   for (int64_t n = 0; n < n_rows; ++n) {
     const int64_t y = labels[n];
     const bool ignored = has_ignore && y == ignore_index;
@@ -42,7 +44,7 @@ template <typename T>
 void softmax_focal(const T* logits, int64_t n_rows, int64_t C, const int64_t* labels,
                    const double* alpha, double gamma, bool has_ignore, int64_t ignore_index,
                    double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n_rows * C >= kParallelMinElements)
   for (int64_t n = 0; n < n_rows; ++n) {
     const T* x = logits + n * C;
     T* g = grad ? grad + n * C : nullptr;
