@@ -114,3 +114,77 @@ def test_mean_gradient_is_sum_gradient_over_weight_total(backend):
                                                                        reduction="sum")
     _, g_mean = crossent.value_and_grad(crossent.softmax_cross_entropy)(x, y, weight=w, ignore_index=-9)
     np.testing.assert_allclose(g_mean, g_sum / (2.0 + 4.0 + 0.5 + 4.0), rtol=1e-15)
+
+
+# ----------------------------------------------------------------------------- out=
+def _out_cases():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 5)).astype(np.float32)
+    y = rng.integers(0, 5, 6)
+    hard = (x > 0).astype(np.float32)
+    return [
+        (crossent.softmax_cross_entropy, (x, y), {"label_smoothing": 0.1}),
+        (crossent.softmax_cross_entropy, (x, crossent.softmax(x[::-1])), {}),
+        (crossent.nll_loss, (crossent.log_softmax(x), y), {}),
+        (crossent.softmax_focal_loss, (x, y), {}),
+        (crossent.sigmoid_binary_cross_entropy, (x, hard), {}),
+        (crossent.binary_cross_entropy, (crossent.sigmoid(x), hard), {}),
+        (crossent.sigmoid_focal_loss, (x, hard), {}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("layout", ["c", "fortran"])
+def test_out_receives_the_gradient_and_is_returned(backend, case, layout):
+    loss, args, kwargs = _out_cases()[case]
+    f = crossent.value_and_grad(loss)
+    value, expected = f(*args, **kwargs)
+    out = np.full(expected.shape, np.nan, dtype=expected.dtype, order="F" if layout == "fortran" else "C")
+    value_out, g = f(*args, out=out, **kwargs)
+    assert g is out
+    assert value_out == value
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_out_with_the_class_axis_first(backend):
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((5, 7))
+    y = rng.integers(0, 5, 7)
+    f = crossent.value_and_grad(crossent.softmax_cross_entropy)
+    _, expected = f(x.T, y)
+    out = np.empty_like(x)
+    _, g = f(x, y, axis=0, out=out)
+    assert g is out
+    np.testing.assert_allclose(out, expected.T, rtol=0, atol=1e-15)
+
+
+def test_out_may_be_the_logits_themselves(backend):
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((9, 33)).astype(np.float32)
+    y = rng.integers(0, 33, 9)
+    f = crossent.value_and_grad(crossent.softmax_cross_entropy)
+    value, expected = f(x, y, z_loss=1e-3)
+    in_place = x.copy()
+    value_in_place, g = f(in_place, y, z_loss=1e-3, out=in_place)
+    assert g is in_place
+    assert value_in_place == value
+    np.testing.assert_array_equal(in_place, expected)
+
+
+@pytest.mark.parametrize("out, error, match", [
+    (np.empty((6, 4), np.float32), ValueError, r"out has shape \(6, 4\).*logits has shape \(6, 5\)"),
+    (np.empty((6, 5), np.float64), TypeError, r"out has dtype float64.*float32"),
+    ([[0.0] * 5] * 6, TypeError, r"out must be a NumPy array, got list"),
+])
+def test_bad_out_is_rejected(out, error, match):
+    x = np.zeros((6, 5), np.float32)
+    with pytest.raises(error, match=match):
+        crossent.value_and_grad(crossent.softmax_cross_entropy)(x, np.zeros(6, int), out=out)
+
+
+def test_read_only_out_is_rejected():
+    x = np.zeros((2, 3))
+    out = np.empty_like(x)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        crossent.value_and_grad(crossent.softmax_cross_entropy)(x, [0, 1], out=out)

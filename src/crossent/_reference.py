@@ -245,7 +245,7 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     """
     ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
     ce = -(_zero_times(targets, ls) + _zero_times(1 - targets, lsn))
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf; NaN logits stay NaN
         log_u = np.logaddexp(np.log(targets) + lsn, np.log1p(-targets) + ls)
     u_gamma = np.exp(gamma * log_u) if gamma != 0 else np.ones_like(log_u)
     alpha_t = 1.0 if alpha is None else alpha * targets + (1 - alpha) * (1 - targets)

@@ -12,6 +12,7 @@ computed in the same pass as the value.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -49,13 +50,29 @@ class _Rows:
         """``t`` (of the full logits' shape) with the same axis moved and rows flattened."""
         return np.ascontiguousarray(np.moveaxis(t, self.axis, -1).reshape(-1, self.num_classes))
 
-    def finish(self, loss, grad, reduction, denominator):
+    def out_rows(self, out):
+        """``out`` seen as the ``(N, C)`` rows a kernel can write, or None when its layout
+        differs from the rows' (then :meth:`finish` copies into it)."""
+        if out is None or self.axis != len(self.shape) - 1 or not out.flags.c_contiguous:
+            return None
+        return out.reshape(-1, self.num_classes)
+
+    def finish(self, loss, grad, reduction, denominator, out=None):
         """Reduce the per-row ``loss`` and bring ``grad`` (already scaled) back to shape."""
         value = _reduce(loss, reduction, denominator, self.dtype, self.batch_shape)
         if grad is None:
             return value, None
         g = grad.astype(self.dtype, copy=False).reshape(self.batch_shape + (self.num_classes,))
-        return value, np.moveaxis(g, -1, self.axis)
+        return value, _into(out, np.moveaxis(g, -1, self.axis))
+
+
+def _into(out, grad):
+    """The gradient in the caller's ``out`` buffer (copied unless a kernel wrote it there)."""
+    if out is None:
+        return grad
+    if not np.may_share_memory(grad, out):
+        np.copyto(out, grad)
+    return out
 
 
 def _reduce(loss, reduction, denominator, dtype, shape):
@@ -114,7 +131,7 @@ def _check_gamma(gamma):
 # ----------------------------------------------------------------------------- softmax family
 def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
                            label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean",
-                           need_grad=False):
+                           need_grad=False, out=None):
     reduction, eps = _check_options(reduction, label_smoothing)
     zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
     cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
@@ -127,8 +144,9 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
         y = _checks.check_labels(t, rows.num_classes, ignore_index, "targets").reshape(-1)
         denominator = _counted_weight(y, w, ignore_index)
         loss, g = _dispatch.softmax_ce_index(x, np.ascontiguousarray(y), w, ignore_index, eps, zl,
-                                             cap, _grad_scale(reduction, denominator), need_grad)
-        return rows.finish(loss, g, reduction, denominator)
+                                             cap, _grad_scale(reduction, denominator), need_grad,
+                                             out=rows.out_rows(out))
+        return rows.finish(loss, g, reduction, denominator, out)
     if ignore_index is not None:
         raise ValueError("ignore_index applies to class-index targets; dense (float) targets "
                          "cannot ignore rows: give those rows zero targets, or pass indices")
@@ -136,7 +154,7 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
     denominator = float(x.shape[0])
     loss, g = _dispatch.softmax_ce_dense(x, rows.rows_of(t), w, eps, zl, cap,
                                          _grad_scale(reduction, denominator), need_grad)
-    return rows.finish(loss, g, reduction, denominator)
+    return rows.finish(loss, g, reduction, denominator, out)
 
 
 def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
@@ -220,7 +238,7 @@ def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index
 
 
 def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean",
-              need_grad=False):
+              need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(log_probs, "log_probs", axis)
@@ -233,7 +251,7 @@ def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, red
     denominator = _counted_weight(y, w, ignore_index)
     loss, g = _dispatch.nll(rows.block, y, w, ignore_index, _grad_scale(reduction, denominator),
                             need_grad)
-    return rows.finish(loss, g, reduction, denominator)
+    return rows.finish(loss, g, reduction, denominator, out)
 
 
 def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean"):
@@ -272,7 +290,7 @@ def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, redu
 
 
 def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
-                        reduction="mean", need_grad=False):
+                        reduction="mean", need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     gamma = _check_gamma(gamma)
     ignore_index = _checks.check_ignore_index(ignore_index)
@@ -291,7 +309,7 @@ def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignor
     denominator = _counted_weight(y, None, ignore_index)
     loss, g = _dispatch.softmax_focal(rows.block, y, a, gamma, ignore_index,
                                       _grad_scale(reduction, denominator), need_grad)
-    return rows.finish(loss, g, reduction, denominator)
+    return rows.finish(loss, g, reduction, denominator, out)
 
 
 def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
@@ -354,19 +372,20 @@ def _binary_inputs(x, targets, name_x):
     return arr, np.ascontiguousarray(t), float(arr.size)
 
 
-def _finish_elementwise(loss, g, reduction, dtype):
-    return _reduce(loss.reshape(-1), reduction, float(loss.size), dtype, loss.shape), g
+def _finish_elementwise(loss, g, reduction, dtype, out=None):
+    value = _reduce(loss.reshape(-1), reduction, float(loss.size), dtype, loss.shape)
+    return value, (None if g is None else _into(out, g))
 
 
 def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
-                                  label_smoothing=0.0, reduction="mean", need_grad=False):
+                                  label_smoothing=0.0, reduction="mean", need_grad=False, out=None):
     reduction, eps = _check_options(reduction, label_smoothing)
     x, t, n = _binary_inputs(logits, targets, "logits")
     w = _checks.check_broadcast_weight(weight, x.shape, "weight")
     pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
     loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
                                                      need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype)
+    return _finish_elementwise(loss, g, reduction, x.dtype, out)
 
 
 def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
@@ -411,13 +430,14 @@ def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=Non
                                          label_smoothing=label_smoothing, reduction=reduction)[0]
 
 
-def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need_grad=False):
+def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need_grad=False,
+                          out=None):
     reduction = _checks.check_reduction(reduction)
     p, t, n = _binary_inputs(probs, targets, "probs")
     _checks.check_unit_interval(p, "probs")
     w = _checks.check_broadcast_weight(weight, p.shape, "weight")
     loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, p.dtype)
+    return _finish_elementwise(loss, g, reduction, p.dtype, out)
 
 
 def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
@@ -462,13 +482,13 @@ def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
 
 
 def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean",
-                        need_grad=False):
+                        need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     gamma = _check_gamma(gamma)
     a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x, t, n = _binary_inputs(logits, targets, "logits")
     loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype)
+    return _finish_elementwise(loss, g, reduction, x.dtype, out)
 
 
 def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean"):
@@ -540,14 +560,18 @@ def value_and_grad(loss):
     Returns
     -------
     callable
-        Takes the loss's own arguments and returns ``(value, gradient)``.
+        Takes the loss's own arguments, plus an optional keyword ``out``: an array of the first
+        argument's shape and (result) floating dtype that receives the gradient and is returned
+        in its place — no gradient is allocated, and softmax cross-entropy with class indices
+        writes it there directly (``out`` may even be the logits: the gradient then replaces
+        them). Returns ``(value, gradient)``.
 
     Raises
     ------
     TypeError
-        If ``loss`` is not a crossent loss.
+        If ``loss`` is not a crossent loss, or ``out`` is not an array of the gradient's dtype.
     ValueError
-        When called with ``reduction="none"``.
+        When called with ``reduction="none"``, or with ``out`` of the wrong shape or read-only.
 
     Examples
     --------
@@ -563,15 +587,34 @@ def value_and_grad(loss):
         raise TypeError(f"value_and_grad needs a crossent loss ({', '.join(f.__name__ for f in _IMPLEMENTATIONS)}); "
                         f"got {loss!r}")
 
+    first = next(iter(inspect.signature(loss).parameters))
+
     @functools.wraps(loss)
-    def value_and_grad_fn(*args, **kwargs):
+    def value_and_grad_fn(*args, out=None, **kwargs):
         reduction = kwargs.get("reduction", "mean")
         if reduction not in ("mean", "sum"):
             raise ValueError(f"value_and_grad differentiates scalar losses: reduction must be "
                              f"'mean' or 'sum', got {reduction!r}")
-        return impl(*args, **kwargs, need_grad=True)
+        if out is not None:
+            _check_out(out, args[0] if args else kwargs.get(first), first)
+        return impl(*args, **kwargs, need_grad=True, out=out)
 
     return value_and_grad_fn
+
+
+def _check_out(out, x, name):
+    """``out`` must be a writeable array of the gradient's shape and dtype (that of ``x``)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    expected = _checks.check_floating(x, name)
+    if out.shape != expected.shape:
+        raise ValueError(f"out has shape {out.shape}, but the gradient with respect to {name} "
+                         f"has shape {expected.shape}")
+    if out.dtype != expected.dtype:
+        raise TypeError(f"out has dtype {out.dtype}, but the gradient with respect to {name} "
+                        f"has dtype {expected.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
 
 
 def grad(loss):
