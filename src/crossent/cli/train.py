@@ -279,7 +279,8 @@ def train_cmd(
         _write_predictions(out, model.predict_proba(Z[test]), model.classes_, target, labels[test],
                            None if ids is None else [ids[i] for i in test], id_column)
         console.print(f"predictions of the {test.size} held-out rows: {out} "
-                      f"(crossent score {out} --label {target})")
+                      f"(crossent score {out} --label {target}"
+                      f"{'' if id_column is None else f' --id {id_column}'})")
     if save is not None:
         _save_model(save, model, features=features, mean=mean, std=std, target=target, loss=loss)
         console.print(f"model: {save}")
