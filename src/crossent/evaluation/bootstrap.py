@@ -75,23 +75,31 @@ def paired_bootstrap(losses_a, losses_b, *, n_resamples=2000, confidence=0.95, s
         raise ValueError(f"a paired bootstrap needs at least 2 examples, got {a.size}")
     _checks.check_finite_values(a, "losses_a")
     _checks.check_finite_values(b, "losses_b")
+    # One example per unit: the ordinary paired bootstrap.
+    return _resample_units(a, b, np.ones_like(a), n_resamples, confidence, seed)
+
+
+def _resample_units(a, b, n, n_resamples, confidence, seed):
+    """Percentile interval of sum(b - a)* / sum(n)* over resamples of the units (examples, or
+    buckets of n examples whose losses sum to a and b), the same draws for both models."""
     n_resamples = int(_checks.check_scalar(n_resamples, "n_resamples", low=100))
     confidence = _checks.check_scalar(confidence, "confidence", low=0.0, high=1.0,
                                       low_open=True, high_open=True)
     d = b - a
     rng = np.random.default_rng(seed)
     means = np.empty(n_resamples)
-    # Resample in blocks so memory stays O(block * n) whatever n_resamples is.
+    # Resample in blocks so memory stays O(block * units) whatever n_resamples is.
     block = max(1, int(2**22 // d.size))
     for start in range(0, n_resamples, block):
         stop = min(n_resamples, start + block)
         idx = rng.integers(0, d.size, size=(stop - start, d.size))
-        means[start:stop] = d[idx].mean(axis=1)
+        means[start:stop] = d[idx].sum(axis=1) / n[idx].sum(axis=1)
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
-    return PairedBootstrap(mean_a=float(a.mean()), mean_b=float(b.mean()), difference=float(d.mean()),
-                           low=float(low), high=float(high), confidence=confidence,
-                           n_resamples=n_resamples, n_examples=int(d.size))
+    total = n.sum()
+    return PairedBootstrap(mean_a=float(a.sum() / total), mean_b=float(b.sum() / total),
+                           difference=float(d.sum() / total), low=float(low), high=float(high),
+                           confidence=confidence, n_resamples=n_resamples, n_examples=int(total))
 
 
 def bucket_of(rows, *, n_buckets, seed=0) -> np.ndarray:
@@ -174,23 +182,7 @@ def bucketed_paired_bootstrap(sums_a, sums_b, counts, *, n_resamples=2000, confi
     a, b, n = a[keep], b[keep], n[keep].astype(np.float64)
     if n.sum() < 2:
         raise ValueError(f"a paired bootstrap needs at least 2 examples, got {int(n.sum())}")
-    n_resamples = int(_checks.check_scalar(n_resamples, "n_resamples", low=100))
-    confidence = _checks.check_scalar(confidence, "confidence", low=0.0, high=1.0,
-                                      low_open=True, high_open=True)
-    d = b - a
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    block = max(1, int(2**22 // d.size))
-    for start in range(0, n_resamples, block):
-        stop = min(n_resamples, start + block)
-        idx = rng.integers(0, d.size, size=(stop - start, d.size))
-        means[start:stop] = d[idx].sum(axis=1) / n[idx].sum(axis=1)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    total = n.sum()
-    return PairedBootstrap(mean_a=float(a.sum() / total), mean_b=float(b.sum() / total),
-                           difference=float(d.sum() / total), low=float(low), high=float(high),
-                           confidence=confidence, n_resamples=n_resamples, n_examples=int(total))
+    return _resample_units(a, b, n, n_resamples, confidence, seed)
 
 
 def verdict(name_a: str, name_b: str, result: PairedBootstrap, unit: str = "nats") -> str:
