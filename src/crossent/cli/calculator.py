@@ -64,37 +64,31 @@ def entropy_cmd(
     _show("H(p)", measures.entropy(dist, base=base, normalize=normalize), base)
 
 
-@app.command("cross-entropy")
-def cross_entropy_cmd(
-    p: str = typer.Option(..., "--p", help="True distribution, comma-separated."),
-    q: str = typer.Option(..., "--q", help="Predicted distribution, comma-separated."),
-    base: Optional[float] = _BASE,
-    normalize: bool = _NORMALIZE,
-) -> None:
-    """Cross-entropy H(p, q) = -sum p log q."""
-    pv, qv = _pair(p, q)
-    _show("H(p, q)", measures.cross_entropy(pv, qv, base=base, normalize=normalize), base)
+def _two_distribution_command(name, symbol, measure, doc, p_help, q_help):
+    """Register ``crossent NAME --p ... --q ...`` printing ``symbol = measure(p, q)``."""
+
+    def command(
+        p: str = typer.Option(..., "--p", help=p_help),
+        q: str = typer.Option(..., "--q", help=q_help),
+        base: Optional[float] = _BASE,
+        normalize: bool = _NORMALIZE,
+    ) -> None:
+        pv, qv = _pair(p, q)
+        _show(symbol, measure(pv, qv, base=base, normalize=normalize), base)
+
+    command.__doc__ = doc
+    app.command(name)(command)
 
 
-@app.command("kl")
-def kl_cmd(
-    p: str = typer.Option(..., "--p", help="First distribution, comma-separated."),
-    q: str = typer.Option(..., "--q", help="Second distribution, comma-separated."),
-    base: Optional[float] = _BASE,
-    normalize: bool = _NORMALIZE,
-) -> None:
-    """Kullback-Leibler divergence D(p || q) = H(p, q) - H(p)."""
-    pv, qv = _pair(p, q)
-    _show("D(p || q)", measures.kl_divergence(pv, qv, base=base, normalize=normalize), base)
-
-
-@app.command("js")
-def js_cmd(
-    p: str = typer.Option(..., "--p", help="First distribution, comma-separated."),
-    q: str = typer.Option(..., "--q", help="Second distribution, comma-separated."),
-    base: Optional[float] = _BASE,
-    normalize: bool = _NORMALIZE,
-) -> None:
-    """Jensen-Shannon divergence (symmetric, at most 1 bit)."""
-    pv, qv = _pair(p, q)
-    _show("JS(p, q)", measures.js_divergence(pv, qv, base=base, normalize=normalize), base)
+_two_distribution_command("cross-entropy", "H(p, q)", measures.cross_entropy,
+                          "Cross-entropy H(p, q) = -sum p log q.",
+                          "True distribution, comma-separated.",
+                          "Predicted distribution, comma-separated.")
+_two_distribution_command("kl", "D(p || q)", measures.kl_divergence,
+                          "Kullback-Leibler divergence D(p || q) = H(p, q) - H(p).",
+                          "First distribution, comma-separated.",
+                          "Second distribution, comma-separated.")
+_two_distribution_command("js", "JS(p, q)", measures.js_divergence,
+                          "Jensen-Shannon divergence (symmetric, at most 1 bit).",
+                          "First distribution, comma-separated.",
+                          "Second distribution, comma-separated.")
