@@ -21,7 +21,8 @@ __all__: list[str] = []  # private module
 def _scaled(grad, grad_scale, dtype, need_grad):
     if not need_grad:
         return None
-    return (grad * grad_scale).astype(dtype, copy=False)
+    with np.errstate(over="ignore"):  # a gradient beyond float32's range rounds to +-inf
+        return (grad * grad_scale).astype(dtype, copy=False)
 
 
 def _f64(a):
