@@ -248,6 +248,21 @@ int get_num_threads() {
 #endif
 }
 
+template <typename T>
+void normalize_rows(Matrix<const T> x, std::optional<Vector> lse_out,
+                    std::optional<Matrix<T>> out, bool log_space) {
+  const int64_t N = dim(x, 0), C = check_rows(dim(x, 1), "x");
+  if (lse_out) check_loss_out(*lse_out, N);
+  T* o = nullptr;
+  if (out) {
+    if (dim(*out, 0) != N || dim(*out, 1) != C)
+      throw std::invalid_argument("out must have the shape of x");
+    o = out->data();
+  }
+  nb::gil_scoped_release release;
+  crossent::normalize_rows<T>(x.data(), N, C, lse_out ? lse_out->data() : nullptr, o, log_space);
+}
+
 std::string simd_level() {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
@@ -283,6 +298,10 @@ void define_all(nb::module_& m) {
   m.def("bce", &bce<T>, "probs"_a.noconvert(), "targets"_a.noconvert(),
         "weight"_a.noconvert().none(), "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
         "grad_scale"_a, "Element-wise binary cross-entropy of probabilities (flat arrays).");
+  m.def("normalize_rows", &normalize_rows<T>, "x"_a.noconvert(), "lse_out"_a.noconvert().none(),
+        "out"_a.noconvert().none(), "log_space"_a,
+        "Per row of x: logsumexp into lse_out, and softmax (or log_softmax when log_space) "
+        "into out (which may be x itself).");
   m.def("sigmoid_focal", &sigmoid_focal<T>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
         "grad_scale"_a, "Element-wise sigmoid focal loss (flat arrays).");

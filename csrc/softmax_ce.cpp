@@ -499,6 +499,77 @@ void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const double* 
   }
 }
 
+// ------------------------------------------------------------------ logsumexp, softmax, log_softmax
+namespace {
+
+// A row whose maximum is not finite, as the NumPy reference computes it: shift = max if finite
+// else 0 (NaN anywhere makes the maximum NaN), log_s = log sum exp(x - shift).
+template <typename T>
+void normalize_general_row(const T* x, int64_t C, double* lse, T* out, bool log_space) {
+  double m = -kInf;
+  for (int64_t c = 0; c < C; ++c) {
+    const double xc = static_cast<double>(x[c]);
+    if (std::isnan(xc) || std::isnan(m)) m = std::nan("");
+    else if (xc > m) m = xc;
+  }
+  const double shift = std::isfinite(m) ? m : 0.0;
+  double s = 0.0;
+  for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(x[c]) - shift);
+  const double log_s = std::log(s);
+  if (lse) *lse = shift + log_s;
+  if (!out) return;
+  for (int64_t c = 0; c < C; ++c) {  // log p_c = (x_c - shift) - log s (NaN for inf - inf)
+    const double lp = (static_cast<double>(x[c]) - shift) - log_s;
+    out[c] = static_cast<T>(log_space ? lp : std::exp(lp));
+  }
+}
+
+// log p_c = (x_c - m) - log s, formed in float64 (where x_c - m is exact).
+template <typename T>
+CROSSENT_CLONES void row_log_softmax(const T* x, T* out, int64_t C, double m, double log_s) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c)
+    out[c] = static_cast<T>((static_cast<double>(x[c]) - m) - log_s);
+}
+
+// p_c = exp(x_c - m) / s: one exp and one multiply per element.
+template <typename T>
+CROSSENT_CLONES void row_softmax(const T* x, T* out, int64_t C, T m, T inv_s) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) out[c] = fast_exp(static_cast<T>(x[c] - m)) * inv_s;
+}
+
+}  // namespace
+
+template <typename T>
+void normalize_rows(const T* x, int64_t n_rows, int64_t C, double* lse_out, T* out,
+                    bool log_space) {
+#pragma omp parallel for schedule(static) if (n_rows * C >= kParallelMinElements)
+  for (int64_t n = 0; n < n_rows; ++n) {
+    const T* xr = x + n * C;
+    T* o = out ? out + n * C : nullptr;
+    double* lse = lse_out ? lse_out + n : nullptr;
+    // Pass 1: (m, s) in one read by the online rule; a non-finite maximum takes the general path.
+    T m;
+    const double s = row_online(xr, static_cast<T*>(nullptr), C, static_cast<T*>(nullptr), &m);
+    if (!std::isfinite(m)) {
+      normalize_general_row(xr, C, lse, o, log_space);
+      continue;
+    }
+    const double log_s = std::log(s);
+    if (lse) *lse = static_cast<double>(m) + log_s;
+    if (!o) continue;
+    // Pass 2, the row in cache: log p or p (o may alias xr: each element is read first).
+    if (log_space)
+      row_log_softmax(xr, o, C, static_cast<double>(m), log_s);
+    else
+      row_softmax(xr, o, C, m, static_cast<T>(1.0 / s));
+  }
+}
+
+template void normalize_rows<float>(const float*, int64_t, int64_t, double*, float*, bool);
+template void normalize_rows<double>(const double*, int64_t, int64_t, double*, double*, bool);
+
 template void softmax_ce_index<float>(const float*, int64_t, int64_t, const int64_t*,
                                       const SoftmaxCEOptions&, double*, float*, double);
 template void softmax_ce_index<double>(const double*, int64_t, int64_t, const int64_t*,

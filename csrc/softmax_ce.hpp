@@ -27,4 +27,12 @@ template <typename T>
 void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const double* targets,
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
 
+// Row normalisation, one row of logits x at a time: lse = logsumexp(x) into lse_out (may be
+// nullptr) and, into out (may be nullptr, may alias x), softmax(x) when log_space is false or
+// log_softmax(x) = x - lse when it is true. Same conventions as crossent.functional: a row of
+// -inf, or one holding +inf, has no distribution (NaN), NaN in gives NaN out.
+template <typename T>
+void normalize_rows(const T* x, int64_t n_rows, int64_t n_classes, double* lse_out, T* out,
+                    bool log_space);
+
 }  // namespace crossent

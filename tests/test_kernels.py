@@ -362,3 +362,65 @@ def test_bindings_reject_wrong_shapes_and_options():
         ext.sigmoid_focal(flat, np.zeros(5), 1.5, 2.0, np.empty(5), None, 1.0)
     with pytest.raises(ValueError, match="n must be >= 1"):
         ext.set_num_threads(0)
+
+
+# ----------------------------------------------------------------------------- logsumexp, softmax, log_softmax
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_normalize_rows_matches_reference(dtype, data):
+    x, _ = data.draw(softmax_case(dtype))
+    log_space = data.draw(st.booleans())
+    lse, out = np.empty(x.shape[0]), np.empty_like(x)
+    ext.normalize_rows(x, lse, out, log_space)
+    r_lse, r_out = ref.normalize_rows(x.astype(np.float64), log_space)
+    assert_close(lse, r_lse, TOL[dtype])
+    assert_close(out, r_out, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("row", ["all_masked", "plus_inf", "nan", "nan_and_plus_inf", "huge"])
+def test_normalize_rows_non_finite_rows(dtype, row):
+    x = np.linspace(-3, 3, 300).astype(dtype)[None, :].repeat(2, axis=0)
+    if row == "all_masked":
+        x[0] = -np.inf
+    elif row == "plus_inf":
+        x[0, 290] = np.inf
+    elif row == "nan":
+        x[0, 3] = np.nan
+    elif row == "nan_and_plus_inf":
+        x[0, 3], x[0, 290] = np.inf, np.nan  # the NaN after the +inf still makes the row NaN
+    else:
+        x[0] += dtype(1e4)
+    for log_space in (False, True):
+        lse, out = np.empty(2), np.empty_like(x)
+        ext.normalize_rows(x, lse, out, log_space)
+        r_lse, r_out = ref.normalize_rows(x.astype(np.float64), log_space)
+        assert_close(lse, r_lse, TOL[dtype])
+        assert_close(out, r_out, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_normalize_rows_in_place_and_lse_only(dtype):
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((70, 1000)) * 5).astype(dtype)  # above the threading threshold
+    r_lse, r_out = ref.normalize_rows(x.astype(np.float64), True)
+    lse_only = np.empty(70)
+    ext.normalize_rows(x, lse_only, None, True)
+    in_place = x.copy()
+    ext.normalize_rows(in_place, None, in_place, True)
+    assert_close(lse_only, r_lse, TOL[dtype])
+    assert_close(in_place, r_out, TOL[dtype])
+
+
+def test_normalize_rows_bad_input():
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="out must have the shape of x"):
+        ext.normalize_rows(x, None, np.empty((3, 5)), True)
+    with pytest.raises(ValueError, match="entries, expected 3"):
+        ext.normalize_rows(x, np.empty(2), None, True)
+    with pytest.raises(ValueError, match="at least one class"):
+        ext.normalize_rows(np.zeros((3, 0)), None, None, True)
+    with pytest.raises(TypeError):
+        ext.normalize_rows(np.zeros((4, 3)).T, None, None, True)  # not C-contiguous: never converted
+    with pytest.raises(TypeError):
+        ext.normalize_rows(x, None, np.empty((3, 4), np.float32), True)  # dtype mismatch

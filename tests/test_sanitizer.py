@@ -69,6 +69,10 @@ EXERCISE = textwrap.dedent(
             ext.sigmoid_bce(flat, tf, tf, tf, 0.1, lf, gf, 1.0)
             ext.bce(np.abs(np.tanh(flat)), tf, None, lf, gf, 1.0)
             ext.sigmoid_focal(flat, tf, 0.25, 2.0, lf, gf, 1.0)
+            lse, out = np.empty(x.shape[0]), np.empty_like(x)
+            ext.normalize_rows(x, lse, out, True)
+            ext.normalize_rows(x, lse, out, False)
+            ext.normalize_rows(x, None, x.copy(), True)
 
         # one long row: its vocabulary split over the threads
         x1 = rng.standard_normal((1, 70001)).astype(dtype)

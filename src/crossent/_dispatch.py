@@ -59,6 +59,19 @@ def _broadcast(w, shape):
     return None if w is None else _f64(np.broadcast_to(w, shape)).reshape(-1)
 
 
+def normalize_rows(x, need_out, log_space):
+    """Per row of x: ``(lse, out)``, the logsumexp as float64 and (when ``need_out``) the
+    softmax, or the log_softmax when ``log_space``, in x's dtype (None otherwise)."""
+    ext = kernels()
+    if ext is not None:
+        lse = np.empty(x.shape[0], dtype=np.float64)
+        out = np.empty_like(x) if need_out else None
+        ext.normalize_rows(x, lse, out, log_space)
+        return lse, out
+    lse, out = _reference.normalize_rows(x.astype(np.float64), log_space)
+    return lse, (out.astype(x.dtype, copy=False) if need_out else None)
+
+
 def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, softcap,
                      grad_scale, need_grad, out=None):
     """``out``: a C-contiguous buffer of x's shape and dtype for the gradient; it may be ``x``

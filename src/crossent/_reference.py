@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "normalize_rows",
     "softmax_cross_entropy_index",
     "softmax_cross_entropy_dense",
     "nll",
@@ -38,7 +39,7 @@ def _softcap(x, softcap):
 
 
 def _log_softmax_rows(z):
-    """Return (log p, lse, m, log s) per row of z, with lse = m + log s computed shifted."""
+    """Return (log p, lse) per row of z, with lse = m + log s computed shifted."""
     m = np.max(z, axis=1, keepdims=True)
     m = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -62,6 +63,15 @@ def _log1mexp(a):
 def _log_sigmoid(x):
     # log sigma(x) = min(x, 0) - log1p(e^(-|x|))
     return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
+
+
+# ----------------------------------------------------------------------------- normalisation
+def normalize_rows(x, log_space):
+    """Per row of ``(N, C)`` logits: ``lse = m + log sum_c exp(x_c - m)`` (m the maximum, or 0
+    where it is not finite) and ``log p = (x - m) - log s`` (``log_space``) or ``p = exp(log p)``.
+    A row of -inf or one holding +inf gives NaN probabilities; NaN gives NaN."""
+    logp, lse = _log_softmax_rows(x)
+    return lse[:, 0], (logp if log_space else np.exp(logp))
 
 
 # ----------------------------------------------------------------------------- softmax family

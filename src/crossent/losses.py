@@ -16,7 +16,7 @@ import inspect
 
 import numpy as np
 
-from . import _checks, _dispatch
+from . import _checks, _dispatch, _layout
 
 __all__ = [
     "softmax_cross_entropy",
@@ -31,39 +31,15 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- plumbing
-class _Rows:
-    """Logits (or log-probabilities) seen as C-contiguous ``(N, C)`` rows, and the way back."""
-
-    def __init__(self, x, name, axis):
-        arr = _checks.check_floating(x, name)
-        self.axis = _checks.check_axis(axis, arr.ndim)
-        self.dtype = arr.dtype
-        self.shape = arr.shape
-        self.num_classes = arr.shape[self.axis]
-        if self.num_classes == 0:
-            raise ValueError(f"{name} has no classes: axis {self.axis} has length 0")
-        moved = np.moveaxis(arr, self.axis, -1)
-        self.batch_shape = moved.shape[:-1]
-        self.block = np.ascontiguousarray(moved.reshape(-1, self.num_classes))
-
-    def rows_of(self, t):
-        """``t`` (of the full logits' shape) with the same axis moved and rows flattened."""
-        return np.ascontiguousarray(np.moveaxis(t, self.axis, -1).reshape(-1, self.num_classes))
-
-    def out_rows(self, out):
-        """``out`` seen as the ``(N, C)`` rows a kernel can write, or None when its layout
-        differs from the rows' (then :meth:`finish` copies into it)."""
-        if out is None or self.axis != len(self.shape) - 1 or not out.flags.c_contiguous:
-            return None
-        return out.reshape(-1, self.num_classes)
+class _Rows(_layout.Rows):
+    """Logits (or log-probabilities) as ``(N, C)`` rows, and the reduction on the way back."""
 
     def finish(self, loss, grad, reduction, denominator, out=None):
         """Reduce the per-row ``loss`` and bring ``grad`` (already scaled) back to shape."""
         value = _reduce(loss, reduction, denominator, self.dtype, self.batch_shape)
         if grad is None:
             return value, None
-        g = grad.astype(self.dtype, copy=False).reshape(self.batch_shape + (self.num_classes,))
-        return value, _into(out, np.moveaxis(g, -1, self.axis))
+        return value, _into(out, self.restore(grad))
 
 
 def _into(out, grad):
