@@ -9,6 +9,7 @@
 #endif
 
 #include "parallel.hpp"
+#include "row_scalar.hpp"
 #include "simd_math.hpp"
 
 // The SIMD level of the hot row functions is chosen at load time (GCC function multiversioning):
@@ -502,20 +503,11 @@ void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const double* 
 // ------------------------------------------------------------------ logsumexp, softmax, log_softmax
 namespace {
 
-// A row whose maximum is not finite, as the NumPy reference computes it: shift = max if finite
-// else 0 (NaN anywhere makes the maximum NaN), log_s = log sum exp(x - shift).
+// A row whose maximum is not finite, as the NumPy reference computes it.
 template <typename T>
 void normalize_general_row(const T* x, int64_t C, double* lse, T* out, bool log_space) {
-  double m = -kInf;
-  for (int64_t c = 0; c < C; ++c) {
-    const double xc = static_cast<double>(x[c]);
-    if (std::isnan(xc) || std::isnan(m)) m = std::nan("");
-    else if (xc > m) m = xc;
-  }
-  const double shift = std::isfinite(m) ? m : 0.0;
-  double s = 0.0;
-  for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(x[c]) - shift);
-  const double log_s = std::log(s);
+  double shift, log_s;
+  shifted_log_sum_exp(x, C, &shift, &log_s);
   if (lse) *lse = shift + log_s;
   if (!out) return;
   for (int64_t c = 0; c < C; ++c) {  // log p_c = (x_c - shift) - log s (NaN for inf - inf)

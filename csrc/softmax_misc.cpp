@@ -1,6 +1,7 @@
 #include "softmax_misc.hpp"
 
 #include "parallel.hpp"
+#include "row_scalar.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -54,16 +55,8 @@ void softmax_focal(const T* logits, int64_t n_rows, int64_t C, const int64_t* la
       if (g) std::memset(g, 0, static_cast<size_t>(C) * sizeof(T));
       continue;
     }
-    double m = -kInf;  // the maximum, NaN if any logit is NaN (as np.max)
-    for (int64_t c = 0; c < C; ++c) {
-      const double xc = static_cast<double>(x[c]);
-      if (std::isnan(xc) || std::isnan(m)) m = std::nan("");
-      else if (xc > m) m = xc;
-    }
-    const double shift = std::isfinite(m) ? m : 0.0;
-    double s = 0.0;
-    for (int64_t c = 0; c < C; ++c) s += std::exp(static_cast<double>(x[c]) - shift);
-    const double log_s = std::log(s);
+    double shift, log_s;
+    shifted_log_sum_exp(x, C, &shift, &log_s);
     const double lse = shift + log_s;
     // log p_c = (z_c - m) - log s: shifted, no digits lost to large logits
     const double lp = lse == -kInf ? -kInf : (static_cast<double>(x[y]) - shift) - log_s;
