@@ -2,7 +2,9 @@
 
 Tensors on devices other than the CPU take this path (CPU tensors run the compiled kernels
 through :mod:`crossent._dispatch`); so does the vocabulary-parallel loss, whose statistics are
-summed across ranks. Each function returns per-row (per-element) losses in float64 and, when
+summed across ranks. On CUDA tensors (when triton imports) each function hands its rows to its
+Triton namesake in :mod:`crossent.torch._triton`, which computes the same formulas in one
+kernel per row; the formulas here remain their readable statement. Each function returns per-row (per-element) losses in float64 and, when
 asked, ``grad_scale`` times the gradient of each row's own loss in the compute dtype (float64
 for float64 inputs, float32 otherwise). Everything runs under ``torch.no_grad``.
 """
@@ -17,6 +19,7 @@ import torch
 __all__: list[str] = []  # private module
 
 _force_torch_path = False
+_force_triton_path = False
 
 
 @contextlib.contextmanager
@@ -30,9 +33,30 @@ def force_torch_path(enabled: bool = True):
         _force_torch_path = previous
 
 
+@contextlib.contextmanager
+def force_triton_path(enabled: bool = True):
+    """Run CPU tensors through the Triton kernels (needs ``TRITON_INTERPRET=1``; for tests)."""
+    global _force_triton_path
+    previous, _force_triton_path = _force_triton_path, enabled
+    try:
+        yield
+    finally:
+        _force_triton_path = previous
+
+
 def uses_kernels(tensor) -> bool:
     """Whether ``tensor`` goes to the compiled kernels (CPU) rather than the torch path."""
-    return tensor.device.type == "cpu" and not _force_torch_path
+    return tensor.device.type == "cpu" and not (_force_torch_path or _force_triton_path)
+
+
+def _triton_for(x):
+    """:mod:`crossent.torch._triton` when ``x`` runs on its kernels (CUDA tensors when triton
+    imports, or CPU tensors under :func:`force_triton_path`), else None."""
+    if x.device.type != "cuda" and not _force_triton_path:
+        return None
+    from . import _triton  # imported on first use: triton's import is slow
+
+    return _triton if _triton.triton is not None else None
 
 
 def compute_dtype(dtype):
@@ -74,6 +98,10 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     The gradient (times ``grad_scale``) is formed in ``out`` (which may be ``x`` itself), else
     in a new buffer. Returns ``(loss (n,) float64, grad or None, owned_count (n,) float64)``.
     """
+    gpu = _triton_for(x)
+    if gpu is not None and all_max is _identity and all_sum is _identity:
+        return gpu.softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
+                                         softcap, grad_scale, need_grad, out=out)
     cd = compute_dtype(x.dtype)
     if out is None:
         z = x.to(cd, copy=True)
@@ -146,6 +174,10 @@ def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_
     With t~ = (1-eps) t + eps/C' on unmasked classes: l = -sum_c w_c t~_c log p_c + z_loss lse^2
     and dl/dz_j = p_j (sum_c w_c t~_c + 2 z_loss lse) - w_j t~_j.
     """
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap,
+                                    grad_scale, need_grad)
     cd = compute_dtype(x.dtype)
     z = x.to(cd, copy=True)
     dz = _softcap_(z, softcap) if softcap is not None else None
@@ -183,6 +215,9 @@ def softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad):
     """Softmax focal loss of ``(n, C)`` logits (formula of :func:`crossent._reference.softmax_focal`):
     l = -alpha_y u^gamma lp with lp = log p_y, u = 1 - p_y = -expm1(lp);
     dl/dz_j = alpha_y (p_j - [j=y]) u^gamma (1 - gamma p_y lp / u)."""
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad)
     cd = compute_dtype(x.dtype)
     z = x.to(cd)
     logp, lse = _log_softmax_rows(z)
@@ -212,6 +247,10 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
                                  need_grad):
     """Element-wise l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)], t' = t(1-eps) + eps/2;
     dl/dx = w [(1-t') sigma(x) - pw t' sigma(-x)] (:func:`crossent._reference.sigmoid_binary_cross_entropy`)."""
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing,
+                                                grad_scale, need_grad)
     cd = compute_dtype(x.dtype)
     x = x.to(cd)
     t0 = targets.to(cd)
@@ -238,6 +277,9 @@ def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
 
 def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
     """Element-wise l = alpha_t u^gamma ce with u = 1 - p_t (:func:`crossent._reference.sigmoid_focal`)."""
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad)
     cd = compute_dtype(x.dtype)
     x = x.to(cd)
     t = targets.to(cd)

@@ -1,0 +1,485 @@
+"""Triton kernels of the loss rows: the GPU path of :mod:`crossent.torch`.
+
+Each function here has the signature and the semantics of its namesake in
+:mod:`crossent.torch._engine` (the readable, pure-torch statement of the same formulas, itself
+a transcription of :mod:`crossent._reference`): per-row (per-element) losses in float64 and,
+when asked, ``grad_scale`` times the gradient of each row's own loss in the compute dtype.
+What differs is the work: one Triton program per row streams the row twice -- an online
+max / sum-of-exponentials pass for the statistics, then one pass that writes the gradient (in
+place when ``out`` is the input, as the fused linear head asks) -- where the eager engine
+launches a dozen kernels and keeps several ``(n, V)`` temporaries.
+
+Offsets are int64 throughout (rows x V exceeds 2**31 in real heads). Row statistics are
+summed in float64 from per-block partial sums, as the CPU kernels do.
+
+The kernels run on CUDA tensors, and on CPU tensors under ``TRITON_INTERPRET=1`` (how the
+tests compare them with the CPU kernels on machines without a GPU; see
+:func:`crossent.torch._engine.force_triton_path`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+try:  # triton is optional: without it CUDA tensors take the eager torch engine
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    triton = None
+
+__all__: list[str] = []  # private module
+
+
+def _compute_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _block(n_cols: int) -> int:
+    """Columns per step of a row loop: the row in one block up to 4096 (fp32: 16 KiB)."""
+    return max(16, min(triton.next_power_of_2(max(n_cols, 1)), 4096))
+
+
+def _warps(block: int) -> int:
+    return 4 if block <= 1024 else 8 if block <= 2048 else 16
+
+
+if triton is not None:
+
+    # ------------------------------------------------------------------ scalar math in Triton
+    # Only IEEE basics (exp, log, division): libdevice is not available to the interpreter,
+    # so log1p, expm1 and tanh are formed with the classic correction tricks.
+
+    @triton.jit
+    def _log1p(u):
+        # log1p(u) = log(1+u) * u / ((1+u) - 1): the rounding of 1+u cancels (Goldberg 1991)
+        v = 1.0 + u
+        d = v - 1.0
+        return tl.where(d == 0.0, u, tl.log(v) * (u / tl.where(d == 0.0, 1.0, d)))
+
+    @triton.jit
+    def _expm1(x):
+        # expm1(x) = (e^x - 1) * x / log(e^x): the rounding of e^x cancels (Kahan)
+        u = tl.exp(x)
+        d = u - 1.0
+        lu = tl.log(u)
+        r = d * (x / tl.where(lu == 0.0, 1.0, lu))
+        r = tl.where(d == 0.0, x, r)
+        r = tl.where(d == -1.0, -1.0, r)
+        return tl.where(x == float("inf"), float("inf"), r)
+
+    @triton.jit
+    def _tanh(x):
+        # tanh(x) = sign(x) (1 - e^(-2|x|)) / (1 + e^(-2|x|)) = -sign(x) expm1(-2|x|) / (1 + e^(-2|x|))
+        a = tl.abs(x)
+        r = -_expm1(-2.0 * a) / (1.0 + tl.exp(-2.0 * a))
+        return tl.where(x < 0, -r, r)
+
+    @triton.jit
+    def _log_sigmoid(x):
+        # log sigma(x) = min(x, 0) - log1p(e^(-|x|))
+        return tl.minimum(x, 0.0) - _log1p(tl.exp(-tl.abs(x)))
+
+    @triton.jit
+    def _zero_times(coef, value):
+        """coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0."""
+        return tl.where(coef == 0.0, 0.0, coef * value)
+
+    @triton.jit
+    def _softcapped(x, softcap, SOFTCAP: tl.constexpr):
+        """z = s tanh(x / s) (masked -inf stays -inf) and dz/dx = 1 - (z/s)^2 (0 where masked)."""
+        if SOFTCAP:
+            masked = x == float("-inf")
+            z = softcap * _tanh(x / softcap)
+            dz = tl.where(masked, 0.0, 1.0 - (z / softcap) * (z / softcap))
+            z = tl.where(masked, float("-inf"), z)
+        else:
+            z = x
+            dz = tl.full(x.shape, 1.0, x.dtype)
+        return z, dz
+
+    @triton.jit
+    def _params4(params_ptr, CD: tl.constexpr):
+        """eps and z_loss in float64 (row statistics), softcap and grad_scale in the compute dtype."""
+        return (tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2).to(CD),
+                tl.load(params_ptr + 3).to(CD))
+
+    @triton.jit
+    def _row_stats(x_row, n_cols, softcap, w_ptr, CD: tl.constexpr, SOFTCAP: tl.constexpr,
+                   HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+        """One streaming pass over a row: the maximum m, s = sum exp(z - shift) (shift = m where
+        finite, else 0) and, for smoothing, C' (unmasked count), W = sum w_c and sum w_c z_c
+        over unmasked classes. Sums are float64."""
+        zero64 = tl.sum(tl.zeros([BLOCK], tl.float64), axis=0)
+        m = zero64.to(CD) + float("-inf")
+        shift = zero64.to(CD)
+        s = zero64
+        n_un = zero64
+        w_sum = zero64
+        wz_sum = zero64
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
+            z, _ = _softcapped(x, softcap, SOFTCAP)
+            m_new = tl.maximum(m, tl.max(z, axis=0))
+            shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
+            # s <- s e^(shift - shift_new) + sum exp(z - shift_new); s = 0 stays 0 (no 0 * inf)
+            rescale = tl.exp((shift - shift_new).to(tl.float64))
+            s = tl.where(s == 0.0, s, s * rescale)
+            s += tl.sum(tl.exp(z - shift_new).to(tl.float64), axis=0)
+            m, shift = m_new, shift_new
+            if SMOOTH:
+                unmasked = inside & (z != float("-inf"))
+                if HAS_WEIGHT:
+                    w = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
+                else:
+                    w = tl.full([BLOCK], 1.0, CD)
+                w = tl.where(unmasked, w, 0.0)
+                n_un += tl.sum(unmasked.to(tl.float64), axis=0)
+                w_sum += tl.sum(w.to(tl.float64), axis=0)
+                wz_sum += tl.sum(tl.where(unmasked, w.to(tl.float64) * z.to(tl.float64), 0.0), axis=0)
+        return m, shift, s, n_un, w_sum, wz_sum
+
+    # ------------------------------------------------------------------ softmax CE, indices
+    @triton.jit
+    def _softmax_ce_index_kernel(x_ptr, x_stride, out_ptr, out_stride, y_ptr, owned_ptr, counted_ptr,
+                                 w_ptr, loss_ptr, n_cols, params_ptr,
+                                 CD: tl.constexpr, SOFTCAP: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                                 SMOOTH: tl.constexpr, NEED_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * x_stride
+        eps, z_loss, softcap, grad_scale = _params4(params_ptr, CD)
+        m, shift, s, n_un, w_sum, wz_sum = _row_stats(x_row, n_cols, softcap, w_ptr, CD, SOFTCAP,
+                                                      HAS_WEIGHT, SMOOTH, BLOCK)
+        y = tl.load(y_ptr + row).to(tl.int64)
+        owned = tl.load(owned_ptr + row) != 0
+        counted = tl.load(counted_ptr + row) != 0
+        x_y = tl.load(x_row + y).to(CD)
+        z_y, _ = _softcapped(x_y, softcap, SOFTCAP)
+        z_y = tl.where(owned, z_y.to(tl.float64), 0.0)
+        if HAS_WEIGHT:
+            w_y = tl.where(owned, tl.load(w_ptr + y).to(tl.float64), 0.0)
+        else:
+            w_y = tl.where(counted, 1.0, 0.0).to(tl.float64)
+        log_s = tl.log(s)
+        shift64 = shift.to(tl.float64)
+        lse = shift64 + log_s
+        # l = (1-eps) w_y (lse - z_y) + (eps/C') [W (lse - m) + sum_c w_c (m - z_c)] + z_loss w_y lse^2
+        loss = _zero_times((1.0 - eps) * w_y, log_s + (shift64 - z_y))
+        a = (1.0 - eps) * w_y
+        eps_c = tl.where(n_un > 0, eps / tl.maximum(n_un, 1.0), 0.0)
+        if SMOOTH:
+            loss += eps_c * (w_sum * log_s + (w_sum * shift64 - wz_sum))
+            a += eps_c * w_sum
+        loss += z_loss * w_y * lse * lse
+        a += 2.0 * z_loss * w_y * lse
+        loss = tl.where(m == float("-inf"), float("inf"), loss)  # every class masked: p_y = 0
+        loss = tl.where(counted, loss, 0.0)
+        tl.store(loss_ptr + row, loss)
+        if NEED_GRAD:
+            # dl/dz_j = p_j A - (eps/C') w_j - (1-eps) w_y [j=y], A = (1-eps) w_y + (eps/C') W + 2 z_loss w_y lse;
+            # times dz/dx for the softcap, grad_scale, and 0 on ignored rows
+            coef = (a / s).to(CD)
+            eps_cd = eps_c.to(CD)
+            hit = ((1.0 - eps) * w_y).to(CD)
+            out_row = out_ptr + row * out_stride
+            for start in range(0, n_cols, BLOCK):
+                cols = start + tl.arange(0, BLOCK).to(tl.int64)
+                inside = cols < n_cols
+                x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
+                z, dz = _softcapped(x, softcap, SOFTCAP)
+                g = tl.exp(z - shift) * coef
+                if SMOOTH:
+                    if HAS_WEIGHT:
+                        w = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
+                    else:
+                        w = tl.full([BLOCK], 1.0, CD)
+                    g = tl.where(z != float("-inf"), g - eps_cd * w, 0.0)
+                g = tl.where((cols == y) & owned, g - hit, g)
+                if SOFTCAP:
+                    g = g * dz
+                g = tl.where(counted, g * grad_scale, 0.0)
+                tl.store(out_row + cols, g.to(out_ptr.dtype.element_ty), mask=inside)
+
+    # ------------------------------------------------------------------ softmax CE, dense targets
+    @triton.jit
+    def _softmax_ce_dense_kernel(x_ptr, x_stride, t_ptr, t_stride, out_ptr, out_stride, w_ptr,
+                                 loss_ptr, n_cols, params_ptr,
+                                 CD: tl.constexpr, SOFTCAP: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                                 NEED_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        eps, z_loss, softcap, grad_scale = _params4(params_ptr, CD)
+        x_row = x_ptr + row * x_stride
+        t_row = t_ptr + row * t_stride
+        m, shift, s, n_un, w_un, _ = _row_stats(x_row, n_cols, softcap, w_ptr, CD, SOFTCAP,
+                                                HAS_WEIGHT, True, BLOCK)
+        # sum_c w_c t~_c = (1-eps) sum_c w_c t_c + (eps/C') sum_{c unmasked} w_c
+        wt_raw = tl.sum(tl.zeros([BLOCK], tl.float64), axis=0)
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            t = tl.load(t_row + cols, mask=inside, other=0.0).to(CD)
+            if HAS_WEIGHT:
+                t = t * tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
+            wt_raw += tl.sum(t.to(tl.float64), axis=0)
+        eps_c = eps / tl.maximum(n_un, 1.0)
+        wt_sum = (1.0 - eps) * wt_raw + eps_c * w_un
+        lse = shift.to(tl.float64) + tl.log(s)
+        coef = (wt_sum + 2.0 * z_loss * lse).to(CD)
+        inv_s = (1.0 / s).to(CD)
+        eps_cd = eps_c.to(CD)
+        # l = sum_c w_c t~_c (lse - z_c) + z_loss lse^2; dl/dz_j = p_j (sum_c w_c t~_c + 2 z_loss lse) - w_j t~_j
+        loss = tl.sum(tl.zeros([BLOCK], tl.float64), axis=0)
+        out_row = out_ptr + row * out_stride
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
+            z, dz = _softcapped(x, softcap, SOFTCAP)
+            t = tl.load(t_row + cols, mask=inside, other=0.0).to(CD)
+            if HAS_WEIGHT:
+                w = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
+            else:
+                w = tl.full([BLOCK], 1.0, CD)
+            t_s = (1.0 - eps) * t + tl.where(z != float("-inf"), eps_cd, 0.0)
+            wt = w * t_s
+            loss += tl.sum(_zero_times(wt.to(tl.float64), lse - z.to(tl.float64)), axis=0)
+            if NEED_GRAD:
+                g = tl.exp(z - shift) * inv_s * coef - wt
+                if SOFTCAP:
+                    g = g * dz
+                tl.store(out_row + cols, (g * grad_scale).to(out_ptr.dtype.element_ty), mask=inside)
+        loss += z_loss * lse * lse
+        loss = tl.where(lse == float("-inf"), float("inf"), loss)
+        tl.store(loss_ptr + row, loss)
+
+    # ------------------------------------------------------------------ softmax focal
+    @triton.jit
+    def _softmax_focal_kernel(x_ptr, x_stride, out_ptr, out_stride, y_ptr, counted_ptr, alpha_ptr,
+                              loss_ptr, n_cols, params_ptr, CD: tl.constexpr,
+                              HAS_ALPHA: tl.constexpr, NEED_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        gamma = tl.load(params_ptr)
+        grad_scale = tl.load(params_ptr + 1).to(CD)
+        x_row = x_ptr + row * x_stride
+        m, shift, s, _, _, _ = _row_stats(x_row, n_cols, grad_scale, alpha_ptr, CD, False, False, False,
+                                          BLOCK)
+        y = tl.load(y_ptr + row).to(tl.int64)
+        counted = tl.load(counted_ptr + row) != 0
+        lse = shift.to(tl.float64) + tl.log(s)
+        lp = tl.load(x_row + y).to(CD).to(tl.float64) - lse
+        lp = tl.where(lse == float("-inf"), float("-inf"), lp)
+        if HAS_ALPHA:
+            a_y = tl.load(alpha_ptr + y).to(tl.float64)
+        else:
+            a_y = tl.full([], 1.0, tl.float64)
+        # l = -alpha_y u^gamma lp, u = 1 - p_y = -expm1(lp); u^gamma = exp(gamma log u), 0^0 = 1
+        u = -_expm1(lp)
+        u_gamma = tl.where(gamma == 0.0, 1.0, tl.where(u == 0.0, 0.0, tl.exp(gamma * tl.log(u))))
+        loss = tl.where(counted, _zero_times(a_y * u_gamma, -lp), 0.0)
+        tl.store(loss_ptr + row, loss)
+        if NEED_GRAD:
+            # dl/dz_j = alpha_y u^gamma (1 - gamma p_y lp / u) (p_j - [j=y]); lp / u -> -1 as u -> 0
+            ratio = tl.where(u == 0.0, -1.0, lp / tl.where(u == 0.0, 1.0, u))
+            g_row = a_y * u_gamma * (1.0 - gamma * _zero_times(tl.exp(lp), ratio))
+            g_row = tl.where(counted, g_row * grad_scale, 0.0).to(CD)
+            lse_cd = lse.to(CD)
+            out_row = out_ptr + row * out_stride
+            for start in range(0, n_cols, BLOCK):
+                cols = start + tl.arange(0, BLOCK).to(tl.int64)
+                inside = cols < n_cols
+                z = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
+                p = tl.exp(z - lse_cd) - tl.where(cols == y, 1.0, 0.0)
+                tl.store(out_row + cols, _zero_times(g_row, p).to(out_ptr.dtype.element_ty), mask=inside)
+
+    # ------------------------------------------------------------------ binary, element-wise
+    @triton.jit
+    def _sigmoid_bce_kernel(x_ptr, t_ptr, w_ptr, pw_ptr, loss_ptr, grad_ptr, n, params_ptr,
+                            CD: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_POS_WEIGHT: tl.constexpr,
+                            NEED_GRAD: tl.constexpr, BLOCK: tl.constexpr):
+        eps = tl.load(params_ptr).to(CD)
+        grad_scale = tl.load(params_ptr + 1).to(CD)
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        inside = offs < n
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(CD)
+        t0 = tl.load(t_ptr + offs, mask=inside, other=0.0).to(CD)
+        w = tl.load(w_ptr + offs, mask=inside, other=0.0).to(CD) if HAS_WEIGHT else 1.0
+        pw = tl.load(pw_ptr + offs, mask=inside, other=0.0).to(CD) if HAS_POS_WEIGHT else 1.0
+        # l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)], t' = t(1-eps) + eps/2
+        t = t0 * (1.0 - eps) + eps / 2
+        one_minus_t = (1.0 - t0) * (1.0 - eps) + eps / 2  # 1 - t' without cancellation near t' = 1
+        ls = _log_sigmoid(x)
+        lsn = _log_sigmoid(-x)  # log(1 - sigma(x)) = log sigma(-x)
+        loss = -w * (_zero_times(pw * t, ls) + _zero_times(one_minus_t, lsn))
+        tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=inside)
+        if NEED_GRAD:
+            # dl/dx = w [(1-t') sigma(x) - pw t' sigma(-x)]
+            g = (w * grad_scale) * (one_minus_t * tl.exp(ls) - pw * t * tl.exp(lsn))
+            tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _sigmoid_focal_kernel(x_ptr, t_ptr, loss_ptr, grad_ptr, n, params_ptr,
+                              CD: tl.constexpr, HAS_ALPHA: tl.constexpr, NEED_GRAD: tl.constexpr,
+                              BLOCK: tl.constexpr):
+        alpha = tl.load(params_ptr).to(CD)
+        gamma = tl.load(params_ptr + 1).to(CD)
+        grad_scale = tl.load(params_ptr + 2).to(CD)
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        inside = offs < n
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(CD)
+        t = tl.load(t_ptr + offs, mask=inside, other=0.0).to(CD)
+        ls = _log_sigmoid(x)
+        lsn = _log_sigmoid(-x)
+        ce = -(_zero_times(t, ls) + _zero_times(1.0 - t, lsn))
+        # log u = log(t sigma(-x) + (1-t) sigma(x)), a log-add-exp of two log-space terms
+        a = tl.log(t) + lsn
+        b = _log1p(-t) + ls
+        hi = tl.maximum(a, b)
+        log_u = tl.where(hi == float("-inf"), float("-inf"),
+                         hi + _log1p(tl.exp(tl.minimum(a, b) - hi)))
+        u_gamma = tl.where(gamma == 0.0, 1.0, tl.exp(gamma * log_u))
+        if HAS_ALPHA:
+            alpha_t = alpha * t + (1.0 - alpha) * (1.0 - t)
+        else:
+            alpha_t = 1.0
+        # l = alpha_t u^gamma ce
+        loss = alpha_t * u_gamma * ce
+        tl.store(loss_ptr + offs, loss.to(loss_ptr.dtype.element_ty), mask=inside)
+        if NEED_GRAD:
+            # dl/dx = alpha_t u^gamma [gamma (1-2t) sigma(x) sigma(-x) / u * ce + sigma(x) - t];
+            # where u = 0 (a saturated, correct prediction) the limit is 0: the ratio term is dropped
+            ratio = tl.where(log_u == float("-inf"), 0.0, (1.0 - 2.0 * t) * tl.exp(ls + lsn - log_u))
+            g = (alpha_t * u_gamma * grad_scale) * (_zero_times(gamma * ratio, ce) + tl.exp(ls) - t)
+            tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=inside)
+
+
+# ---------------------------------------------------------------------- Python entry points
+def _cd_flag(cd):
+    return tl.float64 if cd == torch.float64 else tl.float32
+
+
+def _params(x, *values):
+    """The kernel's scalar options as a float64 tensor on ``x``'s device (Python floats would
+    reach the kernel as float32)."""
+    return torch.tensor([float(v) for v in values], dtype=torch.float64, device=x.device)
+
+
+def _rows(x):
+    """``x`` with unit stride along the classes (a copy only when it lacks one)."""
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss, softcap,
+                          grad_scale, need_grad, out=None):
+    """Triton form of :func:`crossent.torch._engine.softmax_ce_index_rows` (one shard only).
+
+    Returns ``(loss (n,) float64, grad or None, owned_count (n,) float64)``.
+    """
+    cd = _compute_dtype(x.dtype)
+    n, v = x.shape
+    x = _rows(x)
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    if need_grad:
+        if out is None:
+            out = torch.empty((n, v), dtype=cd, device=x.device)
+        elif out.stride(-1) != 1:
+            raise ValueError("out must have unit stride along the classes")
+    w = None if weight is None else weight.to(cd).contiguous()
+    eps = float(label_smoothing)
+    if n:
+        block = _block(v)
+        _softmax_ce_index_kernel[(n,)](
+            x, x.stride(0), out if need_grad else x, out.stride(0) if need_grad else 0,
+            y.contiguous(), owned.to(torch.int8).contiguous(), counted.to(torch.int8).contiguous(),
+            w if w is not None else x, loss, v,
+            _params(x, eps, z_loss, 1.0 if softcap is None else softcap, grad_scale), CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
+            SMOOTH=eps > 0, NEED_GRAD=bool(need_grad), BLOCK=block, num_warps=_warps(block))
+    return loss, (out if need_grad else None), owned.double()
+
+
+def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
+    """Triton form of :func:`crossent.torch._engine.softmax_ce_dense`."""
+    cd = _compute_dtype(x.dtype)
+    n, v = x.shape
+    x, targets = _rows(x), _rows(targets)
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    grad = torch.empty((n, v), dtype=cd, device=x.device) if need_grad else None
+    w = None if weight is None else weight.to(cd).contiguous()
+    if n:
+        block = _block(v)
+        _softmax_ce_dense_kernel[(n,)](
+            x, x.stride(0), targets, targets.stride(0), grad if need_grad else x,
+            grad.stride(0) if need_grad else 0, w if w is not None else x, loss, v,
+            _params(x, label_smoothing, z_loss, 1.0 if softcap is None else softcap, grad_scale), CD=_cd_flag(cd), SOFTCAP=softcap is not None,
+            HAS_WEIGHT=w is not None, NEED_GRAD=bool(need_grad), BLOCK=block,
+            num_warps=_warps(block))
+    return loss, grad
+
+
+def softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad):
+    """Triton form of :func:`crossent.torch._engine.softmax_focal`."""
+    cd = _compute_dtype(x.dtype)
+    n, v = x.shape
+    x = _rows(x)
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    grad = torch.empty((n, v), dtype=cd, device=x.device) if need_grad else None
+    a = None if alpha is None else alpha.to(torch.float64).contiguous()
+    if n:
+        block = _block(v)
+        _softmax_focal_kernel[(n,)](
+            x, x.stride(0), grad if need_grad else x, grad.stride(0) if need_grad else 0,
+            y.contiguous(), counted.to(torch.int8).contiguous(), a if a is not None else loss,
+            loss, v, _params(x, gamma, grad_scale), CD=_cd_flag(cd), HAS_ALPHA=a is not None,
+            NEED_GRAD=bool(need_grad), BLOCK=block, num_warps=_warps(block))
+    return loss, grad
+
+
+_ELEMENT_BLOCK = 1024
+
+
+def _flat(t, shape, cd):
+    """``t`` broadcast to ``shape`` as a contiguous flat tensor (or None)."""
+    if t is None:
+        return None
+    if not isinstance(t, torch.Tensor):
+        t = torch.tensor(t, dtype=cd)
+    return t.to(cd).expand(shape).contiguous().reshape(-1)
+
+
+def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
+                                 need_grad):
+    """Triton form of :func:`crossent.torch._engine.sigmoid_binary_cross_entropy`."""
+    cd = _compute_dtype(x.dtype)
+    shape = x.shape
+    xf = x.contiguous().reshape(-1)
+    tf = targets.expand(shape).contiguous().reshape(-1)
+    w, pw = _flat(weight, shape, cd), _flat(pos_weight, shape, cd)
+    loss = torch.empty(xf.numel(), dtype=cd, device=x.device)
+    grad = torch.empty(xf.numel(), dtype=cd, device=x.device) if need_grad else None
+    if xf.numel():
+        grid = (triton.cdiv(xf.numel(), _ELEMENT_BLOCK),)
+        _sigmoid_bce_kernel[grid](
+            xf, tf, w if w is not None else xf, pw if pw is not None else xf, loss,
+            grad if need_grad else loss, xf.numel(), _params(x, label_smoothing, grad_scale),
+            CD=_cd_flag(cd), HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None,
+            NEED_GRAD=bool(need_grad), BLOCK=_ELEMENT_BLOCK)
+    return loss.double().reshape(shape), (None if grad is None else grad.reshape(shape))
+
+
+def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
+    """Triton form of :func:`crossent.torch._engine.sigmoid_focal`."""
+    cd = _compute_dtype(x.dtype)
+    shape = x.shape
+    xf = x.contiguous().reshape(-1)
+    tf = targets.expand(shape).contiguous().reshape(-1)
+    loss = torch.empty(xf.numel(), dtype=cd, device=x.device)
+    grad = torch.empty(xf.numel(), dtype=cd, device=x.device) if need_grad else None
+    if xf.numel():
+        grid = (triton.cdiv(xf.numel(), _ELEMENT_BLOCK),)
+        _sigmoid_focal_kernel[grid](
+            xf, tf, loss, grad if need_grad else loss, xf.numel(),
+            _params(x, 0.0 if alpha is None else alpha, gamma, grad_scale),
+            CD=_cd_flag(cd), HAS_ALPHA=alpha is not None, NEED_GRAD=bool(need_grad),
+            BLOCK=_ELEMENT_BLOCK)
+    return loss.double().reshape(shape), (None if grad is None else grad.reshape(shape))
+
