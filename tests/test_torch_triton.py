@@ -220,3 +220,18 @@ def test_element_kernel_math_edges(kernels):
                                                1.0, False)
     z = cap * torch.tanh(rows / cap)
     torch.testing.assert_close(loss, -torch.log_softmax(z, 1)[:, 0], rtol=1e-15, atol=0)
+
+
+def test_gpu_benchmark_script_runs_its_smoke_shapes(kernels, capsys):
+    """benchmarks/bench_gpu.py on tiny CPU shapes through the interpreter: the tables print."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    spec = importlib.util.spec_from_file_location("bench_gpu", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "fused linear CE, smoke" in out and "crossent" in out and "row losses" in out
+    assert "failed" not in out
