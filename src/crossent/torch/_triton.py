@@ -94,7 +94,7 @@ if triton is not None:
             z = tl.where(masked, float("-inf"), z)
         else:
             z = x
-            dz = tl.full(x.shape, 1.0, x.dtype)
+            dz = tl.zeros_like(x) + 1.0
         return z, dz
 
     @triton.jit
@@ -154,8 +154,9 @@ if triton is not None:
         y = tl.load(y_ptr + row).to(tl.int64)
         owned = tl.load(owned_ptr + row) != 0
         counted = tl.load(counted_ptr + row) != 0
-        x_y = tl.load(x_row + y).to(CD)
-        z_y, _ = _softcapped(x_y, softcap, SOFTCAP)
+        z_y = tl.load(x_row + y).to(CD)
+        if SOFTCAP:
+            z_y = tl.where(z_y == float("-inf"), z_y, softcap * _tanh(z_y / softcap))
         z_y = tl.where(owned, z_y.to(tl.float64), 0.0)
         if HAS_WEIGHT:
             w_y = tl.where(owned, tl.load(w_ptr + y).to(tl.float64), 0.0)
@@ -269,10 +270,7 @@ if triton is not None:
         lse = shift.to(tl.float64) + tl.log(s)
         lp = tl.load(x_row + y).to(CD).to(tl.float64) - lse
         lp = tl.where(lse == float("-inf"), float("-inf"), lp)
-        if HAS_ALPHA:
-            a_y = tl.load(alpha_ptr + y).to(tl.float64)
-        else:
-            a_y = tl.full([], 1.0, tl.float64)
+        a_y = tl.load(alpha_ptr + y).to(tl.float64) if HAS_ALPHA else 1.0
         # l = -alpha_y u^gamma lp, u = 1 - p_y = -expm1(lp); u^gamma = exp(gamma log u), 0^0 = 1
         u = -_expm1(lp)
         u_gamma = tl.where(gamma == 0.0, 1.0, tl.where(u == 0.0, 0.0, tl.exp(gamma * tl.log(u))))
