@@ -19,6 +19,8 @@ tests compare them with the CPU kernels on machines without a GPU; see
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 try:  # triton is optional: without it CUDA tensors take the eager torch engine
@@ -351,6 +353,159 @@ if triton is not None:
             tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=inside)
 
 
+    # ------------------------------------------------------------------ distillation divergences
+    @triton.jit
+    def _online(m, shift, s, v):
+        """One block of an online log-sum-exp: the running max m, its finite shift and
+        s = sum exp(v - shift) in float64 (s = 0 stays 0: no 0 * inf)."""
+        m_new = tl.maximum(m, tl.max(v, axis=0))
+        shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
+        rescale = tl.exp((shift - shift_new).to(tl.float64))
+        s = tl.where(s == 0.0, s, s * rescale) + tl.sum(tl.exp(v - shift_new).to(tl.float64), axis=0)
+        return m_new, shift_new, s
+
+    @triton.jit
+    def _log_m(a, b, log_beta, log_1m_beta):
+        """log m, m = beta p + (1-beta) q: a log-add-exp of log beta + a and log(1-beta) + b."""
+        u = log_beta + a
+        v = log_1m_beta + b
+        hi = tl.maximum(u, v)
+        return tl.where(hi == float("-inf"), hi, hi + _log1p(tl.exp(tl.minimum(u, v) - hi)))
+
+    @triton.jit
+    def _softmax_divergence_kernel(x_ptr, x_stride, z_ptr, z_stride, out_ptr, out_stride, y_ptr,
+                                   counted_ptr, loss_ptr, n_cols, params_ptr, CD: tl.constexpr,
+                                   KIND: tl.constexpr, HARD: tl.constexpr, NEED_GRAD: tl.constexpr,
+                                   BLOCK: tl.constexpr):
+        row = tl.program_id(0).to(tl.int64)
+        x_row = x_ptr + row * x_stride
+        z_row = z_ptr + row * z_stride
+        beta = tl.load(params_ptr)
+        inv_t = tl.load(params_ptr + 1).to(CD)  # 1 / temperature
+        hard_weight = tl.load(params_ptr + 2)
+        scale = tl.load(params_ptr + 3).to(CD)
+        log_beta = tl.load(params_ptr + 4).to(CD)
+        log_1m_beta = tl.load(params_ptr + 5).to(CD)
+        zero64 = tl.sum(tl.zeros([BLOCK], tl.float64), axis=0)
+        m_s = zero64.to(CD) + float("-inf")
+        m_t = m_s
+        m_x = m_s
+        sh_s = zero64.to(CD)
+        sh_t = sh_s
+        sh_x = sh_s
+        s_s = zero64
+        s_t = zero64
+        s_x = zero64
+        best = m_s
+        best_at = tl.sum(tl.zeros([BLOCK], tl.int64), axis=0)
+        bad = zero64  # NaN or +inf logits, on either side
+        live_s = zero64  # unmasked classes, per side
+        live_t = zero64
+        # pass 1: the online log-sum-exps of x/T, z/T (and of x for the hard term), argmax x
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
+            z = tl.load(z_row + cols, mask=inside, other=float("-inf")).to(CD)
+            m_s, sh_s, s_s = _online(m_s, sh_s, s_s, x * inv_t)
+            m_t, sh_t, s_t = _online(m_t, sh_t, s_t, z * inv_t)
+            if HARD:
+                m_x, sh_x, s_x = _online(m_x, sh_x, s_x, x)
+            block_best = tl.max(x, axis=0)
+            block_at = tl.argmax(x, axis=0).to(tl.int64) + start
+            take = block_best > best
+            best_at = tl.where(take, block_at, best_at)
+            best = tl.where(take, block_best, best)
+            bad += tl.sum(((x != x) | (x == float("inf")) | (z != z) | (z == float("inf"))).to(tl.float64), axis=0)
+            live_s += tl.sum((x != float("-inf")).to(tl.float64), axis=0)
+            live_t += tl.sum((z != float("-inf")).to(tl.float64), axis=0)
+        lse_s = (sh_s.to(tl.float64) + tl.log(s_s)).to(CD)
+        lse_t = (sh_t.to(tl.float64) + tl.log(s_t)).to(CD)
+        # r, centred on its value r* at the student's top class (no cancellation in r_j - r*):
+        # reverse KL r = b - a, JSD r = b - log m, with b = log q, a = log p
+        b_star = tl.load(x_row + best_at).to(CD) * inv_t - lse_s
+        a_star = tl.load(z_row + best_at).to(CD) * inv_t - lse_t
+        if KIND == 1:
+            r_star = b_star - a_star
+        else:
+            r_star = b_star - _log_m(a_star, b_star, log_beta, log_1m_beta)
+        r_star = tl.where((r_star > float("-inf")) & (r_star < float("inf")), r_star, 0.0)
+        # pass 2: the divergence's sums
+        acc = zero64  # forward KL: sum p (a - b); otherwise k = sum q (r - r*)
+        kl_p = zero64  # JSD: sum p (a - log m)
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
+            z = tl.load(z_row + cols, mask=inside, other=float("-inf")).to(CD)
+            masked_s = x == float("-inf")
+            masked_t = z == float("-inf")
+            b = x * inv_t - lse_s
+            a = z * inv_t - lse_t
+            if KIND == 0:  # KL(p || q): a class the teacher masks is free, one only the student masks costs inf
+                term = tl.where(masked_t, 0.0, tl.where(masked_s, float("inf"), tl.exp(a) * (a - b)))
+                acc += tl.sum(term.to(tl.float64), axis=0)
+            else:
+                if KIND == 1:
+                    r = b - a
+                else:
+                    log_m = _log_m(a, b, log_beta, log_1m_beta)
+                    r = b - log_m
+                    kl_p += tl.sum(tl.where(masked_t, 0.0, tl.exp(a) * (a - log_m)).to(tl.float64), axis=0)
+                term = tl.where(masked_s, 0.0, tl.exp(b) * (r - r_star))
+                if KIND == 1:
+                    term = tl.where(masked_t & ~masked_s, float("inf"), term)
+                acc += tl.sum(term.to(tl.float64), axis=0)
+        if KIND == 0:
+            loss = acc
+        elif KIND == 1:
+            loss = r_star.to(tl.float64) + acc
+        else:
+            loss = beta * kl_p + (1.0 - beta) * (r_star.to(tl.float64) + acc)
+        lse_x = sh_x.to(tl.float64) + tl.log(s_x)
+        y = tl.load(y_ptr + row).to(tl.int64) if HARD else best_at
+        if HARD:  # + h CE(x, y) = h (lse(x) - x_y)
+            ce = lse_x - tl.load(x_row + y).to(tl.float64)
+            loss = tl.where(hard_weight == 1.0, 0.0, (1.0 - hard_weight) * loss) + hard_weight * ce
+        ok = (bad == 0) & (live_s > 0) & (live_t > 0)
+        counted = tl.load(counted_ptr + row) != 0
+        loss = tl.where(ok, loss, float("nan"))
+        tl.store(loss_ptr + row, tl.where(counted, loss, 0.0))
+        if NEED_GRAD:
+            # forward KL: d/dx_j = (q_j - p_j) / T; reverse KL and JSD (weight 1 and 1 - beta):
+            # w q_j ((r_j - r*) - k) / T; the hard term adds h (softmax(x)_j - [j = y])
+            k = acc.to(CD)
+            w_div = tl.where(hard_weight == 1.0, 0.0, 1.0 - hard_weight).to(CD)
+            if KIND == 2:
+                w_div = w_div * (1.0 - beta).to(CD)
+            w_div = w_div * inv_t
+            hw = hard_weight.to(CD)
+            lse_x_cd = lse_x.to(CD)
+            out_row = out_ptr + row * out_stride
+            for start in range(0, n_cols, BLOCK):
+                cols = start + tl.arange(0, BLOCK).to(tl.int64)
+                inside = cols < n_cols
+                x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
+                z = tl.load(z_row + cols, mask=inside, other=0.0).to(CD)
+                masked_s = x == float("-inf")
+                b = x * inv_t - lse_s
+                a = z * inv_t - lse_t
+                q = tl.exp(b)
+                if KIND == 0:
+                    g = _zero_times(w_div, q - tl.exp(a))
+                else:
+                    if KIND == 1:
+                        r = b - a
+                    else:
+                        r = b - _log_m(a, b, log_beta, log_1m_beta)
+                    g = tl.where(masked_s, 0.0, _zero_times(w_div, q * ((r - r_star) - k)))
+                if HARD:
+                    g += hw * (tl.exp(x - lse_x_cd) - tl.where(cols == y, 1.0, 0.0))
+                g = tl.where(ok, g, float("nan"))
+                g = tl.where(counted, g * scale, 0.0)
+                tl.store(out_row + cols, g.to(out_ptr.dtype.element_ty), mask=inside)
+
+
 # ---------------------------------------------------------------------- Python entry points
 def _cd_flag(cd):
     return tl.float64 if cd == torch.float64 else tl.float32
@@ -481,3 +636,35 @@ def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
             BLOCK=_ELEMENT_BLOCK)
     return loss.double().reshape(shape), (None if grad is None else grad.reshape(shape))
 
+
+
+def softmax_divergence_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale,
+                            need_grad, out=None):
+    """Triton form of the distillation rows of :mod:`crossent.torch.distill` (its ``_torch_rows``):
+    ``kind`` 0 forward KL(p||q), 1 reverse KL(q||p), 2 the beta-JSD, of the teacher's
+    ``p = softmax(z/T)`` and the student's ``q = softmax(x/T)``, plus ``hard_weight`` times the
+    cross-entropy of ``x`` against ``labels``. Returns ``(loss (n,) float64, grad or None)``;
+    the gradient goes into ``out`` when given (it may be ``x``)."""
+    cd = _compute_dtype(x.dtype)
+    n, v = x.shape
+    x, z = _rows(x), _rows(z)
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    if need_grad:
+        if out is None:
+            out = torch.empty((n, v), dtype=cd, device=x.device)
+        elif out.stride(-1) != 1:
+            raise ValueError("out must have unit stride along the classes")
+    hard = hard_weight > 0
+    if n:
+        beta = float(beta)
+        log_beta = math.log(beta) if 0 < beta < 1 else 0.0
+        log_1m_beta = math.log1p(-beta) if 0 < beta < 1 else 0.0
+        block = _block(v)
+        _softmax_divergence_kernel[(n,)](
+            x, x.stride(0), z, z.stride(0), out if need_grad else x,
+            out.stride(0) if need_grad else 0, labels.contiguous() if hard else counted,
+            counted.to(torch.int8).contiguous(), loss, v,
+            _params(x, beta, 1.0 / float(temperature), hard_weight, scale, log_beta, log_1m_beta),
+            CD=_cd_flag(cd), KIND=int(kind), HARD=hard, NEED_GRAD=bool(need_grad), BLOCK=block,
+            num_warps=_warps(block))
+    return loss, (out if need_grad else None)
