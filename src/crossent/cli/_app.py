@@ -24,6 +24,13 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+@app.callback()
+def _commands() -> None:
+    """Cross-entropy done exactly and fast: train models with it, compare models by it."""
+    # A callback keeps `crossent NAME` a sub-command even while only NAME's module is
+    # imported (Typer runs a lone command without its name otherwise).
+
+
 class CliError(Exception):
     """Bad input from the user: printed as one line, exit status 2.
 
