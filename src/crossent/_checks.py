@@ -35,6 +35,8 @@ def as_array(x, name: str) -> np.ndarray:
     try:
         return np.asarray(x)
     except ValueError as exc:  # NumPy: "... has an inhomogeneous shape after 1 dimensions ..."
+        if "inhomogeneous" not in str(exc):
+            raise
         detail = str(exc).split(". ", 1)[-1]
         raise ValueError(f"{name} is ragged (its nested sequences differ in length), so it is "
                          f"not an array: {detail}") from None

@@ -28,10 +28,10 @@ _OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _read_table(path: Path):
-    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix)."""
+    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix); ``path`` has
+    passed :func:`check_input_file`."""
     import pyarrow as pa
 
-    check_input_file(path, "DATA")
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise CliError(f"{path}: the file is empty")
@@ -137,8 +137,8 @@ def _standardization(X: np.ndarray):
 
 def _standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, names) -> np.ndarray:
     """``(X - mean) / std``, each column first divided by a power of two s near max(|mean|, std):
-    (X/s - mean/s) / (std/s) rounds exactly as the plain formula does, but X - mean cannot
-    overflow. A value so far from the training columns that its standard score is not finite
+    (X/s - mean/s) / (std/s) rounds as the plain formula does (scaling by a power of two is
+    exact short of subnormal numbers), but X - mean cannot overflow. A value so far from the training columns that its standard score is not finite
     is reported with its row and column."""
     s = _power_of_two_scale(np.maximum(np.abs(mean), std))
     with np.errstate(over="ignore"):
