@@ -233,10 +233,16 @@ void sigmoid_focal(Flat<const T> logits, ConstVector targets, std::optional<doub
                              alpha.value_or(0.0), gamma, loss_out.data(), g, grad_scale);
 }
 
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("n must be >= 1, got " + std::to_string(n));
+// The Python side (crossent._backend.MAX_THREADS) holds the same bound: libgomp aborts or
+// crashes when it cannot create a team of the size asked for.
+constexpr int64_t kMaxThreads = 1024;
+
+void set_num_threads(int64_t n) {
+  if (n < 1 || n > kMaxThreads)
+    throw std::invalid_argument("n must be in [1, " + std::to_string(kMaxThreads) + "], got " +
+                                std::to_string(n));
 #ifdef _OPENMP
-  omp_set_num_threads(n);
+  omp_set_num_threads(static_cast<int>(n));
 #endif
 }
 

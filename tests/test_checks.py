@@ -140,3 +140,18 @@ def test_errors_leave_state_unchanged(backend):
         crossent.softmax_cross_entropy(x, np.array([9]))
     np.testing.assert_array_equal(x, before)
     assert np.isfinite(crossent.softmax_cross_entropy(x, np.array([2])))
+
+
+# ----------------------------------------------------------------------------- ragged nested lists (issue 9)
+@pytest.mark.parametrize("call, name", [
+    (lambda: crossent.softmax_cross_entropy([[1.0, 2.0], [3.0]], [0, 1]), "logits"),
+    (lambda: crossent.softmax_cross_entropy([[1.0, 2.0], [3.0, 4.0]], [[0], 1]), "targets"),
+    (lambda: crossent.nll_loss([[-1.0, -2.0], [-3.0, -4.0]], [[0, 1], [1]]), "labels"),
+    (lambda: crossent.sigmoid_binary_cross_entropy([1.0, [2.0]], [0.0, 1.0]), "logits"),
+    (lambda: crossent.binary_cross_entropy([0.5, 0.5], [[1.0], 0.0]), "targets"),
+    (lambda: crossent.entropy([[0.5, 0.5], [1.0]]), "p"),
+    (lambda: crossent.softmax([[1.0], [2.0, 3.0]]), "x"),
+])
+def test_ragged_input_names_the_argument(backend, call, name):
+    with pytest.raises(ValueError, match=rf"^{name} is ragged"):
+        call()

@@ -81,7 +81,7 @@ def test_normalize_rescales_counts(capsys):
     (("entropy", "--p", "1.5,-0.5"), r"outside \[0, 1\]"),
     (("entropy", "--", "1.5", "-0.5"), r"outside \[0, 1\]"),
     (("entropy", "1.5", "-0.5"), r"outside \[0, 1\]"),  # a negative number is a value, not an option
-    (("entropy", "0.5", "0.5", "--bse", "2"), r"'--bse' is not a number"),
+    (("entropy", "0.5", "0.5", "--bse", "2"), r"No such option: --bse \(Possible options: --base\)"),
     (("entropy", "0.5", "abc"), r"values: 'abc' is not a number"),
     (("entropy",), r"give the distribution either as arguments"),
     (("entropy", "0.5", "0.5", "--p", "0.5,0.5"), r"give the distribution either as arguments"),
@@ -105,3 +105,29 @@ def test_real_entry_point_in_a_subprocess():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stdout == "" and bad.stderr.count("\n") == 1
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (("entropy", "0.5", "0.5", "--bsae", "2"), r"^crossent: error: No such option: --bsae \(Possible options: --base\)$"),
+    (("entropy", "--normalise", "1", "3"), r"^crossent: error: No such option: --normalise \(Possible options: --normalize\)$"),
+    (("entropy", "0.5", "0.5", "-x"), r"^crossent: error: No such option: -x$"),
+    (("entropy", "-0.5", "1.5"), r"^crossent: error: p\[0\] = -0\.5 is outside \[0, 1\]"),
+])
+def test_entropy_tells_unknown_options_from_values(capsys, argv, expected):
+    """``--bsae 2`` was reported as "values: '--bsae' is not a number"."""
+    assert re.search(expected, error_line(capsys, *argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ("entropy", "1e308", "1e308", "--normalize"),
+    ("kl", "--p", "1e308,1e308", "--q", "1e308,1e307", "--normalize"),
+])
+def test_normalize_of_huge_values_is_exact_and_quiet(argv):
+    """The row sum overflowed: 0.0 and a RuntimeWarning on stderr. Expected: H = ln 2, and the
+    KL divergence of (1/2, 1/2) from (10/11, 1/11) written out."""
+    res = subprocess.run([sys.executable, "-m", "crossent", *argv], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    expected = math.log(2) if argv[0] == "entropy" else \
+        0.5 * math.log(0.5 / (10 / 11)) + 0.5 * math.log(0.5 / (1 / 11))
+    assert value(res.stdout) == pytest.approx(expected, rel=1e-5)

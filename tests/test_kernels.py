@@ -360,7 +360,7 @@ def test_bindings_reject_wrong_shapes_and_options():
         ext.bce(flat, np.zeros(5), None, np.empty(5), np.empty(4), 1.0)
     with pytest.raises(ValueError, match="alpha"):
         ext.sigmoid_focal(flat, np.zeros(5), 1.5, 2.0, np.empty(5), None, 1.0)
-    with pytest.raises(ValueError, match="n must be >= 1"):
+    with pytest.raises(ValueError, match=r"n must be in \[1, 1024\], got 0"):
         ext.set_num_threads(0)
 
 

@@ -400,3 +400,137 @@ def test_focal_all_masked_row_is_infinite_like_cross_entropy(backend):
 
 def test_backend_fixture_switches_the_path(backend):
     assert crossent.kernel_backend() == backend
+
+
+# ----------------------------------------------------------------------------- hostile inputs (issue 9)
+def _out_cases():
+    """(loss, args, kwargs, the argument ``out`` will alias): every loss that takes ``out=``."""
+    rng = _rng(5)
+    x = rng.normal(size=(4, 4))
+    p = rng.random((4, 4)) * 0.8 + 0.1
+    t = rng.random((4, 4))
+    labels = np.array([1, 2, 3, 0])
+    return [
+        (crossent.softmax_cross_entropy, (x, labels), {}, "targets"),
+        (crossent.softmax_cross_entropy, (x, t / t.sum(-1, keepdims=True)), {}, "targets"),
+        (crossent.softmax_cross_entropy, (x, labels), {"weight": np.ones(4)}, "weight"),
+        (crossent.nll_loss, (x, labels), {}, "labels"),
+        (crossent.softmax_focal_loss, (x, labels), {"alpha": np.ones(4) / 2}, "alpha"),
+        (crossent.sigmoid_binary_cross_entropy, (x, t), {}, "targets"),
+        (crossent.sigmoid_binary_cross_entropy, (x, t), {"pos_weight": np.ones(4)}, "pos_weight"),
+        (crossent.binary_cross_entropy, (p, t), {"weight": np.ones((4, 4))}, "weight"),
+        (crossent.sigmoid_focal_loss, (x, t), {}, "targets"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_out_cases())))
+def test_out_sharing_memory_with_another_input_raises(backend, case):
+    """An ``out`` buffer over the labels crashed the compiled path (SIGSEGV): the kernel wrote
+    the gradient over labels it still had to read. Every input but the first is protected."""
+    loss, args, kwargs, alias = _out_cases()[case]
+    args, kwargs = list(args), dict(kwargs)
+    first = np.asarray(args[0])
+    original = np.asarray(args[1] if alias in ("targets", "labels") else kwargs[alias])
+    # a float64 buffer whose first bytes are the aliased input (same bytes, any dtype)
+    buf = np.zeros(first.nbytes + original.nbytes, dtype=np.uint8)
+    held = buf[:original.nbytes].view(original.dtype).reshape(original.shape)
+    held[...] = original
+    out = buf[:first.nbytes].view(np.float64).reshape(first.shape)
+    if alias in ("targets", "labels"):
+        args[1] = held
+    else:
+        kwargs[alias] = held
+    before = held.copy()
+    with pytest.raises(ValueError, match=rf"out shares memory with {alias}"):
+        vg(loss)(*args, out=out, **kwargs)
+    np.testing.assert_array_equal(held, before)
+
+
+def test_out_segfault_reproducer(backend):
+    """The report's own case, verbatim."""
+    buf = np.zeros(16, dtype=np.int64)
+    buf[:4] = [1, 2, 3, 0]
+    labels = buf[:4]
+    out = buf.view(np.float64).reshape(4, 4)
+    x = np.random.default_rng(1).normal(size=(4, 4))
+    with pytest.raises(ValueError, match="out shares memory with targets"):
+        vg(crossent.softmax_cross_entropy)(x, labels, out=out)
+    assert labels.tolist() == [1, 2, 3, 0]
+
+
+@pytest.mark.parametrize("loss", [crossent.softmax_cross_entropy, crossent.sigmoid_focal_loss])
+def test_out_may_be_the_first_argument_but_not_part_of_it(backend, loss):
+    rng = _rng(6)
+    targets = np.array([0, 2, 1]) if loss is crossent.softmax_cross_entropy else rng.random((3, 3))
+    x = rng.normal(size=(3, 3))
+    expected_value, expected_grad = vg(loss)(x, targets)
+    value, g = vg(loss)(x, targets, out=x)
+    assert g is x and value == expected_value
+    np.testing.assert_array_equal(x, expected_grad)
+    big = rng.normal(size=(4, 3))
+    with pytest.raises(ValueError, match="out overlaps logits without being the same array"):
+        vg(loss)(big[:3], targets, out=big[1:])
+
+
+@pytest.mark.parametrize("loss, x, target, expected, expected_grad", [
+    # -log 0.37 (PyTorch's test_bce_loss_always_nonnegative-style scalar case); d/dp = -1/p
+    (crossent.binary_cross_entropy, 0.37, 1.0, -math.log(0.37), -1 / 0.37),
+    # log(1 + e^-x) for t = 1; d/dx = sigma(x) - 1
+    (crossent.sigmoid_binary_cross_entropy, 0.3, 1.0, math.log1p(math.exp(-0.3)),
+     1 / (1 + math.exp(-0.3)) - 1),
+    # gamma = 0, alpha = None: the BCE above
+    (crossent.sigmoid_focal_loss, 0.3, 1.0, math.log1p(math.exp(-0.3)), 1 / (1 + math.exp(-0.3)) - 1),
+])
+def test_binary_losses_take_0d_input(backend, loss, x, target, expected, expected_grad):
+    """0-d in, 0-d out: ``binary_cross_entropy(0.37, 1.0)`` raised "targets has shape ()"."""
+    kwargs = {"alpha": None, "gamma": 0.0} if loss is crossent.sigmoid_focal_loss else {}
+    assert float(loss(x, target, **kwargs)) == pytest.approx(expected, rel=1e-15)
+    none = loss(np.float32(x), np.float32(target), reduction="none", **kwargs)
+    assert none.shape == () and none.dtype == np.float32
+    value, g = vg(loss)(np.array(x), np.array(target), **kwargs)
+    assert np.shape(g) == () and isinstance(g, np.ndarray)
+    assert float(g) == pytest.approx(expected_grad, rel=1e-14)
+    out = np.empty(())
+    assert vg(loss)(x, target, out=out, **kwargs)[1] is out and float(out) == float(g)
+
+
+@pytest.mark.parametrize("loss", SOFTMAX_LOSSES)
+@pytest.mark.parametrize("ignore_index", [2**70, -(2**70), 2**63, np.uint64(2**64 - 1)],
+                         ids=["2**70", "-2**70", "2**63", "uint64_max"])
+def test_ignore_index_beyond_int64_raises_on_both_paths(backend, loss, ignore_index):
+    """The compiled path dumped nanobind's signatures, the reference path computed a value."""
+    x = _rng(7).normal(size=(2, 3))
+    with pytest.raises(ValueError, match=r"ignore_index=-?\d+ is outside the int64 range"):
+        loss(x, np.array([0, 1]), ignore_index=ignore_index)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("code, result", [("f2", np.float32), ("f4", np.float32), ("f8", np.float64)])
+def test_byte_order_does_not_change_the_result_dtype(backend, order, code, result):
+    """Big-endian float32/float16 gave float64 results; native float32 gives float32."""
+    rng = _rng(8)
+    x = rng.normal(size=(3, 4))
+    t = rng.random((3, 4))
+    labels = np.array([0, 3, 1]).astype(order + "i8")
+    xs = x.astype(order + code)
+    for value in (crossent.softmax_cross_entropy(xs, labels),
+                  crossent.nll_loss(xs, labels),
+                  crossent.sigmoid_binary_cross_entropy(xs, t.astype(order + code)),
+                  crossent.sigmoid_focal_loss(xs, t),
+                  crossent.binary_cross_entropy(t.astype(order + code), t),
+                  crossent.softmax(xs), crossent.logsumexp(xs)):
+        assert value.dtype == result
+    g = crossent.grad(crossent.softmax_cross_entropy)(xs, labels)
+    assert g.dtype == result
+    np.testing.assert_allclose(g, crossent.grad(crossent.softmax_cross_entropy)(
+        x.astype(code), labels.astype(np.int64)), rtol=0)
+
+
+@pytest.mark.parametrize("loss", [crossent.softmax_cross_entropy, crossent.binary_cross_entropy])
+def test_value_and_grad_without_the_first_argument_is_a_missing_argument(backend, loss):
+    """``value_and_grad(loss)(out=buf)`` said "logits must be a real floating array"."""
+    first = "logits" if loss is crossent.softmax_cross_entropy else "probs"
+    with pytest.raises(TypeError, match=rf"{loss.__name__}\(\): missing a required argument: '{first}'"):
+        vg(loss)(out=np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="missing a required argument: 'targets'"):
+        vg(loss)(np.zeros((2, 2)), out=np.zeros((2, 2)))

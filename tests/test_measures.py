@@ -130,3 +130,35 @@ def test_float16_rows_are_checked_at_float16_tolerance():
     assert h == pytest.approx(-(pd * np.log(pd)).sum(), rel=1e-6)
     with pytest.raises(ValueError, match="p sums to"):
         crossent.entropy(np.array([0.1, 0.2, 0.6], dtype=np.float16))
+
+
+# ----------------------------------------------------------------------------- normalize at the edges of float range (issue 9)
+@pytest.mark.parametrize("scale", [1e308, 1.7e308, 5e-324 * 2**20, 1.0])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_normalize_is_exact_for_any_finite_row(scale, dtype):
+    """[1e308, 1e308] summed to inf and entropy(..., normalize=True) returned 0.0. Rows are
+    rescaled by their maximum first; the expected values are those of the rows 2:1:1 and
+    1:1:2 written out by hand (Python's math module)."""
+    if dtype == np.float32 and scale > 3e38:
+        scale = 3e38
+    if dtype == np.float32 and scale < 1e-38:
+        scale = 1e-38
+    p = np.array([2.0, 1.0, 1.0]) * (scale / 2)
+    q = np.array([1.0, 1.0, 2.0]) * (scale / 2)
+    p, q = p.astype(dtype), q.astype(dtype)
+    pn, qn = [0.5, 0.25, 0.25], [0.25, 0.25, 0.5]
+    h = -sum(a * math.log(a) for a in pn)
+    ce = -sum(a * math.log(b) for a, b in zip(pn, qn))
+    m = [(a + b) / 2 for a, b in zip(pn, qn)]
+    js = 0.5 * sum(a * math.log(a / c) for a, c in zip(pn, m)) \
+        + 0.5 * sum(b * math.log(b / c) for b, c in zip(qn, m))
+    rtol = 1e-15 if dtype == np.float64 else 1e-6
+    assert float(crossent.entropy(p, normalize=True)) == pytest.approx(h, rel=rtol)
+    assert float(crossent.cross_entropy(p, q, normalize=True)) == pytest.approx(ce, rel=rtol)
+    assert float(crossent.kl_divergence(p, q, normalize=True)) == pytest.approx(ce - h, rel=rtol)
+    assert float(crossent.js_divergence(p, q, normalize=True)) == pytest.approx(js, rel=rtol)
+
+
+def test_normalize_huge_row_reproducer():
+    with np.errstate(all="raise"):  # no overflow on the way either
+        assert float(crossent.entropy([1e308, 1e308], normalize=True)) == math.log(2)

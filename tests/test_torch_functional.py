@@ -414,3 +414,23 @@ def test_no_gradient_is_computed_when_autograd_is_off(monkeypatch):
     torch.testing.assert_close(value, F.cross_entropy(x.detach(), torch.tensor([0, 1, 2, 0])))
     ct.cross_entropy(x, torch.tensor([0, 1, 2, 0]))
     assert calls == [False, True]
+
+
+@pytest.mark.parametrize("name", ["binary_cross_entropy_with_logits", "sigmoid_focal_loss"])
+def test_binary_losses_on_0d_tensors_needing_grad(backend, name):
+    """On the reference path a 0-d input needing a gradient failed with "expected np.ndarray
+    (got numpy.float64)". Oracle: PyTorch's own BCE-with-logits (torchvision's focal formula
+    with gamma=0, alpha=None is that BCE)."""
+    x = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    t = torch.tensor(1.0, dtype=torch.float64)
+    if name == "sigmoid_focal_loss":
+        loss = ct.sigmoid_focal_loss(x, t, alpha=-1, gamma=0.0, reduction="mean")
+    else:
+        loss = ct.binary_cross_entropy_with_logits(x, t)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(x_ref, t)
+    loss.backward()
+    expected.backward()
+    assert loss.shape == () and x.grad.shape == ()
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-14, atol=0)

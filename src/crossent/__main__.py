@@ -1,5 +1,8 @@
-"""``python -m crossent``: the command line."""
+"""``python -m crossent``: the command line (the ``crossent`` script also catches Ctrl-C during
+the import of the package itself: see ``_crossent_launcher``)."""
 
-from .cli import _entry
+import sys
 
-_entry()
+from .cli import main
+
+sys.exit(main())

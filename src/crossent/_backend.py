@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import threading
 import warnings
 
 __all__ = ["kernels", "kernel_backend", "use_backend", "KernelsUnavailableWarning",
@@ -33,7 +34,11 @@ if _choice not in ("auto", "compiled", "reference"):
 if _choice == "compiled" and _compiled is None:
     raise ImportError(f"CROSSENT_KERNELS=compiled, but the compiled kernels failed to load: {_IMPORT_ERROR}")
 _warned = False
-_threads = 1  # what get_num_threads reports without the compiled kernels
+# set_num_threads is process-wide, but OpenMP keeps the team size per calling thread: the
+# requested size is applied to each Python thread the first time it runs a kernel after a change.
+MAX_THREADS = 1024  # more would not speed up memory-bound kernels, and libgomp aborts on failure
+_threads = None  # the size set by set_num_threads; None: OpenMP's default
+_applied = threading.local()
 
 
 def kernels():
@@ -41,6 +46,9 @@ def kernels():
     global _warned
     if _choice == "reference":
         return None
+    if _threads is not None and _compiled is not None and getattr(_applied, "n", None) != _threads:
+        _compiled.set_num_threads(_threads)
+        _applied.n = _threads
     if _compiled is None and not _warned:
         _warned = True
         warnings.warn(
@@ -67,13 +75,23 @@ def kernel_backend() -> str:
 def set_num_threads(n: int) -> None:
     """Set the number of threads the compiled kernels use (OpenMP; default: all cores).
 
-    Results do not depend on it: rows are independent and each row is reduced in a fixed
-    order. Without the compiled kernels (the NumPy reference path) it has no effect.
+    The setting is process-wide: it holds for kernels called from every Python thread,
+    including threads started before the call (unlike ``omp_set_num_threads``, which only
+    sets the calling thread's team). Results do not depend on it: rows are independent and
+    each row is reduced in a fixed order. Without the compiled kernels (the NumPy reference
+    path) it has no effect.
 
     Parameters
     ----------
     n : int
-        Number of threads, at least 1.
+        Number of threads, from 1 to ``MAX_THREADS`` (1024).
+
+    Raises
+    ------
+    TypeError
+        ``n`` is not an integer.
+    ValueError
+        ``n`` is outside [1, 1024].
 
     Examples
     --------
@@ -87,16 +105,19 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
     n = operator.index(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"n must be in [1, {MAX_THREADS}] (threads of the compiled kernels), "
+                         f"got {n}")
     global _threads
     _threads = n
-    if _compiled is not None:
+    if _compiled is not None:  # this thread at once; the others at their next kernel call
         _compiled.set_num_threads(n)
+        _applied.n = n
 
 
 def get_num_threads() -> int:
-    """The number of threads the compiled kernels will use (1 on the reference path).
+    """The number of threads the compiled kernels will use, in any Python thread (1 on the
+    reference path when :func:`set_num_threads` was never called).
 
     Examples
     --------
@@ -104,9 +125,11 @@ def get_num_threads() -> int:
     >>> crossent.get_num_threads() >= 1
     True
     """
+    if _threads is not None:
+        return _threads
     if _compiled is not None:
         return int(_compiled.get_num_threads())
-    return _threads
+    return 1
 
 
 @contextlib.contextmanager

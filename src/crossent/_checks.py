@@ -13,6 +13,7 @@ import numpy as np
 __all__: list[str] = []  # private module
 
 REDUCTIONS = ("mean", "sum", "none")
+_TooHardError = getattr(np, "exceptions", np).TooHardError  # np.exceptions from NumPy 1.25
 
 
 def _fmt_value(value) -> str:
@@ -26,20 +27,36 @@ def _fmt_pos(index: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(int(i)) for i in index) + "]"
 
 
-def check_floating(x, name: str) -> np.ndarray:
-    """Return ``x`` as a float32/float64 array (float16 is promoted to float32).
+INT64_RANGE = (-(2**63), 2**63 - 1)
 
-    Booleans and integers become float64, like NumPy's own true division does.
-    The input is never modified: a conversion returns a new array, and callers that
-    write must copy first.
+
+def as_array(x, name: str) -> np.ndarray:
+    """``np.asarray(x)``, with a ragged nested sequence reported under the argument's name."""
+    try:
+        return np.asarray(x)
+    except ValueError as exc:  # NumPy: "... has an inhomogeneous shape after 1 dimensions ..."
+        if "inhomogeneous" not in str(exc):
+            raise
+        detail = str(exc).split(". ", 1)[-1]
+        raise ValueError(f"{name} is ragged (its nested sequences differ in length), so it is "
+                         f"not an array: {detail}") from None
+
+
+def check_floating(x, name: str) -> np.ndarray:
+    """Return ``x`` as a native-byte-order float32/float64 array (float16 is promoted to float32).
+
+    Booleans and integers become float64, like NumPy's own true division does; the byte
+    order never changes the result dtype (``'>f4'`` gives float32). The input is never
+    modified: a conversion returns a new array, and callers that write must copy first.
     """
-    arr = np.asarray(x)
+    arr = as_array(x, name)
     kind = arr.dtype.kind
     if kind == "f":
-        if arr.dtype == np.float16:
+        size = arr.dtype.itemsize
+        if size == 2:
             return arr.astype(np.float32)
-        if arr.dtype in (np.float32, np.float64):
-            return arr
+        if size in (4, 8):
+            return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
         return arr.astype(np.float64)  # longdouble: computed in float64
     if kind in "biu":
         return arr.astype(np.float64)
@@ -125,13 +142,17 @@ def check_distributions(p: np.ndarray, name: str, axis: int, normalize: bool,
         if bad.any():
             pos = np.unravel_index(int(np.argmax(bad)), p.shape)
             raise ValueError(f"{name}{_fmt_pos(pos)} = {_fmt_value(p[pos])} must be finite and >= 0")
-        total = np.sum(p, axis=axis, keepdims=True, dtype=np.float64)
-        zero = total == 0
+        peak = np.max(p, axis=axis, keepdims=True)
+        zero = peak == 0
         if zero.any():
             row = _row_position(np.squeeze(zero, axis=axis))
             where = f"{name} row {list(row)}" if row else name
             raise ValueError(f"{where} sums to 0 and cannot be normalised")
-        return (p / total).astype(p.dtype, copy=False)
+        # Divided by its maximum first, a row lies in [0, 1] and its sum (at most the row
+        # length) cannot overflow, as the sum of [1e308, 1e308] would.
+        scaled = np.divide(p, peak, dtype=np.float64)
+        total = np.sum(scaled, axis=axis, keepdims=True)
+        return (scaled / total).astype(p.dtype, copy=False)
     try:
         check_unit_interval(p, name)
     except ValueError as exc:
@@ -167,7 +188,7 @@ def check_labels(labels, num_classes: int, ignore_index, name: str = "labels") -
     Raises TypeError for a non-integer dtype and IndexError naming the first position whose
     value is out of range and not ``ignore_index``.
     """
-    arr = np.asarray(labels)
+    arr = as_array(labels, name)
     if arr.dtype.kind not in "iu" or arr.dtype == np.bool_:
         raise TypeError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
     if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
@@ -185,11 +206,62 @@ def check_labels(labels, num_classes: int, ignore_index, name: str = "labels") -
 
 
 def check_ignore_index(ignore_index):
+    """None, or an integer that a class index can hold (int64, as in PyTorch)."""
     if ignore_index is None:
         return None
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
         raise TypeError(f"ignore_index must be an integer or None, got {ignore_index!r}")
-    return int(ignore_index)
+    value = int(ignore_index)
+    low, high = INT64_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"ignore_index={value} is outside the int64 range of class indices "
+                         f"[-2**63, 2**63 - 1]")
+    return value
+
+
+def check_out(out, x, name: str, inputs: dict) -> None:
+    """``out``, a buffer for the gradient with respect to the argument ``x`` called ``name``,
+    must be a writeable array of its shape and (computed) floating dtype and
+    share no memory with ``inputs`` (the other arguments, by name): a kernel writing the
+    gradient would otherwise change what it still has to read. ``out`` may be the array
+    passed as ``name`` itself (the gradient then replaces it), not a part of it."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    given = as_array(x, name)
+    expected = check_floating(given, name)
+    if out.shape != expected.shape:
+        raise ValueError(f"out has shape {out.shape}, but the gradient with respect to {name} "
+                         f"has shape {expected.shape}")
+    if out.dtype != expected.dtype:
+        raise TypeError(f"out has dtype {out.dtype}, but the gradient with respect to {name} "
+                        f"has dtype {expected.dtype}")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if _overlaps(out, given) and not _same_view(out, given):
+        raise ValueError(f"out overlaps {name} without being the same array: pass out={name} "
+                         f"to overwrite it with the gradient, or a separate buffer")
+    for other, value in inputs.items():
+        if value is not None and not isinstance(value, (str, numbers.Number)) \
+                and _overlaps(out, as_array(value, other)):
+            raise ValueError(f"out shares memory with {other}: the gradient would overwrite "
+                             f"{other} while it is read; pass a separate buffer as out")
+
+
+def _overlaps(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ``a`` and ``b`` share memory (exactly when that is cheap to decide, else
+    conservatively: interleaved views whose overlap is too costly to rule out count)."""
+    if not np.may_share_memory(a, b):
+        return False
+    try:
+        return bool(np.shares_memory(a, b, max_work=100_000))
+    except _TooHardError:
+        return True
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same elements in the same layout: one start address, shape, strides and dtype."""
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
 def check_class_weight(weight, num_classes: int, name: str = "weight") -> np.ndarray | None:

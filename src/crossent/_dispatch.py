@@ -22,7 +22,8 @@ def _scaled(grad, grad_scale, dtype, need_grad):
     if not need_grad:
         return None
     with np.errstate(over="ignore"):  # a gradient beyond float32's range rounds to +-inf
-        return (grad * grad_scale).astype(dtype, copy=False)
+        # np.multiply of a 0-d array gives a scalar: keep the array the contract promises
+        return np.asarray(grad * grad_scale).astype(dtype, copy=False)
 
 
 def _f64(a):

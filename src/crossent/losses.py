@@ -78,7 +78,7 @@ def _counted_weight(labels, weight, ignore_index):
 def _index_or_dense(targets, rows, name="targets"):
     """``"index"`` for integer targets of the batch shape, ``"dense"`` for float targets of
     the logits' shape; anything else raises with both accepted shapes named."""
-    t = np.asarray(targets)
+    t = _checks.as_array(targets, name)
     if t.dtype.kind in "iu" and t.dtype != np.bool_:
         if t.shape != rows.batch_shape:
             raise ValueError(
@@ -219,7 +219,7 @@ def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, red
     ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(log_probs, "log_probs", axis)
     w = _checks.check_class_weight(weight, rows.num_classes)
-    y_arr = np.asarray(labels)
+    y_arr = _checks.as_array(labels, "labels")
     if y_arr.shape != rows.batch_shape:
         raise ValueError(f"labels has shape {y_arr.shape}, but log_probs of shape {rows.shape} "
                          f"with the class axis {rows.axis} needs labels of shape {rows.batch_shape}")
@@ -277,7 +277,7 @@ def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignor
         a = np.full(rows.num_classes, _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0))
     else:
         a = _checks.check_class_weight(alpha, rows.num_classes, name="alpha")
-    y_arr = np.asarray(labels)
+    y_arr = _checks.as_array(labels, "labels")
     if y_arr.shape != rows.batch_shape:
         raise ValueError(f"labels has shape {y_arr.shape}, but logits of shape {rows.shape} "
                          f"with the class axis {rows.axis} need labels of shape {rows.batch_shape}")
@@ -340,17 +340,19 @@ def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore
 
 # ----------------------------------------------------------------------------- binary family
 def _binary_inputs(x, targets, name_x):
-    """C-contiguous float inputs of one shape, targets in [0, 1]; and the "mean" denominator."""
-    arr = np.ascontiguousarray(_checks.check_floating(x, name_x))
+    """C-contiguous float inputs of one shape (0-d stays 0-d), targets in [0, 1]; and the
+    "mean" denominator."""
+    arr = np.asarray(_checks.check_floating(x, name_x), order="C")
     t = _checks.check_floating(targets, "targets")
     _checks.check_same_shape(arr, t, name_x, "targets")
     _checks.check_unit_interval(t, "targets")
-    return arr, np.ascontiguousarray(t), float(arr.size)
+    return arr, np.asarray(t, order="C"), float(arr.size)
 
 
-def _finish_elementwise(loss, g, reduction, dtype, out=None):
-    value = _reduce(loss.reshape(-1), reduction, float(loss.size), dtype, loss.shape)
-    return value, (None if g is None else _into(out, g))
+def _finish_elementwise(loss, g, reduction, dtype, shape, out=None):
+    """Reduce the element-wise ``loss``; results take the input's ``shape`` (0-d included)."""
+    value = _reduce(np.reshape(loss, -1), reduction, float(np.size(loss)), dtype, shape)
+    return value, (None if g is None else _into(out, np.reshape(g, shape)))
 
 
 def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
@@ -361,7 +363,7 @@ def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=No
     pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
     loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
                                                      need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, out)
+    return _finish_elementwise(loss, g, reduction, x.dtype, x.shape, out)
 
 
 def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
@@ -413,7 +415,7 @@ def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need
     _checks.check_unit_interval(p, "probs")
     w = _checks.check_broadcast_weight(weight, p.shape, "weight")
     loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, p.dtype, out)
+    return _finish_elementwise(loss, g, reduction, p.dtype, p.shape, out)
 
 
 def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
@@ -464,7 +466,7 @@ def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="me
     a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x, t, n = _binary_inputs(logits, targets, "logits")
     loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, out)
+    return _finish_elementwise(loss, g, reduction, x.dtype, x.shape, out)
 
 
 def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean"):
@@ -563,7 +565,8 @@ def value_and_grad(loss):
         raise TypeError(f"value_and_grad needs a crossent loss ({', '.join(f.__name__ for f in _IMPLEMENTATIONS)}); "
                         f"got {loss!r}")
 
-    first = next(iter(inspect.signature(loss).parameters))
+    signature = inspect.signature(loss)
+    first = next(iter(signature.parameters))
 
     @functools.wraps(loss)
     def value_and_grad_fn(*args, out=None, **kwargs):
@@ -572,25 +575,15 @@ def value_and_grad(loss):
             raise ValueError(f"value_and_grad differentiates scalar losses: reduction must be "
                              f"'mean' or 'sum', got {reduction!r}")
         if out is not None:
-            _check_out(out, args[0] if args else kwargs.get(first), first)
+            try:
+                given = signature.bind(*args, **kwargs).arguments
+            except TypeError as exc:  # a missing or unknown argument, named
+                raise TypeError(f"{loss.__name__}(): {exc}") from None
+            x = given.pop(first)
+            _checks.check_out(out, x, first, given)
         return impl(*args, **kwargs, need_grad=True, out=out)
 
     return value_and_grad_fn
-
-
-def _check_out(out, x, name):
-    """``out`` must be a writeable array of the gradient's shape and dtype (that of ``x``)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
-    expected = _checks.check_floating(x, name)
-    if out.shape != expected.shape:
-        raise ValueError(f"out has shape {out.shape}, but the gradient with respect to {name} "
-                         f"has shape {expected.shape}")
-    if out.dtype != expected.dtype:
-        raise TypeError(f"out has dtype {out.dtype}, but the gradient with respect to {name} "
-                        f"has dtype {expected.dtype}")
-    if not out.flags.writeable:
-        raise ValueError("out is read-only")
 
 
 def grad(loss):

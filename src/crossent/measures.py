@@ -16,7 +16,7 @@ __all__ = ["entropy", "cross_entropy", "kl_divergence", "js_divergence"]
 
 
 def _prepare(p, name, axis, normalize):
-    given = np.asarray(p).dtype
+    given = _checks.as_array(p, name).dtype
     arr = _checks.check_floating(p, name)
     ax = _checks.check_axis(axis, arr.ndim)
     # float16 rows are checked at float16's rounding tolerance, then computed in float32

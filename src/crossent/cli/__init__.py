@@ -1,54 +1,143 @@
 """The ``crossent`` command line: an edge over the library (the library never imports it).
 
-Each sub-command lives in its own module and registers itself on :data:`app` when imported.
+Each sub-command lives in its own module and registers itself on the Typer application of
+:mod:`crossent.cli._app` when imported. :func:`main` imports only the module of the command it
+is asked for (all of them for help), so a command whose optional dependencies are missing fails
+alone, with one line naming the extra that installs them, and the others keep working.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
+import re
+import signal
 import sys
+import threading
+import warnings
 
-import typer
+__all__ = ["main"]
 
-from ._app import CliError, app
+# The module (of this package) that registers each command.
+_COMMANDS = {
+    "entropy": "calculator", "cross-entropy": "calculator", "kl": "calculator", "js": "calculator",
+    "score": "score", "compare": "score",
+    "bench": "bench",
+    "demo": "demo",
+    "train": "train",
+}
+INTERRUPTED = "crossent: interrupted"
 
-# Sub-commands: importing a module registers its commands on ``app``.
-from . import calculator  # noqa: E402,F401  (entropy, cross-entropy, kl, js)
-from . import score  # noqa: E402,F401  (score, compare)
-from . import bench  # noqa: E402,F401  (bench)
-from . import demo  # noqa: E402,F401  (demo)
-from . import train  # noqa: E402,F401  (train)
 
-__all__ = ["app", "main", "CliError"]
-
-_USER_ERRORS = (CliError, ValueError, TypeError, IndexError, OSError)
+class _Interrupted(BaseException):
+    """Ctrl-C, raised by :func:`main`'s SIGINT handler in place of KeyboardInterrupt, which
+    Typer would turn into a silent exit."""
 
 
 def main(argv=None) -> int:
     """Run the command line; return (and, as a script, exit with) its status.
 
-    0 on success; 2 for bad input or usage, with a one-line message on standard error;
-    1 for an unexpected internal error (still one line, no traceback).
+    0 on success; 2 for bad input or usage, or a command whose optional dependency is
+    missing, with a one-line message on standard error; 130 after Ctrl-C (the line
+    ``crossent: interrupted``); 1 for an unexpected internal error (still one line, no
+    traceback). Warnings are collected: after a failure only the error line is printed, after
+    a success each distinct warning as one line ``crossent: warning: ...``.
     """
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    handler = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _raise_interrupted) if handler else None
     try:
-        result = app(args=args, prog_name="crossent", standalone_mode=False)
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        print("crossent: aborted", file=sys.stderr)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            status = _run(args)
+        if status == 0:
+            for line in dict.fromkeys(_one_line(str(w.message)) for w in caught):
+                print(f"crossent: warning: {line}", file=sys.stderr)
+        return status
+    except (_Interrupted, KeyboardInterrupt):
+        if handler:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the line
+        print(INTERRUPTED, file=sys.stderr)
         return 130
-    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
-        print(f"crossent: error: {exc.format_message()}", file=sys.stderr)
-        return 2
-    except _USER_ERRORS as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"crossent: error: {message}", file=sys.stderr)
-        return 2
+    finally:
+        if handler:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _raise_interrupted(signum, frame):
+    raise _Interrupted
+
+
+def _run(args) -> int:
+    """Import the commands, run the one asked for, and turn every error into one line."""
+    args = args or ["--help"]  # a bare `crossent` shows the commands
+    command = next((a for a in args if not a.startswith("-")), None)
+    try:
+        from ._app import CliError, app
+        import typer
+
+        for module in dict.fromkeys(_COMMANDS.values()) if command not in _COMMANDS else [_COMMANDS[command]]:
+            _register(module, skip_missing=command not in _COMMANDS)
+        errors = (CliError, ValueError, TypeError, IndexError, OSError)
+        try:
+            result = app(args=args, prog_name="crossent", standalone_mode=False)
+        except typer.Exit as exc:
+            return exc.exit_code
+        except typer.Abort:
+            raise _Interrupted from None
+        except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
+            return _error(exc.format_message())
+        except errors as exc:
+            return _error(str(exc) if str(exc).strip() else type(exc).__name__)
+    except ImportError as exc:
+        return _error(_missing_dependency(exc, command))
     except Exception as exc:  # never a traceback: report it as one line, exit 1
-        print(f"crossent: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"crossent: internal error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 
 
-def _entry() -> None:
-    sys.exit(main())
+def _register(module: str, *, skip_missing: bool) -> None:
+    """Import ``crossent.cli.<module>`` (registering its commands); for the full help,
+    a module whose optional dependencies are missing is left out."""
+    try:
+        importlib.import_module(f"{__name__}.{module}")
+    except ImportError:
+        if not skip_missing:
+            raise
+
+
+def _error(message: str) -> int:
+    print(f"crossent: error: {_one_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _one_line(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _missing_dependency(exc: ImportError, command) -> str:
+    """One line: which package the command needs and which extra of crossent installs it."""
+    name = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not name:
+        return str(exc)
+    package = name.split(".")[0]
+    who = f"'crossent {command}'" if command in _COMMANDS else "the crossent command"
+    extra = _extra_providing(package)
+    install = f"pip install 'crossent[{extra}]'" if extra else f"pip install {package}"
+    return f"{who} needs the package {package!r}, which is not installed: {install}"
+
+
+def _extra_providing(package: str):
+    """The extra of crossent's installed metadata that lists ``package``, or None."""
+    try:
+        requirements = importlib.metadata.requires("crossent") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for requirement in requirements:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*).*;.*extra\s*==\s*['\"]([^'\"]+)['\"]",
+                     requirement)
+        if m and m.group(1).lower().replace("-", "_") == package.lower():
+            return m.group(2)
+    return None

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import List, Optional
 
@@ -50,14 +51,37 @@ def _pair(p: str, q: str):
     return _parse("--p", p), _parse("--q", q)
 
 
+def _check_no_options(ctx: typer.Context, values: List[str]) -> None:
+    """The values may look like options (a negative number reaches the range check, which
+    names it), but a word such as ``--bsae`` is an unknown option, reported as one."""
+    for item in values:
+        if item.startswith("-") and not _is_number(item):
+            known = [o for param in ctx.command.params for o in param.opts if o.startswith("--")]
+            close = difflib.get_close_matches(item, known, n=3)
+            hint = f" (Possible options: {', '.join(close)})" if close else ""
+            raise CliError(f"No such option: {item}{hint}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+# Unknown options are let through to the values (so that -0.5 is a value, reported by the
+# range check), then told apart from numbers by _check_no_options.
 @app.command("entropy", context_settings={"ignore_unknown_options": True})
 def entropy_cmd(
+    ctx: typer.Context,
     values: Optional[List[str]] = typer.Argument(None, help="Probabilities, e.g. 0.5 0.5."),
     p: Optional[str] = typer.Option(None, "--p", help="Probabilities, comma-separated."),
     base: Optional[float] = _BASE,
     normalize: bool = _NORMALIZE,
 ) -> None:
     """Entropy H(p) = -sum p log p of one distribution."""
+    _check_no_options(ctx, values or [])
     if (values is None or not values) == (p is None):
         raise CliError("give the distribution either as arguments (0.5 0.5) or as --p 0.5,0.5")
     dist = _parse("--p", p) if p is not None else _parse("values", " ".join(values))

@@ -18,20 +18,20 @@ from rich.table import Table
 from ..datasets import train_test_split
 from ..losses import softmax_cross_entropy
 from ..models import SoftmaxRegression
-from ._app import CliError, app, console
+from ._app import CliError, app, check_input_file, check_output_file, console
 
 __all__: list[str] = []
 
 _LOSSES = {"ce": "cross_entropy", "mse": "mse", "focal": "focal"}
 _MODEL_FORMAT = "crossent.SoftmaxRegression/1"
+_OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _read_table(path: Path):
-    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix)."""
+    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix); ``path`` has
+    passed :func:`check_input_file`."""
     import pyarrow as pa
 
-    if not path.is_file():
-        raise CliError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if path.stat().st_size == 0:
         raise CliError(f"{path}: the file is empty")
@@ -65,12 +65,20 @@ def _first_null(column) -> Optional[int]:
 
 
 def _labels(path: Path, table, target: str) -> np.ndarray:
+    import pyarrow as pa
+
     if target not in table.column_names:
         raise CliError(f"{path}: no target column {target!r} (columns: {', '.join(table.column_names)})")
     column = table.column(target)
     row = _first_null(column)
     if row is not None:
         raise CliError(f"{path}: row {row}, column {target!r}: the target is missing")
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+            or pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        # booleans, dates, decimals, ...: the class names are Arrow's text of the values, the
+        # spelling in which the predictions file writes them back (true/false, 2024-01-31), so
+        # that the label column and the class columns of the predictions agree for `score`
+        column = column.cast(pa.string())
     values = column.to_numpy(zero_copy_only=False)
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values) | (values != np.round(values))
@@ -110,6 +118,39 @@ def _features(path: Path, table, names) -> np.ndarray:
     return np.column_stack(columns)
 
 
+def _power_of_two_scale(a: np.ndarray) -> np.ndarray:
+    """2**floor(log2 a) for each entry of ``a`` (>= 0; 1 for 0): within a factor 2 below ``a``
+    and finite for any finite ``a``. Dividing by it is exact: it only shifts exponents."""
+    return np.ldexp(1.0, np.frexp(np.where(a > 0, a, 1.0))[1] - 1)
+
+
+def _standardization(X: np.ndarray):
+    """Per column mean and standard deviation (a constant column keeps scale 1), for any
+    finite column: computed on the column divided by a power of two near its largest
+    magnitude (the quotients lie in (-2, 2)), so no sum or square overflows: a column
+    x 1e307 standardises as the column does."""
+    s = _power_of_two_scale(np.max(np.abs(X), axis=0))
+    U = X / s
+    mean, std = U.mean(axis=0) * s, U.std(axis=0) * s
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def _standardize(X: np.ndarray, mean: np.ndarray, std: np.ndarray, path: Path, names) -> np.ndarray:
+    """``(X - mean) / std``, each column first divided by a power of two s near max(|mean|, std):
+    (X/s - mean/s) / (std/s) rounds as the plain formula does (scaling by a power of two is
+    exact short of subnormal numbers), but X - mean cannot overflow. A value so far from the training columns that its standard score is not finite
+    is reported with its row and column."""
+    s = _power_of_two_scale(np.maximum(np.abs(mean), std))
+    with np.errstate(over="ignore"):
+        Z = (X / s - mean / s) / (std / s)
+    bad = ~np.isfinite(Z)
+    if bad.any():
+        row, col = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        raise CliError(f"{path}: row {row + 1}, column {names[col]!r}: {float(X[row, col])!r} is too far "
+                       f"from the training values (standard score beyond the float range)")
+    return Z
+
+
 def _write_predictions(out: Path, probs, classes, target: Optional[str], labels, ids, id_name):
     import pyarrow as pa
 
@@ -136,12 +177,10 @@ def _write_predictions(out: Path, probs, classes, target: Optional[str], labels,
         import pyarrow.parquet as pq
 
         pq.write_table(table, out)
-    elif suffix == ".csv":
+    else:  # .csv (train_cmd checked the suffix before the work)
         import pyarrow.csv as pacsv
 
         pacsv.write_csv(table, out)
-    else:
-        raise CliError(f"{out}: unknown output format {suffix or '(no suffix)'!r}; use .csv or .parquet")
 
 
 def _save_model(path: Path, model, *, features, mean, std, target, loss):
@@ -225,7 +264,13 @@ def train_cmd(
 ) -> None:
     """Fit softmax regression on a table (numeric features, standardised) and write predictions
     that 'crossent score' reads. With --model, predict with a saved model instead."""
+    check_input_file(data, "DATA")
+    if out is not None:
+        check_output_file(out, "--out", _OUTPUT_SUFFIXES)
+    if save is not None:
+        check_output_file(save, "--save")
     if model_path is not None:
+        check_input_file(model_path, "--model")
         _predict_with_saved(data, model_path, target, out, id_column, save)
         return
     if target is None:
@@ -249,11 +294,8 @@ def train_cmd(
     train, test = train_test_split(labels, test_size=test_size, random_state=seed)
     if test.size == 0:
         raise CliError(f"{data}: too few rows to hold out a test part ({len(labels)} rows)")
-    # Standardise with the training rows' statistics; a constant column keeps scale 1.
-    mean = X[train].mean(axis=0)
-    std = X[train].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    Z = (X - mean) / std
+    mean, std = _standardization(X[train])
+    Z = _standardize(X, mean, std, data, features)
     model = SoftmaxRegression(loss=_LOSSES[loss], solver=solver, max_iter=epochs,
                               learning_rate=learning_rate, alpha=alpha, random_state=seed,
                               tol=None if solver == "gd" else 1e-8)
@@ -294,7 +336,7 @@ def _predict_with_saved(data, model_path, target, out, id_column, save):
     table = _read_table(data)
     if id_column is not None and id_column not in table.column_names:
         raise CliError(f"{data}: no id column {id_column!r} (columns: {', '.join(table.column_names)})")
-    X = (_features(data, table, features) - mean) / std
+    X = _standardize(_features(data, table, features), mean, std, data, features)
     labels = _labels(data, table, target) if target in table.column_names else None
     console.print(f"{data}: {table.num_rows} rows, model {model_path} "
                   f"({len(model.classes_)} classes, {len(features)} features).")

@@ -1,0 +1,26 @@
+"""The ``crossent`` console script, kept outside the ``crossent`` package on purpose.
+
+Importing anything inside ``crossent`` first runs ``crossent/__init__.py`` (NumPy, the
+compiled kernels: about half of the start-up time). Ctrl-C during those imports would escape
+any handler inside the package as a KeyboardInterrupt traceback; here the handler is in
+place before the first of them, so the command ends with the one line of
+:func:`crossent.cli.main` (``crossent: interrupted``, exit status 130) at any moment.
+"""
+
+import signal
+import sys
+
+__all__ = ["main"]
+
+_INTERRUPTED = "crossent: interrupted"  # the same line as crossent.cli.INTERRUPTED
+
+
+def main() -> int:
+    """Import and run :func:`crossent.cli.main`; Ctrl-C while importing is one line, 130."""
+    try:
+        from crossent.cli import main as run
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        print(_INTERRUPTED, file=sys.stderr)
+        return 130
+    return run()

@@ -1,0 +1,151 @@
+"""crossent.cli.main and the ``crossent`` console script: Ctrl-C at any moment, optional
+dependencies that are missing, warnings kept off a failing command's one line.
+
+Each case runs the installed entry point (read from the package metadata, as the console
+script does) in a fresh interpreter. Missing packages and Ctrl-C during an import are
+simulated by a meta-path hook placed before the entry point is imported, not by uninstalling.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+INTERRUPTED = "crossent: interrupted\n"
+
+
+def _entry_point_code() -> str:
+    """Python that runs the ``crossent`` console script's entry point, as its wrapper does."""
+    (ep,) = importlib.metadata.entry_points(group="console_scripts", name="crossent")
+    module, func = ep.value.split(":")
+    return f"import sys\nfrom {module} import {func}\nsys.exit({func}())\n"
+
+
+def _hook(action: str, names) -> str:
+    """A meta-path finder that, on importing one of ``names`` (or a submodule), raises:
+    ``missing`` a ModuleNotFoundError as for an absent package, ``interrupt`` a
+    KeyboardInterrupt as Ctrl-C landing during that import would."""
+    return textwrap.dedent(f"""\
+        import sys
+        class _Hook:
+            names = {tuple(names)!r}
+            def find_spec(self, name, path=None, target=None):
+                if name in self.names or name.split(".")[0] in self.names:
+                    if {action!r} == "interrupt":
+                        raise KeyboardInterrupt
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+                return None
+        sys.meta_path.insert(0, _Hook())
+        """)
+
+
+def crossent(*argv, hook="", env=None, timeout=300):
+    return subprocess.run([sys.executable, "-c", hook + _entry_point_code(), *map(str, argv)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _table(path, rows=200, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, 2))
+    label = np.where(x[:, 0] + 0.3 * rng.normal(size=rows) > 0, "yes", "no")
+    path.write_text("f1,f2,label\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(x, label)))
+    return path
+
+
+# ----------------------------------------------------------------------------- Ctrl-C (item 17)
+@pytest.mark.parametrize("module", ["numpy", "crossent._backend", "crossent.measures", "crossent.cli",
+                                    "typer", "rich.console", "crossent.cli.calculator"])
+def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module):
+    """Ctrl-C while the command imports (the package itself included) printed a
+    KeyboardInterrupt traceback and died of SIGINT."""
+    res = crossent("entropy", "0.5", "0.5", hook=_hook("interrupt", [module]))
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
+
+
+def test_ctrl_c_at_any_moment_is_one_line_exit_130(tmp_path):
+    """A real SIGINT at several moments: during start-up, or while training runs (it exited 130
+    with nothing on stderr). Training is given epochs enough never to finish first."""
+    data = _table(tmp_path / "d.csv")
+    for delay in (0.6, 1.2, 2.5):  # after the interpreter itself has started
+        proc = subprocess.Popen([sys.executable, "-c", _entry_point_code(), "train", str(data),
+                                 "--target", "label", "--solver", "gd", "--epochs", "100000000"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGINT)
+        try:
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert (proc.returncode, out, err) == (130, "", INTERRUPTED), delay
+
+
+def test_main_turns_ctrl_c_into_one_line(capsys, monkeypatch):
+    """In-process callers of main() get the same line and status (Typer alone turned Ctrl-C
+    into a silent exit 130), and their own SIGINT handler back."""
+    from crossent.cli import calculator, main
+
+    def interrupted(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(calculator, "_show", interrupted)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["entropy", "0.5", "0.5"]) == 130
+    assert capsys.readouterr() == ("", INTERRUPTED)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# ----------------------------------------------------------------------------- warnings (item 18)
+def test_failing_command_prints_its_error_line_only(tmp_path):
+    """``train --solver gd --learning-rate 1e6`` put RuntimeWarnings before its error line."""
+    data = _table(tmp_path / "d.csv")
+    res = crossent("train", data, "--target", "label", "--solver", "gd", "--learning-rate", "1e6")
+    assert res.returncode == 2 and res.stdout == "", res.stderr
+    assert res.stderr.startswith("crossent: error: training diverged") and res.stderr.count("\n") == 1
+
+
+def test_warning_of_a_successful_command_is_one_line(tmp_path):
+    """Without the compiled kernels the library warns once (it still works): one line."""
+    data = _table(tmp_path / "d.csv")
+    env = {k: v for k, v in os.environ.items() if k != "CROSSENT_KERNELS"}  # the default path
+    res = crossent("train", data, "--target", "label", "--solver", "gd", "--epochs", "5",
+                   hook=_hook("missing", ["crossent._ext"]), env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.startswith("crossent: warning: crossent's compiled kernels are unavailable")
+    assert res.stderr.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- missing extras (item 25)
+@pytest.mark.parametrize("blocked", ["typer", "rich"])
+@pytest.mark.parametrize("argv", [("score", "p.csv", "--label", "y"), ("entropy", "0.5", "0.5"),
+                                  ("--help",), ()], ids=["score", "entropy", "help", "bare"])
+def test_without_the_cli_extra_the_command_says_what_to_install(blocked, argv):
+    """Without typer or rich, ``crossent score`` died with a ModuleNotFoundError traceback."""
+    res = crossent(*argv, hook=_hook("missing", [blocked]))
+    who = f"'crossent {argv[0]}'" if argv and not argv[0].startswith("-") else "the crossent command"
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr == (f"crossent: error: {who} needs the package '{blocked}', which is not "
+                          f"installed: pip install 'crossent[cli]'\n")
+
+
+def test_a_command_missing_its_dependency_fails_alone(tmp_path):
+    """Without pyarrow, score says so in one line; the calculator and the help still work."""
+    hook = _hook("missing", ["pyarrow"])
+    preds = tmp_path / "p.csv"
+    preds.write_text("a,b,y\n0.5,0.5,a\n")
+    res = crossent("score", preds, "--label", "y", hook=hook)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "pyarrow" in res.stderr and "pip install 'crossent[cli]'" in res.stderr
+    ok = crossent("entropy", "0.5", "0.5", "--base", "2", hook=hook)
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, "H(p) = 1 bit\n", "")
+    help_ = crossent("--help", hook=hook)
+    assert help_.returncode == 0 and "entropy" in help_.stdout
