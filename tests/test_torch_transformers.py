@@ -7,6 +7,10 @@ Expected values come from the stock model itself (transformers' own forward and
 from __future__ import annotations
 
 import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -165,3 +169,19 @@ def test_a_custom_loss_function_raises():
     model.loss_function = lambda logits, labels, vocab_size, **kwargs: logits.sum()
     with pytest.raises(ValueError, match="loss_function"):
         fuse_loss(model)
+
+
+@pytest.mark.slow
+def test_example_curves_agree_and_the_fused_step_saves_the_logits():
+    script = Path(__file__).resolve().parent.parent / "examples" / "hf_causal_lm.py"
+    out = subprocess.run([sys.executable, str(script), "--steps", "4", "--memory-vocab", "32000",
+                          "--memory-batch", "2", "--memory-length", "256"],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    curves = re.findall(r"step +\d+  loss (\d+\.\d+)  loss (\d+\.\d+)", out.stdout)
+    assert len(curves) == 4
+    for stock, fused in curves:
+        assert float(fused) == pytest.approx(float(stock), abs=1e-4)
+    peaks = dict(re.findall(r"(stock|fused) peak +(\d+\.\d+) MiB", out.stdout))
+    logits_mib = 2 * 256 * 32000 * 4 / 2**20
+    assert float(peaks["stock"]) - float(peaks["fused"]) >= logits_mib
