@@ -185,3 +185,17 @@ def test_example_curves_agree_and_the_fused_step_saves_the_logits():
     peaks = dict(re.findall(r"(stock|fused) peak +(\d+\.\d+) MiB", out.stdout))
     logits_mib = 2 * 256 * 32000 * 4 / 2**20
     assert float(peaks["stock"]) - float(peaks["fused"]) >= logits_mib
+
+
+def test_bfloat16_model_gets_a_float32_loss_and_bfloat16_gradients():
+    stock = build("llama").to(torch.bfloat16)
+    fused = fuse_loss(copy.deepcopy(stock))
+    ids, mask, labels = batch()
+    want, want_grads = loss_and_grads(stock, input_ids=ids, attention_mask=mask, labels=labels)
+    got, got_grads = loss_and_grads(fused, input_ids=ids, attention_mask=mask, labels=labels)
+    assert got.loss.dtype == want.loss.dtype == torch.float32
+    # the stock logits are rounded to bfloat16 (8 bits) before the loss; the fused ones are not
+    torch.testing.assert_close(got.loss, want.loss, rtol=1e-2, atol=0)
+    assert got_grads["lm_head.weight"].dtype == torch.bfloat16
+    torch.testing.assert_close(got_grads["lm_head.weight"].float(),
+                               want_grads["lm_head.weight"].float(), rtol=0.1, atol=1e-3)

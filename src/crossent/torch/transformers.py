@@ -106,8 +106,8 @@ def _causal_lm_loss(hidden, lm_head, head, labels, *, num_items_in_batch=None, i
     if shift_labels is None:
         labels = torch.nn.functional.pad(labels, (0, 1), value=ignore_index)
         shift_labels = labels[..., 1:]
-    hidden = _scaled_hidden(hidden, head)
-    rows = hidden.reshape(-1, hidden.shape[-1])
+    # float32 like the stock loss's ``logits.float()``: the loss of a bfloat16 model is not rounded
+    rows = _scaled_hidden(hidden.reshape(-1, hidden.shape[-1]).float(), head)
     targets = shift_labels.reshape(-1).to(rows.device)
     reduction = "mean" if num_items_in_batch is None else "sum"
     loss = linear_cross_entropy(rows, lm_head.weight, targets, lm_head.bias,
@@ -138,7 +138,10 @@ def fuse_loss(model):
 
     The N x V logits are never formed, so the returned output's ``logits`` is None whenever
     ``labels`` are given (as with Liger-Kernel); forwards without ``labels`` and ``generate``
-    run the model's own forward, unchanged.
+    run the model's own forward, unchanged. Two deliberate differences from the stock loss: a
+    float16/bfloat16 model's logits are computed in float32 (the stock model rounds them to its
+    dtype before its float32 loss), and a batch without any counted token has loss 0 and zero
+    gradients (the stock mean is NaN).
 
     Parameters
     ----------
