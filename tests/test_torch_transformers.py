@@ -7,6 +7,7 @@ Expected values come from the stock model itself (transformers' own forward and
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 import subprocess
 import sys
@@ -156,6 +157,27 @@ def test_fusing_twice_changes_nothing():
     model = fuse_loss(build("llama"))
     forward = model.forward
     assert fuse_loss(model) is model and model.forward is forward
+
+
+def test_a_deep_copy_runs_its_own_weights():
+    stock = build("llama")
+    fused = fuse_loss(copy.deepcopy(stock))
+    twin = copy.deepcopy(fused)  # e.g. TRL's reference model
+    with torch.no_grad():
+        twin.lm_head.weight.mul_(0.5)
+        stock.lm_head.weight.mul_(0.5)
+    ids, mask, labels = batch()
+    got = twin(input_ids=ids, attention_mask=mask, labels=labels)
+    assert got.logits is None
+    torch.testing.assert_close(got.loss, stock(input_ids=ids, attention_mask=mask, labels=labels).loss,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_the_signature_still_takes_loss_kwargs():
+    # transformers' Trainer passes num_items_in_batch only to a forward with **kwargs
+    parameters = inspect.signature(fuse_loss(build("llama")).forward).parameters
+    assert "labels" in parameters
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def test_unsupported_model_raises_naming_its_class():

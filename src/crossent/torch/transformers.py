@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import types
 from dataclasses import dataclass
 
 import torch
@@ -128,8 +129,8 @@ def fuse_loss(model):
     then its final-logit softcap) from the decoder's last hidden states ``h`` ``(B, T, D)`` and
     the LM head ``W`` ``(V, D)`` with :func:`crossent.torch.linear_cross_entropy`:
 
-    .. math:: \\ell = \\frac{1}{M} \\sum_{b, t:\\ y_{b,t+1} \\ne -100}
-              \\Big(\\log \\sum_v e^{z_{b,t,v}} - z_{b,t,y_{b,t+1}}\\Big),
+    .. math:: \\ell = \\frac{1}{M} \\sum_{n, t:\\ y_{n,t+1} \\ne -100}
+              \\Big(\\log \\sum_v e^{z_{n,t,v}} - z_{n,t,y_{n,t+1}}\\Big),
 
     with :math:`M` the count of those tokens, or ``num_items_in_batch`` when given (the sum
     over several accumulated micro-batches then equals one big batch's mean). ``ignore_index``
@@ -183,35 +184,42 @@ def fuse_loss(model):
     >>> fused.logits is None, torch.allclose(fused.loss, stock, atol=1e-5)
     (True, True)
     """
-    _head_of(model)
+    _head_of(model)  # raises for an unsupported class
     _check_stock_loss(model)
     if getattr(model, "_crossent_fused", False):
         return model
-    stock = type(model).forward
+    # a bound method, so that copy.deepcopy(model) binds the copy's forward to the copy
+    model.forward = types.MethodType(_fused_forward(type(model)), model)
+    model._crossent_fused = True
+    return model
+
+
+@can_return_tuple
+def _fused(self, labels, logits_to_keep=0, **options):
+    """The stock forward with the loss fused: the other arguments go to the decoder, the loss's to both."""
+    _check_stock_loss(self)
+    outputs = self.model(**options)
+    hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+    loss_options = {k: options[k] for k in ("num_items_in_batch", "ignore_index", "shift_labels")
+                    if k in options}
+    loss = _causal_lm_loss(hidden, self.lm_head, _head_of(self), labels, **loss_options)
+    return CausalLMOutputWithPast(loss=loss, logits=None, cache=outputs.cache,
+                                  hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+
+
+@functools.cache
+def _fused_forward(model_class):
+    """``model_class.forward`` with its signature, running :func:`_fused` when labels are given."""
+    stock = model_class.forward
     signature = inspect.signature(stock)
     (extra,) = [p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD]
 
     @functools.wraps(stock)
-    def forward(*args, **kwargs):
-        arguments = dict(signature.bind(model, *args, **kwargs).arguments)
+    def forward(self, *args, **kwargs):
+        arguments = dict(signature.bind(self, *args, **kwargs).arguments)
         if arguments.get("labels") is None:
-            return stock(model, *args, **kwargs)
+            return stock(self, *args, **kwargs)
         options = arguments.pop(extra, {})
-        return fused(**arguments, **options)
+        return _fused(**arguments, **options)
 
-    @can_return_tuple
-    def fused(self, labels, logits_to_keep=0, **options):
-        # the stock forward: every other argument goes to the decoder, the loss's to both
-        _check_stock_loss(self)
-        outputs = self.model(**options)
-        hidden = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
-        loss_options = {k: options[k] for k in ("num_items_in_batch", "ignore_index", "shift_labels")
-                        if k in options}
-        loss = _causal_lm_loss(hidden, self.lm_head, _head_of(self), labels, **loss_options)
-        return CausalLMOutputWithPast(loss=loss, logits=None, cache=outputs.cache,
-                                      hidden_states=outputs.hidden_states,
-                                      attentions=outputs.attentions)
-
-    model.forward = forward
-    model._crossent_fused = True
-    return model
+    return forward
