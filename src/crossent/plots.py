@@ -1,4 +1,4 @@
-"""Figures for students and for model comparison, written as PNG files with matplotlib.
+r"""Figures for students and for model comparison, written as PNG files with matplotlib.
 
 - :func:`reliability_diagram`: accuracy per confidence bin against the diagonal, with the ECE.
 - :func:`learning_curves`: loss and accuracy against the epoch for several models side by side.

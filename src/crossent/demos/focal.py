@@ -175,7 +175,7 @@ def _recall_at(precision, recall, floor):
 
 @dataclass(frozen=True)
 class FocalScene:
-    """Results per :math:`\\gamma` (``gammas[i]``; 0 is cross-entropy) on the held-out anchors.
+    r"""Results per :math:`\gamma` (``gammas[i]``; 0 is cross-entropy) on the held-out anchors.
 
     ``average_precision[i]`` and ``recall_at_precision[i]`` (the best recall whose precision is
     at least ``precision_floor``), ``curves[i]`` = (precision, recall), and ``easy_share[i]``:
