@@ -58,7 +58,8 @@ templates_path = []
 
 html_theme = "pydata_sphinx_theme"
 html_title = "crossent"
-html_static_path = []
+html_static_path = ["_static"]
+html_favicon = "_static/favicon.svg"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_prev_next": True,
