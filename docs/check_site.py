@@ -61,7 +61,8 @@ class Browser:
         import websocket  # websocket-client
 
         self.process = subprocess.Popen(
-            [executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+            [executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run",
              "--disable-extensions", "--remote-debugging-port=0", f"--user-data-dir={profile}",
              "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = Path(profile) / "DevToolsActivePort"
