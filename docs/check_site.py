@@ -9,7 +9,8 @@ and fails, with one line per problem, on
 - a console error or an uncaught exception on a page (including resources that failed to load);
 - a broken internal link: a link to a page of the site that does not exist, or to an anchor
   (``#id``) that the target page does not have;
-- an image that did not render (``naturalWidth == 0`` once the page has loaded).
+- an image that did not render (``naturalWidth == 0`` once the page has loaded);
+- mathematics that MathJax did not typeset (a ``.math`` element left as TeX source).
 
 Needs ``websocket-client`` (in the ``docs`` extra). Exit status 0 when every page is clean, 1
 when something is broken, 2 when Chromium cannot be started.
@@ -32,8 +33,14 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-# Collected from each page after its load event: images, links and element ids.
+# Resolves once MathJax (if the page loads it) has typeset the page.
+_MATH_DONE = """(window.MathJax && MathJax.startup && MathJax.startup.promise)
+  ? MathJax.startup.promise.then(() => true) : true"""
+# Collected from each page once loaded and typeset: images, links, element ids, unrendered math.
 _PAGE_PROBE = """(() => ({
+  math: document.querySelectorAll('.math').length,
+  raw_math: Array.from(document.querySelectorAll('.math'))
+    .filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60)),
   images: Array.from(document.images).map(i => ({src: i.currentSrc || i.src,
                                                   complete: i.complete, width: i.naturalWidth})),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
@@ -97,8 +104,7 @@ class Browser:
         while time.monotonic() < deadline:
             for i, event in enumerate(self.events):
                 if event.get("method") == method:
-                    del self.events[: i + 1]
-                    return event
+                    return self.events.pop(i)  # the other events stay for the caller
             self.socket.settimeout(max(0.05, deadline - time.monotonic()))
             self.events.append(json.loads(self.socket.recv()))
         raise TimeoutError(method)
@@ -144,7 +150,7 @@ def _console_errors(events):
 
 
 def check(root, executable, *, settle=0.3):
-    """Load every page under ``root``; return (pages, links, images, problems)."""
+    """Load every page under ``root``; return (pages, internal links, images, formulas, problems)."""
     root = Path(root).resolve()
     # the site's pages; _static/ holds the theme's templates and _sources/ the reST sources
     pages = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.html")
@@ -153,7 +159,7 @@ def check(root, executable, *, settle=0.3):
         raise FileNotFoundError(f"{root}: no HTML pages (build the site first)")
     server = _serve(root)
     base = f"http://127.0.0.1:{server.server_address[1]}/"
-    problems, ids, links, n_images = [], {}, [], 0
+    problems, ids, links, n_images, n_math = [], {}, [], 0, 0
     with tempfile.TemporaryDirectory() as profile:
         browser = Browser(executable, profile)
         try:
@@ -161,6 +167,7 @@ def check(root, executable, *, settle=0.3):
                 browser.events.clear()
                 browser.call("Page.navigate", url=base + page)
                 browser.wait_for("Page.loadEventFired")
+                browser.call("Runtime.evaluate", expression=_MATH_DONE, awaitPromise=True)
                 browser.drain(settle)
                 probe = browser.call("Runtime.evaluate", expression=_PAGE_PROBE,
                                      returnByValue=True)["result"]["value"]
@@ -169,6 +176,8 @@ def check(root, executable, *, settle=0.3):
                     n_images += 1
                     if not image["complete"] or image["width"] == 0:
                         problems.append(f"{page}: image not rendered: {image['src']}")
+                n_math += probe["math"]
+                problems += [f"{page}: math not rendered: {tex}" for tex in probe["raw_math"]]
                 ids[page] = set(probe["ids"])
                 links += [(page, href) for href in probe["links"]]
         finally:
@@ -187,7 +196,7 @@ def check(root, executable, *, settle=0.3):
             problems.append(f"{page}: broken link to {target}")
         elif parsed.fragment and target in ids and parsed.fragment not in ids[target]:
             problems.append(f"{page}: link to {target}#{parsed.fragment}: no such anchor")
-    return len(pages), n_internal, n_images, problems
+    return len(pages), n_internal, n_images, n_math, problems
 
 
 def main(argv=None):
@@ -201,14 +210,14 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     try:
-        pages, n_links, n_images, problems = check(args.site, args.chromium)
+        pages, n_links, n_images, n_math, problems = check(args.site, args.chromium)
     except (RuntimeError, OSError) as exc:
         print(f"check_site: {exc}", file=sys.stderr)
         return 2
     for line in problems:
         print(line)
     print(f"check_site: {pages} pages, {n_links} internal links, {n_images} images, "
-          f"{len(problems)} problems")
+          f"{n_math} formulas, {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -7,6 +7,7 @@ Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (needs
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,6 +19,27 @@ sys.path.insert(0, str(HERE))
 import make_figures  # noqa: E402
 
 make_figures.main(HERE / "_generated")
+
+
+def _local_mathjax(static):
+    """Copy MathJax 3 (from the ``django-static-mathjax`` package of the docs extra) under
+    ``static/mathjax``, so the pages render math with no network: the combined TeX component,
+    the fonts and the components it loads on demand."""
+    try:
+        import mathjax
+    except ImportError as exc:
+        raise ImportError("the documentation serves MathJax itself: pip install '.[docs]' "
+                          "(django-static-mathjax)") from exc
+    source = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    target = static / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    for part in ("tex-mml-chtml.js", "output", "input", "ui", "a11y", "adaptors"):
+        if not (target / part).exists():
+            copy = shutil.copytree if (source / part).is_dir() else shutil.copy2
+            copy(source / part, target / part)
+
+
+_local_mathjax(HERE / "_generated" / "static")
 
 # The PyTorch front's reference: generated from its docstrings where torch is importable.
 _TORCH_NAMES = ["cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss",
@@ -58,7 +80,10 @@ templates_path = []
 
 html_theme = "pydata_sphinx_theme"
 html_title = "crossent"
-html_static_path = ["_static"]
+html_static_path = ["_static", "_generated/static"]
+mathjax_path = "mathjax/tex-mml-chtml.js"
+# the theme's colour mode (light, dark or the reader's system setting); it must be set
+html_context = {"default_mode": "auto"}
 html_favicon = "_static/favicon.svg"
 html_theme_options = {
     "navigation_with_keys": False,
