@@ -64,69 +64,89 @@ def _serve(root):
 class Browser:
     """A headless Chromium process and one page, driven over the DevTools websocket."""
 
-    def __init__(self, executable, profile):
-        import websocket  # websocket-client
+    FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run", "--disable-extensions", "--remote-debugging-port=0")
 
-        self.process = subprocess.Popen(
-            [executable, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run",
-             "--disable-extensions", "--remote-debugging-port=0", f"--user-data-dir={profile}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or not port_file.read_text().strip():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{executable} did not start its DevTools endpoint")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
-            targets = json.load(reply)
-        page = next(t for t in targets if t.get("type") == "page")
-        self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30)
+    def __init__(self, executable, profile, *, timeout=60):
+        try:
+            import websocket  # websocket-client
+        except ImportError as exc:
+            raise RuntimeError("needs websocket-client: pip install '.[docs]'") from exc
+        self.timeout = timeout
         self.next_id = 0
         self.events = []
-        for domain in ("Page", "Runtime", "Log"):
-            self.call(f"{domain}.enable")
+        self.process = subprocess.Popen(
+            [executable, *self.FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.socket = None
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            deadline = time.monotonic() + 30
+            while not port_file.exists() or not port_file.read_text().strip():
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{executable} did not start its DevTools endpoint")
+                time.sleep(0.1)
+            port = int(port_file.read_text().split()[0])
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
+                targets = json.load(reply)
+            page = next(t for t in targets if t.get("type") == "page")
+            self.socket = websocket.create_connection(page["webSocketDebuggerUrl"],
+                                                      timeout=timeout)
+            self._timed_out = websocket.WebSocketTimeoutException
+            for domain in ("Page", "Runtime", "Log"):
+                self.call(f"{domain}.enable")
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, timeout):
+        """The next message, or None when none comes within ``timeout`` seconds."""
+        self.socket.settimeout(timeout)
+        try:
+            return json.loads(self.socket.recv())
+        except self._timed_out:
+            return None
 
     def call(self, method, **params):
+        """Send a DevTools command and return its result; events met meanwhile are kept."""
         self.next_id += 1
         self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
-            message = json.loads(self.socket.recv())
+            message = self._receive(self.timeout)
+            if message is None:
+                raise TimeoutError(f"{method}: no answer from Chromium in {self.timeout} s")
             if message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
             self.events.append(message)
 
-    def wait_for(self, method, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(self, method):
+        """Wait for the event ``method`` and remove it; the other events stay for the caller."""
+        deadline = time.monotonic() + self.timeout
+        while True:
             for i, event in enumerate(self.events):
                 if event.get("method") == method:
-                    return self.events.pop(i)  # the other events stay for the caller
-            self.socket.settimeout(max(0.05, deadline - time.monotonic()))
-            self.events.append(json.loads(self.socket.recv()))
-        raise TimeoutError(method)
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            message = self._receive(left) if left > 0 else None
+            if message is None:
+                raise TimeoutError(f"no {method} from Chromium in {self.timeout} s")
+            self.events.append(message)
 
     def drain(self, seconds):
         """Collect the events arriving within ``seconds`` (late console messages)."""
         deadline = time.monotonic() + seconds
-        import websocket
-
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+        while (left := deadline - time.monotonic()) > 0:
+            message = self._receive(left)
+            if message is None:
                 return
-            self.socket.settimeout(left)
-            try:
-                self.events.append(json.loads(self.socket.recv()))
-            except websocket.WebSocketTimeoutException:
-                return
+            self.events.append(message)
 
     def close(self):
         try:
-            self.socket.close()
+            if self.socket is not None:
+                self.socket.close()
         finally:
             self.process.terminate()
             self.process.wait(timeout=10)
@@ -149,7 +169,7 @@ def _console_errors(events):
     return errors
 
 
-def check(root, executable, *, settle=0.3):
+def check(root, executable, *, settle=0.1):
     """Load every page under ``root``; return (pages, internal links, images, formulas, problems)."""
     root = Path(root).resolve()
     # the site's pages; _static/ holds the theme's templates and _sources/ the reST sources
