@@ -66,7 +66,6 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
-    "sphinx.ext.intersphinx",
     "numpydoc",
 ]
 autosummary_generate = True
@@ -74,9 +73,7 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-intersphinx_mapping = {}
-exclude_patterns = ["_build", "_generated", "README.md"]
-templates_path = []
+exclude_patterns = ["_build", "_generated"]
 
 html_theme = "pydata_sphinx_theme"
 html_title = "crossent"
