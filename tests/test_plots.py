@@ -82,3 +82,46 @@ def test_importing_plots_does_not_import_matplotlib():
     code = "import sys, crossent.plots; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_neuron_traces_writes_png(tmp_path):
+    steps = np.arange(50)
+    traces = {"cross-entropy": (np.exp(-steps / 5), np.exp(-steps / 5), np.full(50, 0.1)),
+              "squared error": (np.full(50, 0.98), np.full(50, 0.48), np.full(50, 0.02))}
+    out = plots.neuron_traces(traces, tmp_path / "neuron.png", checkpoint=30, title="t")
+    width, height = _png_size(out)
+    assert width > 2 * height > 600  # three panels side by side
+    with pytest.raises(ValueError, match="triple"):
+        plots.neuron_traces({"a": ([1.0], [1.0])}, tmp_path / "n.png")
+    with pytest.raises(ValueError, match="length 2"):
+        plots.neuron_traces({"a": ([1.0, 0.5], [1.0, 0.5], [0.1])}, tmp_path / "n.png")
+    with pytest.raises(ValueError, match="empty"):
+        plots.neuron_traces({}, tmp_path / "n.png")
+
+
+def test_precision_recall_writes_png(tmp_path):
+    curves = {"ce": ([1.0, 0.5, 0.4], [0.2, 0.6, 1.0], 0.6), "focal": ([1.0, 0.8, 0.5], [0.3, 0.7, 1.0], 0.8)}
+    out = plots.precision_recall(curves, tmp_path / "pr.png", sweep=([0, 1, 2], [0.6, 0.7, 0.8],
+                                 [0.3, 0.4, 0.5]), precision_floor=0.5)
+    width, height = _png_size(out)
+    assert width > height > 300
+    alone = plots.precision_recall(curves, tmp_path / "pr1.png")
+    assert _png_size(alone)[0] < width  # one panel without the sweep
+    with pytest.raises(ValueError, match="length 3"):
+        plots.precision_recall(curves, tmp_path / "x.png", sweep=([0, 1, 2], [0.6], [0.3, 0.4, 0.5]))
+    with pytest.raises(ValueError, match="triple"):
+        plots.precision_recall({"a": ([1.0], [1.0])}, tmp_path / "x.png")
+
+
+def test_doors_writes_png(tmp_path):
+    table = [[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.5, 0.4]]
+    out = plots.doors({"good": ([0.8, 0.7, 0.1], [0.8, 0.7, 0.9]), "bad": ([0.2, 0.3, 0.9], [0.2, 0.3, 0.1])},
+                      [1, 1, 0], table, ["duck", "beaver", "walrus"], [0, 2, 2], tmp_path / "d.png")
+    width, height = _png_size(out)
+    assert width > height > 300
+    assert out.stat().st_size > 20_000
+    with pytest.raises(ValueError, match="animal_probs"):
+        plots.doors({"good": ([0.8], [0.8])}, [1], table, ["duck", "beaver"], [0], tmp_path / "d.png")
+    with pytest.raises(ValueError, match="length 3"):
+        plots.doors({"good": ([0.8], [0.8])}, [1, 1, 0], table, ["duck", "beaver", "walrus"],
+                    [0, 2, 2], tmp_path / "d.png")

@@ -1,9 +1,15 @@
-"""Figures for students and for model comparison, written as PNG files with matplotlib.
+r"""Figures for students and for model comparison, written as PNG files with matplotlib.
 
 - :func:`reliability_diagram`: accuracy per confidence bin against the diagonal, with the ECE.
 - :func:`learning_curves`: loss and accuracy against the epoch for several models side by side.
 - :func:`neg_log_curve`: the cross-entropy ``-log p`` of one example against the probability
   ``p`` given to its true class, with the squared error beside it.
+- :func:`neuron_traces`: one sigmoid neuron's output, loss and :math:`\sigma'(z)` over the steps of
+  gradient descent, for several losses.
+- :func:`precision_recall`: precision-recall curves of the rare class, with a sweep of one
+  hyperparameter (the focal loss's :math:`\gamma`).
+- :func:`doors`: the doors lesson: probability of what happened per door (a product) and its
+  :math:`-\ln` (a sum), and the animals table.
 
 matplotlib is imported inside each function with the non-interactive ``Agg`` backend, so
 importing this module costs nothing and never opens a window. Only the command line (the edge)
@@ -16,7 +22,8 @@ import os
 
 import numpy as np
 
-__all__ = ["reliability_diagram", "learning_curves", "neg_log_curve"]
+__all__ = ["reliability_diagram", "learning_curves", "neg_log_curve", "neuron_traces",
+           "precision_recall", "doors"]
 
 
 def _pyplot():
@@ -256,6 +263,248 @@ def neg_log_curve(path, *, title=None):
     ax_slope.legend(frameon=False, loc="lower right")
     fig.suptitle(title if title is not None else
                  "Cross-entropy punishes confident mistakes; squared error barely does")
+    fig.tight_layout()
+    _save(fig, path)
+    return Path(path)
+
+
+def _series(value, name, length=None):
+    """A 1-D float array, non-empty, of the given length if one is given."""
+    v = np.asarray(value, dtype=np.float64)
+    if v.ndim != 1 or v.size == 0 or (length is not None and v.size != length):
+        want = "a non-empty 1-D sequence" if length is None else f"a 1-D sequence of length {length}"
+        raise ValueError(f"{name} must be {want}, got shape {v.shape}")
+    return v
+
+
+def neuron_traces(traces, path, *, checkpoint=None, title=None):
+    r"""Draw one neuron's output, loss and :math:`\sigma'(z)` against the step, for each loss.
+
+    Parameters
+    ----------
+    traces : dict
+        ``{loss name: (outputs, losses, slopes)}``, three sequences of equal length (step 0 first):
+        the output :math:`\sigma(z)`, the loss, and :math:`\sigma'(z)`.
+    path : str or os.PathLike
+        PNG file to write; missing parent directories are created.
+    checkpoint : int, optional
+        Step to mark with a vertical dotted line.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.plots import neuron_traces
+    >>> traces = {"cross-entropy": ([0.98, 0.5, 0.1], [4.0, 0.7, 0.1], [0.02, 0.25, 0.09])}
+    >>> out = neuron_traces(traces, os.path.join(tempfile.mkdtemp(), "neuron.png"))
+    >>> out.read_bytes()[:4] == b"\x89PNG"
+    True
+    """
+    from pathlib import Path
+
+    if not traces:
+        raise ValueError("traces is empty: give at least one loss")
+    series = {}
+    for name, triple in traces.items():
+        if len(triple) != 3:
+            raise ValueError(f"traces[{name!r}] must be a triple (outputs, losses, slopes)")
+        outputs = _series(triple[0], f"traces[{name!r}] outputs")
+        series[name] = (outputs, *(_series(v, f"traces[{name!r}] {what}", outputs.size)
+                                   for v, what in zip(triple[1:], ("losses", "slopes"))))
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0))
+    labels = ("output a = sigma(z)", "loss (relative to its start)", "sigma'(z) = a (1 - a)")
+    for name, (outputs, losses, slopes) in series.items():
+        steps = np.arange(outputs.size)
+        line, = axes[0].plot(steps, outputs, linewidth=2, label=name)
+        axes[1].plot(steps, losses / losses[0], linewidth=2, color=line.get_color(), label=name)
+        axes[2].plot(steps, slopes, linewidth=2, color=line.get_color(), label=name)
+    for ax, label in zip(axes, labels):
+        ax.set_xlabel("gradient step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if checkpoint is not None:
+            ax.axvline(checkpoint, color="0.4", linestyle=":", linewidth=1.2)
+    axes[0].set_ylim(0, 1.02)
+    axes[0].set_title("Output (target 0)")
+    axes[1].set_title("Loss / loss at step 0")
+    axes[2].set_title("The slope squared error's gradient carries")
+    axes[0].legend(frameon=False)
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return Path(path)
+
+
+def precision_recall(curves, path, *, sweep=None, precision_floor=None, title=None):
+    r"""Draw precision-recall curves of the rare class and, optionally, a hyperparameter sweep.
+
+    Parameters
+    ----------
+    curves : dict
+        ``{model name: (precision, recall, average_precision)}``; precision and recall are
+        sequences of equal length (one point per threshold).
+    path : str or os.PathLike
+        PNG file to write; missing parent directories are created.
+    sweep : tuple, optional
+        ``(gammas, average_precisions, recalls)``: drawn in a second panel against
+        :math:`\gamma`.
+    precision_floor : float, optional
+        Draw a horizontal line at this precision (the one the recall is reported at).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.plots import precision_recall
+    >>> curves = {"model": ([1.0, 0.5, 0.67, 0.5], [0.5, 0.5, 1.0, 1.0], 0.83)}
+    >>> out = precision_recall(curves, os.path.join(tempfile.mkdtemp(), "pr.png"))
+    >>> out.stat().st_size > 0
+    True
+    """
+    from pathlib import Path
+
+    if not curves:
+        raise ValueError("curves is empty: give at least one model")
+    checked = {}
+    for name, triple in curves.items():
+        if len(triple) != 3:
+            raise ValueError(f"curves[{name!r}] must be a triple (precision, recall, average_precision)")
+        precision = _series(triple[0], f"curves[{name!r}] precision")
+        checked[name] = (precision, _series(triple[1], f"curves[{name!r}] recall", precision.size),
+                         float(triple[2]))
+    plt = _pyplot()
+    panels = 2 if sweep is not None else 1
+    fig, axes = plt.subplots(1, panels, figsize=(5.6 * panels, 4.4), squeeze=False)
+    ax = axes[0, 0]
+    for name, (precision, recall, ap) in checked.items():
+        ax.step(np.r_[0.0, recall], np.r_[precision[0], precision], where="post", linewidth=1.8,
+                label=f"{name} (AP {ap:.3f})")
+    if precision_floor is not None:
+        ax.axhline(precision_floor, color="0.4", linestyle=":", linewidth=1.2,
+                   label=f"precision {precision_floor:g}")
+    ax.set_xlabel("recall (fraction of objects found)")
+    ax.set_ylabel("precision (fraction of detections that are objects)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Precision-recall of the rare class (held out)")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False, loc="upper right")
+    if sweep is not None:
+        gammas, aps, recalls = (_series(v, name, len(sweep[0])) for v, name in
+                                zip(sweep, ("sweep gammas", "sweep average precisions",
+                                            "sweep recalls")))
+        ax2 = axes[0, 1]
+        ax2.plot(gammas, aps, "o-", linewidth=1.8, label="average precision")
+        ax2.plot(gammas, recalls, "s--", linewidth=1.8,
+                 label="recall at precision " + (f"{precision_floor:g}" if precision_floor
+                                                 is not None else "floor"))
+        ax2.set_xlabel("gamma (0 = cross-entropy)")
+        ax2.set_ylabel("held-out score of the rare class")
+        ax2.set_title("The focusing parameter")
+        ax2.grid(alpha=0.3)
+        ax2.legend(frameon=False)
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    return Path(path)
+
+
+def doors(models, outcome, animal_probs, animals, found, path, *, title=None):
+    r"""Draw the doors lesson: what each model gave to what happened, and the animals table.
+
+    Left: for each model, the probability it gave to what happened behind each door (bars), the
+    product (the likelihood) and the sum of :math:`-\ln` (the cross-entropy) in the legend.
+    Right: the animals table (one row per door) with the animal found outlined.
+
+    Parameters
+    ----------
+    models : dict
+        ``{model name: (gift_probs, happened)}``: P(gift) per door and the probability given to
+        what happened per door.
+    outcome : sequence of {0, 1}
+        1 where a gift was found (labels the doors).
+    animal_probs : array_like, shape (doors, animals)
+        Probability of each animal behind each door.
+    animals : sequence of str
+        The animals' names (columns of ``animal_probs``).
+    found : sequence of int
+        Column of the animal found behind each door.
+    path : str or os.PathLike
+        PNG file to write; missing parent directories are created.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.plots import doors
+    >>> out = doors({"good": ([0.8, 0.7, 0.1], [0.8, 0.7, 0.9])}, [1, 1, 0],
+    ...             [[0.7, 0.2, 0.1], [0.3, 0.4, 0.3], [0.1, 0.5, 0.4]],
+    ...             ["duck", "beaver", "walrus"], [0, 2, 2],
+    ...             os.path.join(tempfile.mkdtemp(), "doors.png"))
+    >>> out.read_bytes()[:4] == b"\x89PNG"
+    True
+    """
+    from pathlib import Path
+
+    if not models:
+        raise ValueError("models is empty: give at least one model")
+    n_doors = len(outcome)
+    table = np.asarray(animal_probs, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] != len(animals) or len(found) != table.shape[0]:
+        raise ValueError(f"animal_probs must have shape (doors, {len(animals)}) with one found "
+                         f"animal per door, got shape {table.shape} and {len(found)} finds")
+    happened = {name: _series(pair[1], f"models[{name!r}] happened", n_doors)
+                for name, pair in models.items()}
+    plt = _pyplot()
+    fig, (ax, ax_t) = plt.subplots(1, 2, figsize=(12.0, 4.4))
+    width = 0.8 / len(happened)
+    x = np.arange(n_doors)
+    for i, (name, probs) in enumerate(happened.items()):
+        likelihood, ce = float(np.prod(probs)), float(-np.sum(np.log(probs)))
+        bars = ax.bar(x + (i - (len(happened) - 1) / 2) * width, probs, width=width,
+                      label=f"{name}: product {likelihood:.3g}, sum of -ln {ce:.3f}")
+        ax.bar_label(bars, labels=[f"{p:g}" for p in probs], fontsize=8)
+    ax.set_xticks(x, [f"door {d + 1}\n({'gift' if o else 'nothing'})" for d, o in enumerate(outcome)])
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("probability the model gave to what happened")
+    ax.set_title("Likelihood = product; cross-entropy = sum of -ln")
+    ax.legend(frameon=False, loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    image = ax_t.imshow(table, cmap="Blues", vmin=0, vmax=1)
+    for d in range(table.shape[0]):
+        for a in range(table.shape[1]):
+            ax_t.text(a, d, f"{table[d, a]:g}", ha="center", va="center",
+                      color="white" if table[d, a] > 0.6 else "black")
+        ax_t.add_patch(plt.Rectangle((found[d] - 0.5, d - 0.5), 1, 1, fill=False,
+                                     edgecolor="#C44E52", linewidth=2.5))
+    ax_t.set_xticks(np.arange(len(animals)), list(animals))
+    ax_t.set_yticks(np.arange(table.shape[0]), [f"door {d + 1}" for d in range(table.shape[0])])
+    picked = table[np.arange(table.shape[0]), np.asarray(found)]
+    ax_t.set_title(f"Animals (found: outlined): product {np.prod(picked):.3g}, "
+                   f"sum of -ln {-np.sum(np.log(picked)):.3f}", fontsize=10)
+    fig.colorbar(image, ax=ax_t, fraction=0.046, pad=0.04, label="probability")
+    fig.suptitle(title if title is not None else "Three doors: what the model expected, and what happened")
     fig.tight_layout()
     _save(fig, path)
     return Path(path)
