@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import os
 
-import pytest
-from hypothesis import HealthCheck, settings
+# Without a GPU the Triton kernels (crossent.torch._triton) run under Triton's interpreter. The
+# variable is read when the kernels are defined, so it is set before anything imports them.
+if not os.path.exists("/dev/nvidia0"):
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
-import crossent._backend as _backend
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+import crossent._backend as _backend  # noqa: E402
 
 settings.register_profile(
     "ci",
