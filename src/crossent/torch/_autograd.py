@@ -178,19 +178,27 @@ def numpy_block(x):
     return x.to(target, memory_format=torch.contiguous_format, copy=True).numpy(), True
 
 
+@torch.compiler.assume_constant_result
+def check_scalar(value, name, low=None, high=None, low_open=False):
+    """:func:`crossent._checks.check_scalar` on a Python number, which ``torch.compile`` runs
+    at trace time and keeps as a constant (it would otherwise trace NumPy's checks as
+    tensors and break the graph on them)."""
+    return _checks.check_scalar(value, name, low=low, high=high, low_open=low_open)
+
+
 def scalars(reduction, label_smoothing, z_loss=0.0, softcap=None):
     """Validated options: (reduction, eps, z_loss, softcap or None)."""
     reduction = _checks.check_reduction(reduction)
-    eps = _checks.check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
-    cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
+    eps = check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    zl = check_scalar(z_loss, "z_loss", low=0.0)
+    cap = None if softcap is None else check_scalar(softcap, "softcap", low=0.0, low_open=True)
     return reduction, eps, zl, cap
 
 
 def head_options(logit_scale, sample_weight, normalizer, batch_shape, device):
     """Validated fused-head options: (logit_scale float, sample_weight tensor or None,
     normalizer 0-d tensor or None). Values inside tensors are checked by the operators."""
-    scale = _checks.check_scalar(logit_scale, "logit_scale", low=0.0, low_open=True)
+    scale = check_scalar(logit_scale, "logit_scale", low=0.0, low_open=True)
     if sample_weight is not None:
         check_tensor(sample_weight, "sample_weight")
         check_constant(sample_weight, "sample_weight")
@@ -206,7 +214,7 @@ def head_options(logit_scale, sample_weight, normalizer, batch_shape, device):
             check_constant(normalizer, "normalizer")
             normalizer = normalizer.detach().reshape(()).to(device)
         else:
-            normalizer = torch.tensor(_checks.check_scalar(normalizer, "normalizer", low=0.0, low_open=True),
+            normalizer = torch.tensor(check_scalar(normalizer, "normalizer", low=0.0, low_open=True),
                                       dtype=torch.float64, device=device)
     return scale, sample_weight, normalizer
 

@@ -24,6 +24,7 @@ from ._autograd import (
     apply_fused,
     check_constant,
     check_same_device,
+    check_scalar,
     check_tensor,
     check_unit_interval,
     class_weight,
@@ -192,6 +193,9 @@ def _(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, s
     return _value_like(input, reduction, _batch_shape(input)), _grad_like(input, need_input)
 
 
+_CROSS_ENTROPY_INDEX_OP = torch.ops.crossent.cross_entropy_index.default
+
+
 @custom_op("crossent::cross_entropy_dense", mutates_args=())
 def _cross_entropy_dense(input: Tensor, target: Tensor, weight: Optional[Tensor], reduction: str,
                          label_smoothing: float, z_loss: float, softcap: Optional[float], logit_scale: float,
@@ -212,9 +216,12 @@ def _(input, target, weight, reduction, label_smoothing, z_loss, softcap, logit_
             _grad_like(target, need_target))
 
 
-_CrossEntropyIndex = fused_function("cross_entropy", _cross_entropy_index, 1, _formulas.cross_entropy_index,
+_CROSS_ENTROPY_DENSE_OP = torch.ops.crossent.cross_entropy_dense.default
+
+
+_CrossEntropyIndex = fused_function("cross_entropy", _CROSS_ENTROPY_INDEX_OP, 1, _formulas.cross_entropy_index,
                                     lambda args: _class_dim(args[0]))
-_CrossEntropyDense = fused_function("cross_entropy", _cross_entropy_dense, 2, _formulas.cross_entropy_dense,
+_CrossEntropyDense = fused_function("cross_entropy", _CROSS_ENTROPY_DENSE_OP, 2, _formulas.cross_entropy_dense,
                                     lambda args: _class_dim(args[0]))
 
 
@@ -314,14 +321,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         if ignore_index not in (None, -100):
             raise ValueError(f"ignore_index={ignore_index} applies to class-index targets; "
                              "probability targets cannot ignore rows")
-        return apply_fused(_CrossEntropyDense, _cross_entropy_dense, 2, x, target, weight, reduction,
+        return apply_fused(_CrossEntropyDense, _CROSS_ENTROPY_DENSE_OP, 2, x, target, weight, reduction,
                            eps, zl, cap, scale, sw, norm)
     if target.is_complex() or target.dtype == torch.bool:
         raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
-    return apply_fused(_CrossEntropyIndex, _cross_entropy_index, 1, x, target, weight, ignore_index,
+    return apply_fused(_CrossEntropyIndex, _CROSS_ENTROPY_INDEX_OP, 1, x, target, weight, ignore_index,
                        reduction, eps, zl, cap, scale, sw, norm)
 
 
@@ -382,7 +389,7 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     0.00105361
     """
     reduction = _checks.check_reduction(reduction)
-    gamma = _checks.check_scalar(gamma, "gamma", low=0.0)
+    gamma = check_scalar(gamma, "gamma", low=0.0)
     x = check_tensor(input, "input")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -396,12 +403,12 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
         _check_class_weight_shape(a_t, rows.num_classes, x.device, "alpha")
     else:
         a = alpha.item() if isinstance(alpha, torch.Tensor) else alpha
-        a = _checks.check_scalar(a, "alpha", low=0.0, high=1.0)
+        a = check_scalar(a, "alpha", low=0.0, high=1.0)
         a_t = torch.full((rows.num_classes,), a, dtype=torch.float64, device=x.device)
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
-    return apply_fused(_SoftmaxFocal, _softmax_focal, 1, x, target, a_t, gamma, ignore_index, reduction)
+    return apply_fused(_SoftmaxFocal, _SOFTMAX_FOCAL_LOSS_OP, 1, x, target, a_t, gamma, ignore_index, reduction)
 
 
 @custom_op("crossent::softmax_focal_loss", mutates_args=())
@@ -433,7 +440,10 @@ def _(input, target, alpha, gamma, ignore_index, reduction, need_input):
     return _value_like(input, reduction, _batch_shape(input)), _grad_like(input, need_input)
 
 
-_SoftmaxFocal = fused_function("softmax_focal_loss", _softmax_focal, 1, _formulas.softmax_focal,
+_SOFTMAX_FOCAL_LOSS_OP = torch.ops.crossent.softmax_focal_loss.default
+
+
+_SoftmaxFocal = fused_function("softmax_focal_loss", _SOFTMAX_FOCAL_LOSS_OP, 1, _formulas.softmax_focal,
                                lambda args: _class_dim(args[0]))
 
 
@@ -521,6 +531,9 @@ def _(input, target, weight, pos_weight, reduction, label_smoothing, need_input,
             _grad_like(target, need_target))
 
 
+_BINARY_CROSS_ENTROPY_WITH_LOGITS_OP = torch.ops.crossent.binary_cross_entropy_with_logits.default
+
+
 @custom_op("crossent::sigmoid_focal_loss", mutates_args=())
 def _sigmoid_focal(input: Tensor, target: Tensor, alpha: Optional[float], gamma: float, reduction: str,
                    need_input: bool) -> tuple[Tensor, Tensor]:
@@ -536,9 +549,12 @@ def _(input, target, alpha, gamma, reduction, need_input):
     return _value_like(input, reduction, tuple(input.shape)), _grad_like(input, need_input)
 
 
-_BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _bce_with_logits, 2,
+_SIGMOID_FOCAL_LOSS_OP = torch.ops.crossent.sigmoid_focal_loss.default
+
+
+_BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP, 2,
                                 _formulas.binary_cross_entropy_with_logits)
-_SigmoidFocal = fused_function("sigmoid_focal_loss", _sigmoid_focal, 1, _formulas.sigmoid_focal)
+_SigmoidFocal = fused_function("sigmoid_focal_loss", _SIGMOID_FOCAL_LOSS_OP, 1, _formulas.sigmoid_focal)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
@@ -581,7 +597,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     _check_binary_target(x, target, "binary_cross_entropy_with_logits", differentiable=True)
     _check_broadcast_shape(weight, x.shape, x.device, "weight")
     _check_broadcast_shape(pos_weight, x.shape, x.device, "pos_weight")
-    return apply_fused(_BCEWithLogits, _bce_with_logits, 2, x, target, weight, pos_weight, reduction, eps)
+    return apply_fused(_BCEWithLogits, _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, reduction, eps)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
@@ -622,9 +638,9 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     [0.6931471...]
     """
     reduction = _checks.check_reduction(reduction)
-    gamma = _checks.check_scalar(gamma, "gamma", low=0.0)
+    gamma = check_scalar(gamma, "gamma", low=0.0)
     a = None if alpha is None or (not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha < 0) \
-        else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
+        else check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x = check_tensor(inputs, "inputs")
     _check_binary_target(x, targets, "sigmoid_focal_loss", differentiable=False)
-    return apply_fused(_SigmoidFocal, _sigmoid_focal, 1, x, targets, a, gamma, reduction)
+    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, a, gamma, reduction)

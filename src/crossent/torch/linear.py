@@ -405,6 +405,9 @@ def _(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_
     return linear_fake(hidden, weight, bias, reduction, with_stats, need_hidden, need_weight, need_bias)
 
 
+_LINEAR_CROSS_ENTROPY_OP = torch.ops.crossent.linear_cross_entropy.default
+
+
 @custom_op("crossent::linear_cross_entropy_backward", mutates_args=())
 def _linear_backward_op(grad_output: Tensor, hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
                         target: Tensor, ignore_index: Optional[int], reduction: str, label_smoothing: float,
@@ -422,7 +425,10 @@ def _(grad_output, hidden, weight, bias, target, ignore_index, reduction, label_
     return linear_backward_fake(hidden, weight, bias, need_hidden, need_weight, need_bias)
 
 
-_LinearCrossEntropy = linear_function("linear_cross_entropy", _linear_op, _linear_backward_op)
+_LINEAR_CROSS_ENTROPY_BACKWARD_OP = torch.ops.crossent.linear_cross_entropy_backward.default
+
+
+_LinearCrossEntropy = linear_function("linear_cross_entropy", _LINEAR_CROSS_ENTROPY_OP, _LINEAR_CROSS_ENTROPY_BACKWARD_OP)
 
 
 def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
@@ -431,7 +437,7 @@ def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothi
     chunk = check_linear(hidden, weight, target, bias, chunk_size)
     ignore_index = _checks.check_ignore_index(ignore_index)
     scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
-    return apply_linear(_LinearCrossEntropy, _linear_op, hidden, weight, bias, target, ignore_index,
+    return apply_linear(_LinearCrossEntropy, _LINEAR_CROSS_ENTROPY_OP, hidden, weight, bias, target, ignore_index,
                         reduction, eps, zl, cap, chunk, scale, sw, norm, with_stats)
 
 
