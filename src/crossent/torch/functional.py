@@ -36,6 +36,7 @@ from ._autograd import (
     mean_denominator,
     numpy_block,
     reduce,
+    register_loop_vmap,
     row_weights,
     scalars,
 )
@@ -194,6 +195,7 @@ def _(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, s
 
 
 _CROSS_ENTROPY_INDEX_OP = torch.ops.crossent.cross_entropy_index.default
+register_loop_vmap(_CROSS_ENTROPY_INDEX_OP)
 
 
 @custom_op("crossent::cross_entropy_dense", mutates_args=())
@@ -217,6 +219,7 @@ def _(input, target, weight, reduction, label_smoothing, z_loss, softcap, logit_
 
 
 _CROSS_ENTROPY_DENSE_OP = torch.ops.crossent.cross_entropy_dense.default
+register_loop_vmap(_CROSS_ENTROPY_DENSE_OP)
 
 
 _CrossEntropyIndex = fused_function("cross_entropy", _CROSS_ENTROPY_INDEX_OP, 1, _formulas.cross_entropy_index,
@@ -441,6 +444,7 @@ def _(input, target, alpha, gamma, ignore_index, reduction, need_input):
 
 
 _SOFTMAX_FOCAL_LOSS_OP = torch.ops.crossent.softmax_focal_loss.default
+register_loop_vmap(_SOFTMAX_FOCAL_LOSS_OP)
 
 
 _SoftmaxFocal = fused_function("softmax_focal_loss", _SOFTMAX_FOCAL_LOSS_OP, 1, _formulas.softmax_focal,
@@ -532,6 +536,7 @@ def _(input, target, weight, pos_weight, reduction, label_smoothing, need_input,
 
 
 _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP = torch.ops.crossent.binary_cross_entropy_with_logits.default
+register_loop_vmap(_BINARY_CROSS_ENTROPY_WITH_LOGITS_OP)
 
 
 @custom_op("crossent::sigmoid_focal_loss", mutates_args=())
@@ -550,6 +555,7 @@ def _(input, target, alpha, gamma, reduction, need_input):
 
 
 _SIGMOID_FOCAL_LOSS_OP = torch.ops.crossent.sigmoid_focal_loss.default
+register_loop_vmap(_SIGMOID_FOCAL_LOSS_OP)
 
 
 _BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP, 2,
