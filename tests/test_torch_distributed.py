@@ -206,3 +206,26 @@ def test_needs_an_initialised_group():
     assert not torch.distributed.is_initialized()
     with pytest.raises(RuntimeError, match="init_process_group"):
         ct.vocab_parallel_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_compile_fullgraph_on_one_rank(one_rank_group, reduction):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 6, generator=g)
+    h, w = torch.randn(5, 3, generator=g), torch.randn(6, 3, generator=g)
+    y = torch.tensor([0, 5, -100, 2, 3])
+
+    def loss(a, c, d):
+        return (ct.vocab_parallel_cross_entropy(a, y, reduction=reduction, label_smoothing=0.1).sum()
+                + ct.vocab_parallel_linear_cross_entropy(c, d, y, reduction=reduction, chunk_size=2).sum())
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(x, h, w)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend="aot_eager")):
+        leaves = [t.clone().requires_grad_(True) for t in (x, h, w)]
+        value = fn(*leaves)
+        value.backward()
+        results.append([value.detach()] + [t.grad for t in leaves])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
