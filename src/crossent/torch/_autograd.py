@@ -213,14 +213,16 @@ def head_options(logit_scale, sample_weight, normalizer, batch_shape, device):
         check_tensor(sample_weight, "sample_weight")
         check_constant(sample_weight, "sample_weight")
         if sample_weight.device != device:
-            raise ValueError(f"sample_weight is on {sample_weight.device}, but the loss's inputs are on {device}")
+            raise ValueError(f"sample_weight is on {sample_weight.device}, but the loss's inputs are "
+                             f"on {device}")
         if tuple(sample_weight.shape) != tuple(batch_shape):
             raise ValueError(f"sample_weight holds one weight per row and must have shape "
                              f"{tuple(batch_shape)} (the target's), got {tuple(sample_weight.shape)}")
     if normalizer is not None:
         if isinstance(normalizer, torch.Tensor):
             if normalizer.numel() != 1:
-                raise ValueError(f"normalizer must be one number, got a tensor of shape {tuple(normalizer.shape)}")
+                raise ValueError(f"normalizer must be one number, got a tensor of shape "
+                                 f"{tuple(normalizer.shape)}")
             check_constant(normalizer, "normalizer")
             normalizer = normalizer.detach().reshape(()).to(device)
         else:

@@ -215,10 +215,10 @@ def _(local_logits, target, ignore_index, reduction, label_smoothing, z_loss, so
     return value, (torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_input else empty_grad(x))
 
 
-_VOCAB_PARALLEL_CROSS_ENTROPY_OP = torch.ops.crossent.vocab_parallel_cross_entropy.default
+_VP_CE_OP = torch.ops.crossent.vocab_parallel_cross_entropy.default
 
 
-_VocabParallelCrossEntropy = fused_function("vocab_parallel_cross_entropy", _VOCAB_PARALLEL_CROSS_ENTROPY_OP, 1,
+_VocabParallelCrossEntropy = fused_function("vocab_parallel_cross_entropy", _VP_CE_OP, 1,
                                             row_dim=lambda args: args[0].dim() - 1)
 
 
@@ -307,7 +307,7 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
     except (TypeError, ValueError) as exc:
         _fail_everywhere(group, exc)
         raise  # pragma: no cover - _fail_everywhere raises
-    return apply_fused(_VocabParallelCrossEntropy, _VOCAB_PARALLEL_CROSS_ENTROPY_OP, 1, x, target, ignore_index, reduction, eps,
+    return apply_fused(_VocabParallelCrossEntropy, _VP_CE_OP, 1, x, target, ignore_index, reduction, eps,
                        zl, cap, scale, sw, norm, _group_key(group), start)
 
 
@@ -358,7 +358,7 @@ def _(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_
     return linear_fake(hidden, weight, bias, reduction, False, need_hidden, need_weight, need_bias)
 
 
-_VOCAB_PARALLEL_LINEAR_CROSS_ENTROPY_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy.default
+_VP_LINEAR_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy.default
 
 
 @custom_op("crossent::vocab_parallel_linear_cross_entropy_backward", mutates_args=())
@@ -382,11 +382,11 @@ def _(grad_output, hidden, weight, bias, target, ignore_index, reduction, label_
     return linear_backward_fake(hidden, weight, bias, need_hidden, need_weight, need_bias)
 
 
-_VOCAB_PARALLEL_LINEAR_CROSS_ENTROPY_BACKWARD_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy_backward.default
+_VP_LINEAR_BACKWARD_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy_backward.default
 
 
-_VocabParallelLinear = linear_function("vocab_parallel_linear_cross_entropy", _VOCAB_PARALLEL_LINEAR_CROSS_ENTROPY_OP,
-                                       _VOCAB_PARALLEL_LINEAR_CROSS_ENTROPY_BACKWARD_OP)
+_VocabParallelLinear = linear_function("vocab_parallel_linear_cross_entropy", _VP_LINEAR_OP,
+                                       _VP_LINEAR_BACKWARD_OP)
 
 
 def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias=None, group=None,
@@ -453,6 +453,6 @@ sample_weight, normalizer
     except (TypeError, ValueError) as exc:
         _fail_everywhere(group, exc)
         raise  # pragma: no cover - _fail_everywhere raises
-    return apply_linear(_VocabParallelLinear, _VOCAB_PARALLEL_LINEAR_CROSS_ENTROPY_OP, hidden, local_weight, local_bias, target,
+    return apply_linear(_VocabParallelLinear, _VP_LINEAR_OP, hidden, local_weight, local_bias, target,
                         ignore_index, reduction, eps, zl, cap, chunk, scale, sw, norm, _group_key(group),
                         start)[0]

@@ -123,7 +123,10 @@ def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, ne
     y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
     counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
     # "mean" divides by sum_n s_n w_{y_n} over counted rows (torch: sum_n w_{y_n})
-    row_w = counted.astype(np.float64) if w_np is None else np.where(counted, w_np[np.where(counted, y, 0)], 0.0)
+    if w_np is None:
+        row_w = counted.astype(np.float64)
+    else:
+        row_w = np.where(counted, w_np[np.where(counted, y, 0)], 0.0)
     if s_np is not None:
         row_w = row_w * s_np
     denominator = mean_denominator(reduction, float(np.sum(row_w, dtype=np.float64)), normalizer)
@@ -168,11 +171,10 @@ def _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, need, need_targe
             loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], w_t, eps, zl, cap, scale * logit_scale, need)
             if need:
                 g[sl] = g_c
+    g_t = _engine.dense_target_grad(x, w_t, eps, cap, scale) if need_target else None
+    if g_t is not None and s_np is not None:
+        g_t.mul_(torch.from_numpy(s_np).to(g_t).unsqueeze(1))
     loss, g = _weight_rows(loss, g, s_np)
-    g_t = None
-    if need_target:
-        g_t = _engine.dense_target_grad(x, w_t, eps, cap, scale)
-        g_t = _weight_rows(loss, g_t, s_np)[1]
     return reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape), g, g_t
 
 
@@ -287,8 +289,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     The value and the gradient come from one fused pass (the operators
     ``torch.ops.crossent.cross_entropy_index`` and ``cross_entropy_dense``); backward multiplies
     the kept gradient by the upstream gradient. Under ``create_graph=True`` the gradient is
-    formed from differentiable torch operations instead, so second derivatives are exact. ``-inf`` logits are masked classes (no probability, no smoothing
-    mass: :math:`C` counts the unmasked classes).
+    formed from differentiable torch operations instead, so second derivatives are exact.
+    ``-inf`` logits are masked classes (no probability, no smoothing mass: :math:`C` counts the
+    unmasked classes).
 
     References
     ----------
@@ -345,7 +348,8 @@ def _check_class_weight_shape(weight, num_classes, device, name):
     check_constant(weight, name)
     check_tensor(weight, name)
     if tuple(weight.shape) != (num_classes,):
-        raise ValueError(f"{name} must have shape ({num_classes},) (one entry per class), got {tuple(weight.shape)}")
+        raise ValueError(f"{name} must have shape ({num_classes},) (one entry per class), "
+                         f"got {tuple(weight.shape)}")
     if weight.device != device:
         raise ValueError(f"{name} is on {weight.device}, but input is on {device}")
 
@@ -402,7 +406,8 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     if alpha is None:
         a_t = None
     elif isinstance(alpha, torch.Tensor) and alpha.dim() > 0 or np.ndim(alpha) > 0:
-        a_t = alpha if isinstance(alpha, torch.Tensor) else torch.as_tensor(alpha, dtype=torch.float64, device=x.device)
+        a_t = alpha if isinstance(alpha, torch.Tensor) else \
+            torch.as_tensor(alpha, dtype=torch.float64, device=x.device)
         _check_class_weight_shape(a_t, rows.num_classes, x.device, "alpha")
     else:
         a = alpha.item() if isinstance(alpha, torch.Tensor) else alpha
@@ -466,9 +471,11 @@ def _check_broadcast_shape(weight, shape, device, name):
     try:
         full = torch.broadcast_shapes(weight.shape, shape)
     except RuntimeError:
-        raise ValueError(f"{name} of shape {tuple(weight.shape)} does not broadcast to {tuple(shape)}") from None
+        raise ValueError(f"{name} of shape {tuple(weight.shape)} does not broadcast to "
+                         f"{tuple(shape)}") from None
     if tuple(full) != tuple(shape):
-        raise ValueError(f"{name} of shape {tuple(weight.shape)} would enlarge the result beyond {tuple(shape)}")
+        raise ValueError(f"{name} of shape {tuple(weight.shape)} would enlarge the result "
+                         f"beyond {tuple(shape)}")
 
 
 def _broadcast_weight(weight, shape, name):
@@ -522,7 +529,8 @@ def _bce_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor], po
     eps = label_smoothing
     value, scale, g = _elementwise(
         input, target, reduction,
-        lambda x_np, t_np, scale: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, w_np, pw_np, eps, scale, need_input),
+        lambda x_np, t_np, scale: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, w_np, pw_np, eps, scale,
+                                                                         need_input),
         lambda xd, td, scale: _engine.sigmoid_binary_cross_entropy(xd, td, w_t, pw_t, eps, scale, need_input))
     g_t = (_engine.binary_target_grad(input.detach(), w_t, pw_t, eps, scale).to(target.dtype).contiguous()
            if need_target else empty_grad(target))
@@ -535,8 +543,8 @@ def _(input, target, weight, pos_weight, reduction, label_smoothing, need_input,
             _grad_like(target, need_target))
 
 
-_BINARY_CROSS_ENTROPY_WITH_LOGITS_OP = torch.ops.crossent.binary_cross_entropy_with_logits.default
-register_loop_vmap(_BINARY_CROSS_ENTROPY_WITH_LOGITS_OP)
+_BCE_WITH_LOGITS_OP = torch.ops.crossent.binary_cross_entropy_with_logits.default
+register_loop_vmap(_BCE_WITH_LOGITS_OP)
 
 
 @custom_op("crossent::sigmoid_focal_loss", mutates_args=())
@@ -558,7 +566,7 @@ _SIGMOID_FOCAL_LOSS_OP = torch.ops.crossent.sigmoid_focal_loss.default
 register_loop_vmap(_SIGMOID_FOCAL_LOSS_OP)
 
 
-_BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP, 2,
+_BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _BCE_WITH_LOGITS_OP, 2,
                                 _formulas.binary_cross_entropy_with_logits)
 _SigmoidFocal = fused_function("sigmoid_focal_loss", _SIGMOID_FOCAL_LOSS_OP, 1, _formulas.sigmoid_focal)
 
@@ -603,7 +611,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     _check_binary_target(x, target, "binary_cross_entropy_with_logits", differentiable=True)
     _check_broadcast_shape(weight, x.shape, x.device, "weight")
     _check_broadcast_shape(pos_weight, x.shape, x.device, "pos_weight")
-    return apply_fused(_BCEWithLogits, _BINARY_CROSS_ENTROPY_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, reduction, eps)
+    return apply_fused(_BCEWithLogits, _BCE_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, reduction,
+                       eps)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):

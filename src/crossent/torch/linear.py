@@ -318,7 +318,8 @@ def linear_fake(hidden, weight, bias, reduction, with_stats, need_h, need_w, nee
 def linear_backward_fake(hidden, weight, bias, need_h, need_w, need_b):
     def like(t, need):
         return torch.empty(t.shape, dtype=t.dtype, device=t.device) if need else empty_grad(hidden)
-    return like(hidden, need_h), like(weight, need_w), like(bias, need_b) if bias is not None else empty_grad(hidden)
+    grad_bias = like(bias, need_b) if bias is not None else empty_grad(hidden)
+    return like(hidden, need_h), like(weight, need_w), grad_bias
 
 
 def linear_function(name, op, backward_op):
@@ -405,7 +406,7 @@ def _(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_
     return linear_fake(hidden, weight, bias, reduction, with_stats, need_hidden, need_weight, need_bias)
 
 
-_LINEAR_CROSS_ENTROPY_OP = torch.ops.crossent.linear_cross_entropy.default
+_LINEAR_OP = torch.ops.crossent.linear_cross_entropy.default
 
 
 @custom_op("crossent::linear_cross_entropy_backward", mutates_args=())
@@ -425,10 +426,10 @@ def _(grad_output, hidden, weight, bias, target, ignore_index, reduction, label_
     return linear_backward_fake(hidden, weight, bias, need_hidden, need_weight, need_bias)
 
 
-_LINEAR_CROSS_ENTROPY_BACKWARD_OP = torch.ops.crossent.linear_cross_entropy_backward.default
+_LINEAR_BACKWARD_OP = torch.ops.crossent.linear_cross_entropy_backward.default
 
 
-_LinearCrossEntropy = linear_function("linear_cross_entropy", _LINEAR_CROSS_ENTROPY_OP, _LINEAR_CROSS_ENTROPY_BACKWARD_OP)
+_LinearCrossEntropy = linear_function("linear_cross_entropy", _LINEAR_OP, _LINEAR_BACKWARD_OP)
 
 
 def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
@@ -437,7 +438,7 @@ def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothi
     chunk = check_linear(hidden, weight, target, bias, chunk_size)
     ignore_index = _checks.check_ignore_index(ignore_index)
     scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
-    return apply_linear(_LinearCrossEntropy, _LINEAR_CROSS_ENTROPY_OP, hidden, weight, bias, target, ignore_index,
+    return apply_linear(_LinearCrossEntropy, _LINEAR_OP, hidden, weight, bias, target, ignore_index,
                         reduction, eps, zl, cap, chunk, scale, sw, norm, with_stats)
 
 
