@@ -228,6 +228,14 @@ def _vocab_start_on_some_ranks(rank, world):
                                            vocab_start=rank * v_local if rank == 0 else None)
 
 
+def _grad_differs(rank, world):
+    """The last rank asks for no gradient (reduction "none": only the others would backward)."""
+    _, hidden, weight, _, target, _ = problem()
+    v_local = V // world
+    w = weight[rank * v_local:(rank + 1) * v_local].clone().requires_grad_(rank != world - 1)
+    return ct.vocab_parallel_linear_cross_entropy(hidden, w, target, reduction="none")
+
+
 HARDENING = {
     "uneven_default": _uneven_default,
     "uneven_many_rows": _uneven_many_rows,
@@ -241,6 +249,7 @@ HARDENING = {
     "bad_chunk_size": _bad_chunk_on_last_rank,
     "float_target": _float_target_on_rank_0,
     "vocab_start_some": _vocab_start_on_some_ranks,
+    "grad_differs": _grad_differs,
 }
 
 

@@ -194,6 +194,7 @@ def test_uneven_slices_with_thousands_of_rows_chunk_alike(hardening):
     ("bad_chunk_size", "TypeError: rank [12] of the vocabulary-parallel group: chunk_size must be a positive integer"),
     ("float_target", "TypeError: rank 0 of the vocabulary-parallel group: target must hold integer"),
     ("vocab_start_some", r"ValueError: vocab_start was given on ranks \[0\] but not on ranks"),
+    ("grad_differs", "ValueError: vocabulary-parallel ranks disagree on which inputs need gradients"),
 ])
 def test_disagreeing_ranks_raise_the_same_error_everywhere(hardening, scenario, message):
     _, results = hardening

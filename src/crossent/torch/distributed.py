@@ -345,10 +345,10 @@ def _vp_linear_op(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], target
                   sample_weight: Optional[Tensor], normalizer: Optional[Tensor], group_key: int,
                   vocab_start: Optional[int], need_hidden: bool, need_weight: bool,
                   need_bias: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    needs = (need_hidden, need_weight, need_bias) if reduction != "none" else None
+    # the needs agree too: with "none" they decide which ranks run the backward's collectives
     problem, hooks, finish = _vp_problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing,
                                          z_loss, softcap, chunk_size, logit_scale, sample_weight, normalizer,
-                                         group_key, vocab_start, needs)
+                                         group_key, vocab_start, (need_hidden, need_weight, need_bias))
     return linear_forward(problem, need_hidden, need_weight, need_bias, False, shard_hooks=hooks, finish=finish)
 
 
