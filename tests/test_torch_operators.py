@@ -327,3 +327,22 @@ def test_zero_dimensional_binary_losses_with_gradients(path):
             assert value.shape == ()
             torch.testing.assert_close(value, theirs(x.detach()))
             torch.testing.assert_close(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "linear_cross_entropy"])
+def test_backward_allocates_nothing_the_size_of_a_gradient(loss):
+    """backward hands over the kept gradients: no zero-filled gradient of the kept-gradient
+    outputs (autograd would materialise one per output), no copy."""
+    from torch.profiler import ProfilerActivity, profile
+    g = _gen(10)
+    if loss == "cross_entropy":
+        leaves = [torch.randn(256, 512, generator=g, requires_grad=True)]
+        value = ct.cross_entropy(leaves[0], torch.randint(0, 512, (256,), generator=g))
+    else:
+        leaves = [torch.randn(256, 64, generator=g, requires_grad=True),
+                  torch.randn(512, 64, generator=g, requires_grad=True)]
+        value = ct.linear_cross_entropy(*leaves, torch.randint(0, 512, (256,), generator=g))
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        value.backward()
+    allocated = sum(max(e.self_cpu_memory_usage, 0) for e in prof.key_averages())
+    assert allocated < min(t.numel() for t in leaves) * 4 / 8, allocated

@@ -50,9 +50,12 @@ def fused_function(name, op, n_diff, reference=None, row_dim=None):
         ctx.slots = slots
         ctx.row_dim = None if row_dim is None else row_dim(inputs)
         ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the kept-gradient outputs
         ctx.save_for_backward(*tensors, *output[1:])
 
     def backward(ctx, grad_value, *_):
+        if grad_value is None:  # gradients are not materialised: the value was not used
+            return (None,) * (len(ctx.slots) + n_diff)
         saved = list(ctx.saved_tensors)
         n_args = sum(1 for s in ctx.slots if s is _SAVED)
         tensors, kept = iter(saved[:n_args]), saved[n_args:]

@@ -335,9 +335,12 @@ def linear_function(name, op, backward_op):
         ctx.slots = [None if isinstance(a, torch.Tensor) else a for a in inputs]
         ctx.tensor_pos = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor)]
         ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the kept-gradient outputs
         ctx.save_for_backward(*(inputs[i] for i in ctx.tensor_pos), *output[1:4])
 
     def backward(ctx, grad_value, *_):
+        if grad_value is None:  # gradients are not materialised: the value was not used
+            return (None,) * len(ctx.slots)
         if torch.is_grad_enabled():
             raise RuntimeError(
                 f"{name} has no second derivative: backward was called with create_graph=True "
