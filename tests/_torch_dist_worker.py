@@ -1,10 +1,17 @@
 """One rank of the vocabulary-parallel tests (run by tests/test_torch_distributed.py).
 
-Usage: python _torch_dist_worker.py RANK WORLD PORT OUT_FILE
+Usage: python _torch_dist_worker.py RANK WORLD PORT OUT_FILE [hardening]
 
 Joins a gloo group on 127.0.0.1:PORT, computes the vocabulary-parallel losses of the shared
 problems on this rank's slice of the classes, and saves values, gradients and the bytes that
 crossed the group (counted by wrapping torch.distributed.all_reduce) to OUT_FILE.
+
+With ``hardening``, runs instead the scenarios of ``HARDENING``: uneven slices without
+vocab_start, uneven slices with thousands of rows, and ranks that disagree (slices that
+overlap or leave a gap, options, batch shapes, targets, arguments bad on one rank only),
+recording per scenario either the results or the exception each rank raised. The group's
+timeout is short, so a rank left waiting in a collective fails the scenario within seconds
+instead of hanging the suite.
 """
 
 from __future__ import annotations
@@ -108,5 +115,158 @@ def main(rank, world, port, out_file):
     dist.destroy_process_group()
 
 
+def widths(world, v):
+    """Uneven slice widths of v classes (rank r holds r + 1 parts)."""
+    parts = world * (world + 1) // 2
+    w = [v * (r + 1) // parts for r in range(world)]
+    w[-1] += v - sum(w)
+    return w
+
+
+def _vp_ce(rank, world, logits, target, widths_, **kw):
+    start = sum(widths_[:rank])
+    x = logits[:, start:start + widths_[rank]].clone().requires_grad_(True)
+    out = ct.vocab_parallel_cross_entropy(x, target, **kw)
+    out.backward()
+    return dict(value=out.detach(), grad=x.grad, start=start)
+
+
+def _vp_linear(rank, world, hidden, weight, target, widths_, **kw):
+    start = sum(widths_[:rank])
+    h = hidden.clone().requires_grad_(True)
+    w = weight[start:start + widths_[rank]].clone().requires_grad_(True)
+    out = ct.vocab_parallel_linear_cross_entropy(h, w, target, **kw)
+    (out.sum() if out.dim() else out).backward()
+    return dict(value=out.detach(), grad_hidden=h.grad, grad_weight=w.grad, start=start)
+
+
+def _uneven_default(rank, world):
+    logits, hidden, weight, _, target, _ = problem()
+    ws = widths(world, V)
+    return dict(ce=_vp_ce(rank, world, logits, target, ws, label_smoothing=0.1),
+                linear=_vp_linear(rank, world, hidden, weight, target, ws, chunk_size=4, reduction="none"),
+                widths=ws)
+
+
+def _uneven_many_rows(rank, world):
+    """3000 rows, 2100 classes split unevenly, explicit vocab_start, default chunking: the
+    chunk count would differ per rank if it followed the local width."""
+    g = torch.Generator().manual_seed(21)
+    n, v, d = 3000, 2100, 4
+    logits = torch.randn(n, v, generator=g, dtype=torch.float64)
+    hidden = torch.randn(n, d, generator=g, dtype=torch.float64)
+    weight = torch.randn(v, d, generator=g, dtype=torch.float64)
+    target = torch.randint(0, v, (n,), generator=g)
+    ws = widths(world, v)
+    start = sum(ws[:rank])
+    ce = _vp_ce(rank, world, logits, target, ws, vocab_start=start)
+    lin = _vp_linear(rank, world, hidden, weight, target, ws, vocab_start=start)
+    x = logits.clone().requires_grad_(True)
+    ref = ct.cross_entropy(x, target)
+    ref.backward()
+    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    ref_lin = ct.linear_cross_entropy(h, w, target)
+    ref_lin.backward()
+    stop = start + ws[rank]
+    return dict(ce_error=float((ce["value"] - ref).abs()), ce_grad_error=float((ce["grad"] - x.grad[:, start:stop]).abs().max()),
+                linear_error=float((lin["value"] - ref_lin).abs()),
+                hidden_grad_error=float((lin["grad_hidden"] - h.grad).abs().max()),
+                weight_grad_error=float((lin["grad_weight"] - w.grad[start:stop]).abs().max()))
+
+
+def _slices(rank, world, shift):
+    """Explicit vocab_start: rank 1's slice moved by ``shift`` (overlap < 0, gap > 0)."""
+    logits, _, _, _, target, _ = problem()
+    ws = [V // world] * world
+    start = sum(ws[:rank]) + (shift if rank == 1 else 0)
+    x = logits[:, :ws[rank]]
+    return ct.vocab_parallel_cross_entropy(x, target, vocab_start=start)
+
+
+def _disagree(rank, world, **per_rank):
+    """Rank world-1 passes per_rank's options, the others the defaults."""
+    logits, _, _, _, target, _ = problem()
+    v_local = V // world
+    x = logits[:, rank * v_local:(rank + 1) * v_local]
+    return ct.vocab_parallel_cross_entropy(x, target, **(per_rank if rank == world - 1 else {}))
+
+
+def _batch_differs(rank, world):
+    logits, _, _, _, target, _ = problem()
+    v_local = V // world
+    rows = N - (rank == world - 1)
+    return ct.vocab_parallel_cross_entropy(logits[:rows, rank * v_local:(rank + 1) * v_local], target[:rows])
+
+
+def _target_differs(rank, world):
+    logits, _, _, _, target, _ = problem()
+    v_local = V // world
+    if rank == world - 1:
+        target = target.clone()
+        target[5] = (target[5] + 1) % V
+    return ct.vocab_parallel_cross_entropy(logits[:, rank * v_local:(rank + 1) * v_local], target)
+
+
+def _bad_chunk_on_last_rank(rank, world):
+    _, hidden, weight, _, target, _ = problem()
+    v_local = V // world
+    return ct.vocab_parallel_linear_cross_entropy(hidden, weight[rank * v_local:(rank + 1) * v_local], target,
+                                                  chunk_size=2.5 if rank == world - 1 else 2)
+
+
+def _float_target_on_rank_0(rank, world):
+    logits, _, _, _, target, _ = problem()
+    v_local = V // world
+    return ct.vocab_parallel_cross_entropy(logits[:, rank * v_local:(rank + 1) * v_local],
+                                           target.double() if rank == 0 else target)
+
+
+def _vocab_start_on_some_ranks(rank, world):
+    logits, _, _, _, target, _ = problem()
+    v_local = V // world
+    return ct.vocab_parallel_cross_entropy(logits[:, rank * v_local:(rank + 1) * v_local], target,
+                                           vocab_start=rank * v_local if rank == 0 else None)
+
+
+def _grad_differs(rank, world):
+    """The last rank asks for no gradient (reduction "none": only the others would backward)."""
+    _, hidden, weight, _, target, _ = problem()
+    v_local = V // world
+    w = weight[rank * v_local:(rank + 1) * v_local].clone().requires_grad_(rank != world - 1)
+    return ct.vocab_parallel_linear_cross_entropy(hidden, w, target, reduction="none")
+
+
+HARDENING = {
+    "uneven_default": _uneven_default,
+    "uneven_many_rows": _uneven_many_rows,
+    "overlap": lambda r, w: _slices(r, w, -1),
+    "gap": lambda r, w: _slices(r, w, 1),
+    "ignore_index": lambda r, w: _disagree(r, w, ignore_index=0),
+    "reduction": lambda r, w: _disagree(r, w, reduction="sum"),
+    "label_smoothing": lambda r, w: _disagree(r, w, label_smoothing=0.1),
+    "batch": _batch_differs,
+    "target": _target_differs,
+    "bad_chunk_size": _bad_chunk_on_last_rank,
+    "float_target": _float_target_on_rank_0,
+    "vocab_start_some": _vocab_start_on_some_ranks,
+    "grad_differs": _grad_differs,
+}
+
+
+def hardening(rank, world, port, out_file):
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=datetime.timedelta(seconds=15))
+    results = {}
+    for name, scenario in HARDENING.items():
+        try:
+            results[name] = dict(result=scenario(rank, world))
+        except Exception as exc:  # recorded: the test checks every rank raised the same
+            results[name] = dict(error=f"{type(exc).__name__}: {exc}")
+    torch.save(results, out_file)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    entry = hardening if sys.argv[5:] == ["hardening"] else main
+    entry(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

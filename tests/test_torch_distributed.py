@@ -10,6 +10,7 @@ group must not grow with the vocabulary.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -36,12 +37,12 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _launch(world, tmp_path):
+def _launch(world, tmp_path, *mode):
     port = _free_port()
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo",
                OMP_NUM_THREADS="1")
     outs = [tmp_path / f"rank{r}.pt" for r in range(world)]
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world), str(port), str(outs[r])],
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), str(world), str(port), str(outs[r]), *mode],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for r in range(world)]
     try:
@@ -120,7 +121,7 @@ def test_bytes_on_the_wire_do_not_grow_with_the_vocabulary(ranks):
 def test_target_outside_every_slice_raises_on_every_rank(ranks):
     _, results = ranks
     for res in results:
-        assert "target[0] = 15 is in no rank's vocabulary slice" in res["error"]
+        assert "target[0] = 15 is outside [0, 12)" in res["error"]  # V known from every rank's width
 
 
 @pytest.fixture
@@ -148,7 +149,84 @@ def test_gradcheck_on_one_rank(one_rank_group, reduction):
         (h, w, b), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
+@pytest.fixture(scope="module", params=[2, 3], ids=["2-ranks", "3-ranks"])
+def hardening(request, tmp_path_factory):
+    world = request.param
+    return world, _launch(world, tmp_path_factory.mktemp(f"hardening{world}"), "hardening")
+
+
+def test_uneven_slices_without_vocab_start(hardening):
+    world, results = hardening
+    logits, hidden, weight, _, target, _ = worker.problem()
+    x = logits.clone().requires_grad_(True)
+    expected = ct.cross_entropy(x, target, label_smoothing=0.1)
+    expected.backward()
+    h, w = hidden.clone().requires_grad_(True), weight.clone().requires_grad_(True)
+    expected_lin = ct.linear_cross_entropy(h, w, target, reduction="none")
+    expected_lin.sum().backward()
+    assert len(set(results[0]["uneven_default"]["result"]["widths"])) == world  # all widths differ
+    for res in results:
+        got = res["uneven_default"]["result"]
+        ce, lin = got["ce"], got["linear"]
+        cols = slice(ce["start"], ce["start"] + ce["grad"].shape[1])
+        _close(ce["value"], expected.detach())
+        _close(ce["grad"], x.grad[:, cols])
+        _close(lin["value"], expected_lin.detach())
+        _close(lin["grad_hidden"], h.grad)
+        _close(lin["grad_weight"], w.grad[cols])
+
+
+def test_uneven_slices_with_thousands_of_rows_chunk_alike(hardening):
+    _, results = hardening
+    for res in results:
+        errors = res["uneven_many_rows"]["result"]
+        assert max(errors.values()) < 1e-10, errors
+
+
+@pytest.mark.parametrize("scenario,message", [
+    ("overlap", "ValueError: the vocabulary slices must tile .* overlaps"),
+    ("gap", "ValueError: the vocabulary slices must tile .* leaves a gap"),
+    ("ignore_index", "ValueError: vocabulary-parallel ranks disagree on ignore_index"),
+    ("reduction", "ValueError: vocabulary-parallel ranks disagree on reduction"),
+    ("label_smoothing", "ValueError: vocabulary-parallel ranks disagree on label_smoothing"),
+    ("batch", r"ValueError: vocabulary-parallel ranks disagree on the batch shape"),
+    ("target", r"ValueError: vocabulary-parallel ranks disagree on target \(checksum\)"),
+    ("bad_chunk_size", "TypeError: rank [12] of the vocabulary-parallel group: chunk_size must be a positive integer"),
+    ("float_target", "TypeError: rank 0 of the vocabulary-parallel group: target must hold integer"),
+    ("vocab_start_some", r"ValueError: vocab_start was given on ranks \[0\] but not on ranks"),
+    ("grad_differs", "ValueError: vocabulary-parallel ranks disagree on which inputs need gradients"),
+])
+def test_disagreeing_ranks_raise_the_same_error_everywhere(hardening, scenario, message):
+    _, results = hardening
+    errors = [res[scenario].get("error") for res in results]
+    assert errors[0] is not None and all(e == errors[0] for e in errors), errors
+    assert re.match(message, errors[0]), errors[0]
+
+
 def test_needs_an_initialised_group():
     assert not torch.distributed.is_initialized()
     with pytest.raises(RuntimeError, match="init_process_group"):
         ct.vocab_parallel_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_compile_fullgraph_on_one_rank(one_rank_group, reduction):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(5, 6, generator=g)
+    h, w = torch.randn(5, 3, generator=g), torch.randn(6, 3, generator=g)
+    y = torch.tensor([0, 5, -100, 2, 3])
+
+    def loss(a, c, d):
+        return (ct.vocab_parallel_cross_entropy(a, y, reduction=reduction, label_smoothing=0.1).sum()
+                + ct.vocab_parallel_linear_cross_entropy(c, d, y, reduction=reduction, chunk_size=2).sum())
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(x, h, w)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend="aot_eager")):
+        leaves = [t.clone().requires_grad_(True) for t in (x, h, w)]
+        value = fn(*leaves)
+        value.backward()
+        results.append([value.detach()] + [t.grad for t in leaves])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)

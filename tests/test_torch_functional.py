@@ -434,3 +434,70 @@ def test_binary_losses_on_0d_tensors_needing_grad(backend, name):
     assert loss.shape == () and x.grad.shape == ()
     torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-14, atol=0)
     torch.testing.assert_close(x.grad, x_ref.grad, rtol=1e-14, atol=0)
+
+
+# ----------------------------------------------------------------------------- fused-head options
+def _naive_options(x, target, weight, reduction, label_smoothing, logit_scale, sample_weight, normalizer):
+    """The head options written out around F.cross_entropy in float64: rows of the scaled
+    logits times their sample weight; "mean" over sum_n s_n w_{y_n} (counted rows), or
+    sum_n s_n for probabilities, or the normalizer."""
+    rows = F.cross_entropy(x * logit_scale, target, weight=weight, reduction="none",
+                           label_smoothing=label_smoothing)
+    s = torch.ones_like(rows) if sample_weight is None else sample_weight
+    rows = rows * s
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    if normalizer is not None:
+        return rows.sum() / normalizer
+    if target.is_floating_point():
+        return rows.sum() / s.sum()
+    w_y = torch.ones_like(rows) if weight is None else weight[target.clamp_min(0)]
+    return rows.sum() / (s * w_y * (target != -100)).sum()
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dense", [False, True], ids=["index", "probs"])
+@pytest.mark.parametrize("opts", [dict(logit_scale=0.4), dict(sample_weight=True, weight=True),
+                                  dict(normalizer=5.0, label_smoothing=0.1),
+                                  dict(logit_scale=3.0, sample_weight=True, normalizer=torch.tensor(2.0))],
+                         ids=str)
+def test_head_options_match_the_naive_formula(path, reduction, dense, opts):
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(N, C, 3, generator=g, dtype=torch.float64)
+    y = torch.randint(0, C, (N, 3), generator=g)
+    y[1, 2] = -100
+    target = torch.softmax(torch.randn(N, C, 3, generator=g, dtype=torch.float64), 1) if dense else y
+    kw = dict(opts)
+    weight = torch.tensor(WEIGHT, dtype=torch.float64) if kw.pop("weight", False) else None
+    sample_weight = torch.rand(N, 3, generator=g, dtype=torch.float64) if kw.pop("sample_weight", False) else None
+    full = dict(logit_scale=1.0, normalizer=None, label_smoothing=0.0) | kw
+    upstream = torch.randn(N, 3, generator=g, dtype=torch.float64)
+
+    def run(fn):
+        a = x.clone().requires_grad_(True)
+        out = fn(a)
+        ((out * upstream).sum() if out.dim() else out).backward()
+        return out.detach(), a.grad
+    got = run(lambda a: ct.cross_entropy(a, target, weight, reduction=reduction,
+                                         sample_weight=sample_weight, **kw))
+    want = run(lambda a: _naive_options(a, target, weight, reduction, sample_weight=sample_weight,
+                                        **full))
+    for g_, w_ in zip(got, want):
+        torch.testing.assert_close(g_, w_, rtol=1e-10, atol=1e-12)
+    a = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: ct.cross_entropy(t, target, weight, reduction=reduction,
+                                                               sample_weight=sample_weight, **kw), (a,))
+
+
+def test_sample_weight_is_checked():
+    x, y = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match=r"sample_weight .* shape \(3,\)"):
+        ct.cross_entropy(x, y, sample_weight=torch.ones(4))
+    with pytest.raises(ValueError, match=r"sample_weight\[1\] = -2.0 is negative"):
+        ct.cross_entropy(x, y, sample_weight=torch.tensor([1.0, -2.0, 1.0]))
+    with pytest.raises(ValueError, match="sample_weight requires grad"):
+        ct.cross_entropy(x, y, sample_weight=torch.ones(3, requires_grad=True))
+    with pytest.raises(ValueError, match="logit_scale must be > 0"):
+        ct.cross_entropy(x, y, logit_scale=-1.0)

@@ -74,3 +74,12 @@ def test_linear_cross_entropy_loss_module_trains_a_head():
     torch.testing.assert_close(loss, expected, rtol=1e-12, atol=0)
     torch.testing.assert_close(head.weight.grad, ref.weight.grad, rtol=1e-10, atol=1e-13)
     torch.testing.assert_close(head.bias.grad, ref.bias.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_linear_cross_entropy_loss_module_head_options():
+    g = torch.Generator().manual_seed(3)
+    h, w = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g, dtype=torch.float64)
+    y, s = torch.tensor([0, 6, 2, -100, 3, 1]), torch.rand(6, generator=g, dtype=torch.float64)
+    loss = ct.LinearCrossEntropyLoss(logit_scale=0.5)(h, w, y, sample_weight=s, normalizer=4.0)
+    rows = torch.nn.functional.cross_entropy(0.5 * h @ w.T, y, reduction="none")
+    torch.testing.assert_close(loss, (rows * s).sum() / 4.0)

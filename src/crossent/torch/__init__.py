@@ -3,10 +3,13 @@
 Functions (``torch.nn.functional`` signatures, class dim 1): :func:`cross_entropy`,
 :func:`binary_cross_entropy_with_logits`, :func:`sigmoid_focal_loss` (torchvision's),
 :func:`softmax_focal_loss`; :func:`linear_cross_entropy` (the loss of ``hidden @ weight.T + bias``
-without the N x V logits); :func:`vocab_parallel_cross_entropy` and
+without the N x V logits) and :func:`linear_cross_entropy_with_stats`; :func:`vocab_parallel_cross_entropy` and
 :func:`vocab_parallel_linear_cross_entropy` (classes split across a ``torch.distributed`` group).
 ``nn.Module`` wrappers: :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`,
 :class:`SigmoidFocalLoss`, :class:`SoftmaxFocalLoss`, :class:`LinearCrossEntropyLoss`.
+
+Each is built from operators registered with ``torch.library`` (``torch.ops.crossent.*``) with
+fake kernels and autograd: ``torch.compile(fullgraph=True)`` and ``torch.export`` trace them.
 
 ``import crossent`` never imports torch; this package does, and needs it installed.
 """
@@ -25,7 +28,7 @@ from .functional import (
     sigmoid_focal_loss,
     softmax_focal_loss,
 )
-from .linear import linear_cross_entropy
+from .linear import LinearStats, linear_cross_entropy, linear_cross_entropy_with_stats
 from .modules import (
     BCEWithLogitsLoss,
     CrossEntropyLoss,
@@ -40,6 +43,8 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "linear_cross_entropy",
+    "linear_cross_entropy_with_stats",
+    "LinearStats",
     "vocab_parallel_cross_entropy",
     "vocab_parallel_linear_cross_entropy",
     "CrossEntropyLoss",

@@ -1,8 +1,10 @@
 """The autograd Function shared by the fused losses, and small tensor helpers.
 
-A fused loss computes its value and its gradients in one pass, in ``forward``; ``backward``
-only multiplies the saved gradients by the upstream gradient (a scalar for the "mean" and
-"sum" reductions, one value per row for "none").
+Each loss is a ``torch.library`` operator (namespace ``crossent``) that computes its value
+and its gradients in one pass; the autograd Function around it (:func:`fused_function`) keeps
+the gradients and ``backward`` only multiplies them by the upstream gradient (a scalar for the
+"mean" and "sum" reductions, one value per row for "none"). The operators have fake (meta)
+kernels, so ``torch.compile`` and ``torch.export`` trace them without running them.
 """
 
 from __future__ import annotations
@@ -11,53 +13,121 @@ import math
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from .. import _checks
 
 __all__: list[str] = []  # private module
 
 
-class FusedLoss(torch.autograd.Function):
-    """``FusedLoss.apply(compute, row_dim, *inputs)``.
+_SAVED = object()  # marks an argument kept by save_for_backward
 
-    ``compute(needs_grad)`` gets one flag per input and returns ``(value, grads)``, ``grads``
-    holding for each input its gradient (already scaled by the reduction) or None. For
-    reduction "none", ``row_dim`` is where the per-row upstream gradient gets a unit
-    dimension to broadcast over the classes (None when value and gradient share a shape).
+
+def fused_function(name, op, n_diff, reference=None, row_dim=None):
+    """The autograd.Function of ``name``'s registered fused-loss operator ``op``.
+
+    ``op(*args, *needs)`` takes its ``n_diff`` differentiable tensors first and one
+    needs-gradient flag per differentiable tensor last, and returns ``(value, *grads)``: the
+    gradient of the value with respect to each differentiable tensor (already scaled by the
+    reduction), an empty tensor where not needed. ``backward`` multiplies a kept gradient by
+    the upstream one (unsqueezed at ``row_dim(args)`` when the value has one entry per row and
+    the gradient one per class). Under ``create_graph=True`` (and ``torch.func.grad``, which
+    differentiates the backward pass) it instead differentiates ``reference(*args)``, the
+    loss in differentiable torch operations, so second derivatives are exact; without a
+    reference it raises.
     """
 
-    @staticmethod
-    def forward(ctx, compute, row_dim, *inputs):
-        value, grads = compute(ctx.needs_input_grad[2:])
-        ctx.row_dim = row_dim
-        ctx.save_for_backward(*grads)
-        return value
+    def forward(*args):
+        return op(*args)
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        grads = []
-        unit = grad_output.dim() == 0 and bool(grad_output == 1)  # the usual loss.backward()
-        for g in ctx.saved_tensors:
-            if g is None:
-                grads.append(None)
-            elif unit:
-                grads.append(g)
+    def setup_context(ctx, inputs, output):
+        slots, tensors = [], []
+        for a in inputs[:-n_diff]:
+            if isinstance(a, torch.Tensor):
+                slots.append(_SAVED)
+                tensors.append(a)
             else:
-                go = grad_output
-                if go.dim() > 0 and ctx.row_dim is not None:
-                    go = go.unsqueeze(ctx.row_dim)
-                grads.append(g * go.to(g.dtype))
-        return (None, None, *grads)
+                slots.append(a)
+        ctx.slots = slots
+        ctx.row_dim = None if row_dim is None else row_dim(inputs)
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the kept-gradient outputs
+        ctx.save_for_backward(*tensors, *output[1:])
+
+    def backward(ctx, grad_value, *_):
+        if grad_value is None:  # gradients are not materialised: the value was not used
+            return (None,) * (len(ctx.slots) + n_diff)
+        saved = list(ctx.saved_tensors)
+        n_args = sum(1 for s in ctx.slots if s is _SAVED)
+        tensors, kept = iter(saved[:n_args]), saved[n_args:]
+        args = [next(tensors) if s is _SAVED else s for s in ctx.slots]
+        needs = ctx.needs_input_grad[:n_diff]
+        if torch.is_grad_enabled():
+            grads = _differentiate(name, reference, args, needs, grad_value)
+        else:
+            go = grad_value
+            if go.dim() > 0 and ctx.row_dim is not None:
+                go = go.unsqueeze(ctx.row_dim)
+            unit = _is_unit(grad_value)  # the usual loss.backward(): no multiplication
+            grads = [None if not need else g if unit else g * go.to(g.dtype)
+                     for g, need in zip(kept, needs)]
+        return (*grads, *(None,) * len(ctx.slots))  # options, then the needs flags
+
+    return type(f"Fused_{name}", (torch.autograd.Function,), {
+        "generate_vmap_rule": True,
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
 
 
-def fused(compute, row_dim, *inputs):
-    """``FusedLoss.apply``, except that with autograd off (``torch.no_grad``, inference mode)
-    no gradient is computed at all: evaluation pays for the value only."""
-    if not torch.is_grad_enabled():
-        return compute((False,) * len(inputs))[0]
-    return FusedLoss.apply(compute, row_dim, *inputs)
+def _is_unit(grad_value):
+    """Whether an eager scalar upstream gradient is exactly 1 (never under tracing)."""
+    return (grad_value.dim() == 0 and not torch.compiler.is_compiling()
+            and not torch._C._functorch.is_functorch_wrapped_tensor(grad_value)
+            and bool(grad_value == 1))
+
+
+def _differentiate(name, reference, args, needs, grad_value):
+    """Gradients of ``reference(*args)`` with a graph, for second derivatives."""
+    if reference is None:
+        raise RuntimeError(
+            f"{name} has no second derivative: backward was called with create_graph=True (or "
+            "under a torch.func transform); its fused gradient is not itself differentiable. "
+            "Compute the loss without crossent's fused head for higher-order gradients")
+    wrt = [a for a, need in zip(args, needs) if need]
+    with torch.enable_grad():
+        value = reference(*args)
+    grads = iter(torch.autograd.grad(value, wrt, grad_value, create_graph=True, allow_unused=True))
+    out = []
+    for a, need in zip(args, needs):
+        g = next(grads) if need else None
+        out.append(torch.zeros_like(a) if need and g is None else g)
+    return out
+
+
+def apply_fused(function, op, n_diff, *args):
+    """The value of ``op`` on ``args``: through ``function`` (autograd) when a differentiable
+    argument requires a gradient, else the operator alone (no gradient computed)."""
+    needs = tuple(bool(torch.is_grad_enabled() and isinstance(a, torch.Tensor) and a.requires_grad)
+                  for a in args[:n_diff])
+    if not any(needs):
+        return op(*args, *needs)[0]
+    return function.apply(*args, *needs)[0]
+
+
+def register_loop_vmap(op):
+    """``torch.vmap`` over ``op``: one call per batch entry, outputs stacked on dim 0 (a loss's
+    rows are independent, so this is exact; it replaces PyTorch's warning fallback)."""
+    def rule(info, in_dims, *args):
+        outs = [op(*(a if d is None else a.select(d, i) for a, d in zip(args, in_dims)))
+                for i in range(info.batch_size)]
+        return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
+    torch.library.register_vmap(op, rule)
+
+
+def empty_grad(x):
+    """The placeholder an operator returns for a gradient that was not asked for."""
+    return x.new_empty(0)
 
 
 def check_tensor(x, name):
@@ -121,13 +191,65 @@ def numpy_block(x):
     return x.to(target, memory_format=torch.contiguous_format, copy=True).numpy(), True
 
 
+@torch.compiler.assume_constant_result
+def check_scalar(value, name, low=None, high=None, low_open=False):
+    """:func:`crossent._checks.check_scalar` on a Python number, which ``torch.compile`` runs
+    at trace time and keeps as a constant (it would otherwise trace NumPy's checks as
+    tensors and break the graph on them)."""
+    return _checks.check_scalar(value, name, low=low, high=high, low_open=low_open)
+
+
 def scalars(reduction, label_smoothing, z_loss=0.0, softcap=None):
     """Validated options: (reduction, eps, z_loss, softcap or None)."""
     reduction = _checks.check_reduction(reduction)
-    eps = _checks.check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
-    cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
+    eps = check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    zl = check_scalar(z_loss, "z_loss", low=0.0)
+    cap = None if softcap is None else check_scalar(softcap, "softcap", low=0.0, low_open=True)
     return reduction, eps, zl, cap
+
+
+def head_options(logit_scale, sample_weight, normalizer, batch_shape, device):
+    """Validated fused-head options: (logit_scale float, sample_weight tensor or None,
+    normalizer 0-d tensor or None). Values inside tensors are checked by the operators."""
+    scale = check_scalar(logit_scale, "logit_scale", low=0.0, low_open=True)
+    if sample_weight is not None:
+        check_tensor(sample_weight, "sample_weight")
+        check_constant(sample_weight, "sample_weight")
+        if sample_weight.device != device:
+            raise ValueError(f"sample_weight is on {sample_weight.device}, but the loss's inputs are "
+                             f"on {device}")
+        if tuple(sample_weight.shape) != tuple(batch_shape):
+            raise ValueError(f"sample_weight holds one weight per row and must have shape "
+                             f"{tuple(batch_shape)} (the target's), got {tuple(sample_weight.shape)}")
+    if normalizer is not None:
+        if isinstance(normalizer, torch.Tensor):
+            if normalizer.numel() != 1:
+                raise ValueError(f"normalizer must be one number, got a tensor of shape "
+                                 f"{tuple(normalizer.shape)}")
+            check_constant(normalizer, "normalizer")
+            normalizer = normalizer.detach().reshape(()).to(device)
+        else:
+            normalizer = torch.tensor(check_scalar(normalizer, "normalizer", low=0.0, low_open=True),
+                                      dtype=torch.float64, device=device)
+    return scale, sample_weight, normalizer
+
+
+def row_weights(sample_weight):
+    """The per-row weights as a float64 NumPy vector (finite, non-negative), or None."""
+    if sample_weight is None:
+        return None
+    s = sample_weight.detach().to("cpu", torch.float64).numpy()
+    return _checks.check_broadcast_weight(s, s.shape, "sample_weight").reshape(-1)
+
+
+def mean_denominator(reduction, denominator, normalizer):
+    """What "mean" divides by: ``normalizer`` when given (checked positive), else ``denominator``."""
+    if normalizer is None or reduction != "mean":
+        return denominator
+    value = float(normalizer)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"normalizer must be a positive finite number, got {value!r}")
+    return value
 
 
 def grad_scale(reduction, denominator):

@@ -17,25 +17,130 @@ the (replicated) hidden states.
 
 from __future__ import annotations
 
+import zlib
+from typing import Optional
+
+import numpy as np
 import torch
 import torch.distributed
+from torch import Tensor
+from torch.library import custom_op
 
 from .. import _checks
 from . import _engine
 from ._autograd import (
+    apply_fused,
     check_same_device,
     check_tensor,
-    fused,
+    empty_grad,
+    fused_function,
     grad_scale,
+    head_options,
     labels_numpy,
+    mean_denominator,
     reduce,
+    row_weights,
     scalars,
 )
-from .linear import LinearProblem, apply_linear
+from .linear import (
+    LinearProblem,
+    apply_linear,
+    check_linear,
+    linear_backward,
+    linear_backward_fake,
+    linear_fake,
+    linear_forward,
+    linear_function,
+)
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
 _CHUNK_ELEMENTS = 1 << 22
+
+# Process groups by the integer key the operators receive (a schema cannot hold a group).
+_GROUPS: dict[int, object] = {0: None}
+
+_ERRORS = {"TypeError": TypeError, "ValueError": ValueError, "IndexError": IndexError}
+
+_FIELDS = ("the batch shape (rows)", "the dtype", "ignore_index", "reduction", "label_smoothing",
+           "z_loss", "softcap", "logit_scale", "normalizer", "sample_weight (checksum)",
+           "target (checksum)", "chunk_size", "the hidden size D", "which inputs need gradients")
+
+
+def _group_key(group):
+    for key, g in _GROUPS.items():
+        if g is group:
+            return key
+    key = len(_GROUPS)
+    _GROUPS[key] = group
+    return key
+
+
+def _check_initialised():
+    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        raise RuntimeError("vocabulary-parallel losses need an initialised torch.distributed "
+                           "process group (torch.distributed.init_process_group)")
+
+
+def _checksum(t):
+    """A CRC-32 of a tensor's values (identical tensors give identical sums on every rank)."""
+    if t is None:
+        return None
+    arr = t.detach().to("cpu", torch.float64 if t.is_floating_point() else torch.int64).contiguous()
+    return zlib.crc32(arr.numpy().tobytes())
+
+
+def _signature(batch_shape, dtype, ignore_index, reduction, eps, z_loss, softcap, logit_scale,
+               normalizer, sample_weight, target, chunk_size=None, hidden_size=None, needs=None):
+    """What every rank must pass identically, in the order of ``_FIELDS``."""
+    return (tuple(batch_shape), str(dtype), ignore_index, reduction, eps, z_loss, softcap, logit_scale,
+            None if normalizer is None else float(normalizer), _checksum(sample_weight),
+            _checksum(target), chunk_size, hidden_size, needs)
+
+
+def _agree(group, error, signature, width, vocab_start):
+    """The one collective before any other: every rank's error (if its checks failed),
+    signature, width and ``vocab_start`` go to every rank (a small all_gather), and every
+    rank reaches the same verdict: the same exception, or this rank's (vocab_start, V total,
+    the widest slice). Slices tile [0, V): given ``vocab_start`` on every rank, they must
+    neither overlap nor leave a gap; without it, offsets are the running sum of the widths
+    in rank order."""
+    world = torch.distributed.get_world_size(group)
+    table = [None] * world
+    torch.distributed.all_gather_object(table, (error, signature, width, vocab_start), group=group)
+    for r, (err, *_) in enumerate(table):
+        if err is not None:
+            kind, message = err
+            raise _ERRORS.get(kind, RuntimeError)(f"rank {r} of the vocabulary-parallel group: {message}")
+    for r in range(1, world):
+        for name, mine, theirs in zip(_FIELDS, table[0][1], table[r][1]):
+            if mine != theirs:
+                raise ValueError(f"vocabulary-parallel ranks disagree on {name}: rank 0 passed "
+                                 f"{mine!r}, rank {r} passed {theirs!r}; every rank must pass the same")
+    widths = [t[2] for t in table]
+    starts = [t[3] for t in table]
+    given = [s is not None for s in starts]
+    if any(given) and not all(given):
+        raise ValueError(f"vocab_start was given on ranks {[r for r in range(world) if given[r]]} but "
+                         f"not on ranks {[r for r in range(world) if not given[r]]}: pass it on every "
+                         "rank or on none")
+    if not any(given):
+        starts = [int(x) for x in np.cumsum([0] + widths[:-1])]
+    position = 0
+    for r in sorted(range(world), key=lambda r: starts[r]):
+        if starts[r] != position:
+            what = "overlaps the slice before it" if starts[r] < position else "leaves a gap before it"
+            raise ValueError(f"the vocabulary slices must tile [0, V) without gaps or overlaps, but rank "
+                             f"{r}'s slice [{starts[r]}, {starts[r] + widths[r]}) {what} (the slices "
+                             f"below it end at {position})")
+        position += widths[r]
+    rank = torch.distributed.get_rank(group)
+    return starts[rank], position, max(widths)
+
+
+def _fail_everywhere(group, exc):
+    """This rank's arguments failed their checks: tell every rank (which then all raise)."""
+    _agree(group, (type(exc).__name__, str(exc)), None, 0, None)
 
 
 def _hooks(group):
@@ -52,21 +157,74 @@ def _hooks(group):
     return all_max, all_sum
 
 
-def _layout(local_classes, group, vocab_start):
-    """(vocab_start, total classes or None when the split is explicit)."""
-    if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-        raise RuntimeError("vocabulary-parallel losses need an initialised torch.distributed "
-                           "process group (torch.distributed.init_process_group)")
-    if vocab_start is not None:
-        return int(_checks.check_scalar(vocab_start, "vocab_start", low=0)), None
-    rank = torch.distributed.get_rank(group)
-    world = torch.distributed.get_world_size(group)
-    return rank * local_classes, world * local_classes
+@custom_op("crossent::vocab_parallel_cross_entropy", mutates_args=())
+def _vp_ce_op(local_logits: Tensor, target: Tensor, ignore_index: Optional[int], reduction: str,
+              label_smoothing: float, z_loss: float, softcap: Optional[float], logit_scale: float,
+              sample_weight: Optional[Tensor], normalizer: Optional[Tensor], group_key: int,
+              vocab_start: Optional[int], need_input: bool) -> tuple[Tensor, Tensor]:
+    group = _GROUPS[group_key]
+    x = local_logits
+    local = x.shape[-1]
+    batch_shape = tuple(x.shape[:-1])
+    signature = _signature(batch_shape, x.dtype, ignore_index, reduction, label_smoothing, z_loss, softcap,
+                           logit_scale, normalizer, sample_weight, target, needs=need_input)
+    start, total, widest = _agree(group, None, signature, local, vocab_start)
+    eps, zl, cap = label_smoothing, z_loss, softcap
+    y = labels_numpy(target, total, ignore_index).reshape(-1)  # same targets, same verdict everywhere
+    counted_np = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
+    s_np = row_weights(sample_weight)
+    row_w = counted_np.astype(np.float64) if s_np is None else np.where(counted_np, s_np, 0.0)
+    denominator = mean_denominator(reduction, float(np.sum(row_w)), normalizer)
+    scale = grad_scale(reduction, denominator) * logit_scale
+    counted = torch.from_numpy(counted_np).to(x.device)
+    y_t = torch.from_numpy(y).to(x.device) - start
+    owned = counted & (y_t >= 0) & (y_t < local)
+    y_t = torch.where(owned, y_t, 0)
+    rows = x.detach().reshape(-1, local)
+    if logit_scale != 1.0:
+        rows = rows.to(_engine.compute_dtype(x.dtype)) * logit_scale
+    n = rows.shape[0]
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    count = torch.empty(n, dtype=torch.float64, device=x.device)
+    g = torch.empty(rows.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need_input else None
+    all_max, all_sum = _hooks(group)
+    step = max(1, _CHUNK_ELEMENTS // widest)  # the same chunks on every rank
+    for i in range(0, n, step):
+        sl = slice(i, min(i + step, n))
+        loss[sl], _, count[sl] = _engine.softmax_ce_index_rows(
+            rows[sl], y_t[sl], owned[sl], counted[sl], None, eps, zl, cap, scale, need_input,
+            out=g[sl] if need_input else None, all_max=all_max, all_sum=all_sum)
+    bad = counted & (count != 1)
+    if bool(bad.any()):
+        i = int(torch.argmax(bad.to(torch.uint8)))
+        raise IndexError(f"target[{i}] = {int(y[i])} is in no rank's vocabulary slice")
+    if s_np is not None:  # l_n s_n, 0 for a weight of 0 even beside inf
+        s = torch.from_numpy(s_np).to(x.device)
+        loss = torch.where(s == 0, 0.0, loss * s)
+        if g is not None:
+            g.mul_(s.to(g.dtype).unsqueeze(1))
+    value = reduce(loss, reduction, denominator, x.dtype, batch_shape)
+    return value, (g.reshape(x.shape).to(x.dtype) if need_input else empty_grad(x))
+
+
+@_vp_ce_op.register_fake
+def _(local_logits, target, ignore_index, reduction, label_smoothing, z_loss, softcap, logit_scale,
+      sample_weight, normalizer, group_key, vocab_start, need_input):
+    x = local_logits
+    value = x.new_empty(tuple(x.shape[:-1]) if reduction == "none" else ())
+    return value, (torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_input else empty_grad(x))
+
+
+_VP_CE_OP = torch.ops.crossent.vocab_parallel_cross_entropy.default
+
+
+_VocabParallelCrossEntropy = fused_function("vocab_parallel_cross_entropy", _VP_CE_OP, 1,
+                                            row_dim=lambda args: args[0].dim() - 1)
 
 
 def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=-100,
                                  reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None,
-                                 vocab_start=None):
+                                 vocab_start=None, logit_scale=1.0, sample_weight=None, normalizer=None):
     r"""Softmax cross-entropy of logits whose classes are split across the ranks of ``group``.
 
     The value (and, on each rank, the gradient of its slice of the logits) equals
@@ -90,7 +248,11 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
     label_smoothing, z_loss, softcap
         As in :func:`crossent.torch.cross_entropy`.
     vocab_start : int, optional
-        The first global class of this rank's slice. Default ``rank * V_local``.
+        The first global class of this rank's slice, given on every rank or on none. Default:
+        the sum of the widths of the lower ranks' slices (ranks may hold different numbers of
+        classes).
+    logit_scale, sample_weight, normalizer
+        As in :func:`crossent.torch.cross_entropy`.
 
     Returns
     -------
@@ -101,11 +263,17 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
     ------
     IndexError
         A target that is not ``ignore_index`` and lies in no rank's slice (raised on every rank).
+    ValueError, TypeError
+        Bad arguments on any rank, ranks disagreeing on the batch shape, the options or the
+        targets, or slices that do not tile [0, V): the same error on every rank, raised
+        before any collective that could hang.
 
     Notes
     -----
-    Communication for the loss: two all-reduces of at most 7 N numbers in all (see the module
-    documentation); none for the gradient. Runs on any backend (gloo on CPU, NCCL on GPU).
+    Communication for the loss: one small all_gather of every rank's arguments' summary
+    (shapes, options, checksums of targets and weights, slice widths), then two all-reduces of
+    at most 7 N numbers in all (see the module documentation); none for the gradient. Runs on
+    any backend (gloo on CPU, NCCL on GPU).
 
     Examples
     --------
@@ -118,55 +286,113 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
     True
     >>> dist.destroy_process_group()
     """
-    reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
-    x = check_tensor(local_logits, "local_logits")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    check_same_device(x, target, "local_logits", "target")
-    if x.dim() < 1 or x.shape[-1] == 0:
-        raise ValueError(f"local_logits must have classes on its last dim, got shape {tuple(x.shape)}")
-    batch_shape = tuple(x.shape[:-1])
-    if tuple(target.shape) != batch_shape:
-        raise ValueError(f"target must have shape {batch_shape} (local_logits' shape without the "
-                         f"class dim), got {tuple(target.shape)}")
-    ignore_index = _checks.check_ignore_index(ignore_index)
-    local = x.shape[-1]
-    start, total = _layout(local, group, vocab_start)
-    all_max, all_sum = _hooks(group)
+    _check_initialised()
+    try:
+        reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+        x = check_tensor(local_logits, "local_logits")
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+        check_same_device(x, target, "local_logits", "target")
+        if x.dim() < 1 or x.shape[-1] == 0:
+            raise ValueError(f"local_logits must have classes on its last dim, got shape {tuple(x.shape)}")
+        batch_shape = tuple(x.shape[:-1])
+        if tuple(target.shape) != batch_shape:
+            raise ValueError(f"target must have shape {batch_shape} (local_logits' shape without the "
+                             f"class dim), got {tuple(target.shape)}")
+        ignore_index = _checks.check_ignore_index(ignore_index)
+        start = _check_vocab_start(vocab_start)
+        scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, batch_shape, x.device)
+    except (TypeError, ValueError) as exc:
+        _fail_everywhere(group, exc)
+        raise  # pragma: no cover - _fail_everywhere raises
+    return apply_fused(_VocabParallelCrossEntropy, _VP_CE_OP, 1, x, target, ignore_index, reduction, eps,
+                       zl, cap, scale, sw, norm, _group_key(group), start)
 
-    def compute(needs):
-        need = needs[0]
-        y = labels_numpy(target, total if total is not None else torch.iinfo(torch.int64).max,
-                         ignore_index).reshape(-1)
-        counted = torch.from_numpy(y != ignore_index if ignore_index is not None else y == y).to(x.device)
-        y_t = torch.from_numpy(y).to(x.device) - start
-        owned = counted & (y_t >= 0) & (y_t < local)
-        y_t = torch.where(owned, y_t, 0)
-        denominator = float(counted.sum())
-        scale = grad_scale(reduction, denominator)
-        rows = x.detach().reshape(-1, local)
-        n = rows.shape[0]
-        loss = torch.empty(n, dtype=torch.float64, device=x.device)
-        count = torch.empty(n, dtype=torch.float64, device=x.device)
-        g = torch.empty(rows.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
-        step = max(1, _CHUNK_ELEMENTS // local)
-        for i in range(0, n, step):
-            sl = slice(i, min(i + step, n))
-            loss[sl], _, count[sl] = _engine.softmax_ce_index_rows(
-                rows[sl], y_t[sl], owned[sl], counted[sl], None, eps, zl, cap, scale, need,
-                out=g[sl] if need else None, all_max=all_max, all_sum=all_sum)
-        bad = counted & (count != 1)
-        if bool(bad.any()):
-            i = int(torch.argmax(bad.to(torch.uint8)))
-            raise IndexError(f"target[{i}] = {int(y[i])} is in no rank's vocabulary slice")
-        value = reduce(loss, reduction, denominator, x.dtype, batch_shape)
-        return value, (None if g is None else g.reshape(x.shape).to(x.dtype),)
-    return fused(compute, x.dim() - 1, x)
+
+def _check_vocab_start(vocab_start):
+    if vocab_start is None:
+        return None
+    if isinstance(vocab_start, bool) or not isinstance(vocab_start, int) or vocab_start < 0:
+        raise ValueError(f"vocab_start must be a non-negative integer or None, got {vocab_start!r}")
+    return int(vocab_start)
+
+
+def _vp_problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap,
+                chunk_size, logit_scale, sample_weight, normalizer, group_key, vocab_start, needs):
+    """The agreement across the group, then this rank's LinearProblem and hooks."""
+    group = _GROUPS[group_key]
+    signature = _signature(tuple(hidden.shape[:-1]), hidden.dtype, ignore_index, reduction, label_smoothing,
+                           z_loss, softcap, logit_scale, normalizer, sample_weight, target, chunk_size,
+                           hidden.shape[-1], needs)
+    start, total, widest = _agree(group, None, signature, weight.shape[0], vocab_start)
+    problem = LinearProblem(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                            softcap, chunk_size, logit_scale, sample_weight, normalizer, vocab_start=start,
+                            vocab_size=total, chunk_vocab=widest)
+
+    def finish(grad_h, grad_w, grad_b):
+        if grad_h is not None:  # hidden is replicated: its gradient sums every rank's classes
+            torch.distributed.all_reduce(grad_h, op=torch.distributed.ReduceOp.SUM, group=group)
+        return grad_h, grad_w, grad_b
+    return problem, _hooks(group), finish
+
+
+@custom_op("crossent::vocab_parallel_linear_cross_entropy", mutates_args=())
+def _vp_linear_op(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], target: Tensor,
+                  ignore_index: Optional[int], reduction: str, label_smoothing: float, z_loss: float,
+                  softcap: Optional[float], chunk_size: Optional[int], logit_scale: float,
+                  sample_weight: Optional[Tensor], normalizer: Optional[Tensor], group_key: int,
+                  vocab_start: Optional[int], need_hidden: bool, need_weight: bool,
+                  need_bias: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    # the needs agree too: with "none" they decide which ranks run the backward's collectives
+    problem, hooks, finish = _vp_problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing,
+                                         z_loss, softcap, chunk_size, logit_scale, sample_weight, normalizer,
+                                         group_key, vocab_start, (need_hidden, need_weight, need_bias))
+    return linear_forward(problem, need_hidden, need_weight, need_bias, False, shard_hooks=hooks, finish=finish)
+
+
+@_vp_linear_op.register_fake
+def _(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size,
+      logit_scale, sample_weight, normalizer, group_key, vocab_start, need_hidden, need_weight, need_bias):
+    return linear_fake(hidden, weight, bias, reduction, False, need_hidden, need_weight, need_bias)
+
+
+_VP_LINEAR_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy.default
+
+
+@custom_op("crossent::vocab_parallel_linear_cross_entropy_backward", mutates_args=())
+def _vp_linear_backward_op(grad_output: Tensor, hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+                           target: Tensor, ignore_index: Optional[int], reduction: str, label_smoothing: float,
+                           z_loss: float, softcap: Optional[float], chunk_size: Optional[int],
+                           logit_scale: float, sample_weight: Optional[Tensor], normalizer: Optional[Tensor],
+                           group_key: int, vocab_start: Optional[int], need_hidden: bool, need_weight: bool,
+                           need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    problem, hooks, finish = _vp_problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing,
+                                         z_loss, softcap, chunk_size, logit_scale, sample_weight, normalizer,
+                                         group_key, vocab_start, (need_hidden, need_weight, need_bias))
+    return linear_backward(problem, grad_output, need_hidden, need_weight, need_bias, shard_hooks=hooks,
+                           finish=finish)
+
+
+@_vp_linear_backward_op.register_fake
+def _(grad_output, hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap,
+      chunk_size, logit_scale, sample_weight, normalizer, group_key, vocab_start, need_hidden, need_weight,
+      need_bias):
+    return linear_backward_fake(hidden, weight, bias, need_hidden, need_weight, need_bias)
+
+
+_VP_LINEAR_BACKWARD_OP = torch.ops.crossent.vocab_parallel_linear_cross_entropy_backward.default
+
+
+_VocabParallelLinear = linear_function("vocab_parallel_linear_cross_entropy", _VP_LINEAR_OP,
+                                       _VP_LINEAR_BACKWARD_OP)
 
 
 def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias=None, group=None,
                                         ignore_index=-100, reduction="mean", label_smoothing=0.0, *,
-                                        z_loss=0.0, softcap=None, chunk_size=None, vocab_start=None):
+                                        z_loss=0.0, softcap=None, chunk_size=None, vocab_start=None,
+                                        logit_scale=1.0, sample_weight=None, normalizer=None):
     r"""Fused linear cross-entropy with the output projection's rows split across ranks.
 
     Every rank holds the same ``hidden`` ``(..., D)`` and targets, and its own slice
@@ -188,10 +414,11 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
         This rank's slice of the bias, ``(V_local,)``.
     group : ProcessGroup, optional
         The group sharing the vocabulary (default: the world).
-    ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
+    ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, logit_scale, \
+sample_weight, normalizer
         As in :func:`crossent.torch.linear_cross_entropy`.
     vocab_start : int, optional
-        The first global class of this rank's slice. Default ``rank * V_local``.
+        As in :func:`vocab_parallel_cross_entropy` (default: the running sum of the widths).
 
     Returns
     -------
@@ -200,8 +427,10 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
 
     Notes
     -----
-    Communication: for the loss, two all-reduces per row chunk, of at most 7 numbers per row
-    in all; for the gradient, one all-reduce of the ``(N, D)`` gradient of ``hidden``.
+    Communication: one small all_gather that checks the ranks agree (as in
+    :func:`vocab_parallel_cross_entropy`); for the loss, two all-reduces per row chunk, of at
+    most 7 numbers per row in all, the same chunks on every rank (sized for the widest slice);
+    for the gradient, one all-reduce of the ``(N, D)`` gradient of ``hidden``.
 
     Examples
     --------
@@ -214,16 +443,16 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
     True
     >>> dist.destroy_process_group()
     """
-    if not isinstance(local_weight, torch.Tensor) or local_weight.dim() != 2:
-        raise ValueError("local_weight must be a 2-d tensor (V_local, D)")
-    start, total = _layout(local_weight.shape[0], group, vocab_start)
-    problem = LinearProblem(hidden, local_weight, target, local_bias, ignore_index, label_smoothing,
-                            z_loss, softcap, reduction, chunk_size, vocab_start=start,
-                            vocab_size=total if total is not None else torch.iinfo(torch.int64).max)
-    hooks = _hooks(group)
-
-    def finish(grad_h, grad_w, grad_b):
-        if grad_h is not None:
-            torch.distributed.all_reduce(grad_h, op=torch.distributed.ReduceOp.SUM, group=group)
-        return grad_h, grad_w, grad_b
-    return apply_linear(problem, hidden, local_weight, local_bias, shard_hooks=hooks, finish=finish)
+    _check_initialised()
+    try:
+        reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+        chunk = check_linear(hidden, local_weight, target, local_bias, chunk_size, "local_weight", "local_bias")
+        ignore_index = _checks.check_ignore_index(ignore_index)
+        start = _check_vocab_start(vocab_start)
+        scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
+    except (TypeError, ValueError) as exc:
+        _fail_everywhere(group, exc)
+        raise  # pragma: no cover - _fail_everywhere raises
+    return apply_linear(_VocabParallelLinear, _VP_LINEAR_OP, hidden, local_weight, local_bias, target,
+                        ignore_index, reduction, eps, zl, cap, chunk, scale, sw, norm, _group_key(group),
+                        start)[0]

@@ -1,7 +1,9 @@
 """Drop-in replacements for ``torch.nn.functional``'s cross-entropy losses (class dim 1).
 
-Each loss computes its value and gradient in one fused pass in ``forward`` and keeps the
-gradient for ``backward``, which only multiplies it by the upstream gradient. CPU tensors run
+Each loss is an operator registered with ``torch.library`` (``torch.ops.crossent.*``, with a
+fake kernel for tracing) that computes its value and gradient in one fused pass; autograd
+keeps the gradient for ``backward``, which only multiplies it by the upstream gradient
+(second derivatives differentiate the formulas of :mod:`._formulas`). CPU tensors run
 crossent's compiled kernels on the tensors' own memory (float32/float64 contiguous inputs are
 not copied); tensors on other devices run a chunked pure-torch path with the same formulas.
 float16/bfloat16 inputs are computed in float32 and their gradients returned in their dtype.
@@ -9,22 +11,33 @@ float16/bfloat16 inputs are computed in float32 and their gradients returned in 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
+from torch import Tensor
+from torch.library import custom_op
 
 from .. import _checks, _dispatch
-from . import _engine
+from . import _engine, _formulas
 from ._autograd import (
+    apply_fused,
     check_constant,
     check_same_device,
+    check_scalar,
     check_tensor,
     check_unit_interval,
     class_weight,
-    fused,
+    empty_grad,
+    fused_function,
     grad_scale,
+    head_options,
     labels_numpy,
+    mean_denominator,
     numpy_block,
     reduce,
+    register_loop_vmap,
+    row_weights,
     scalars,
 )
 
@@ -68,21 +81,66 @@ def _chunks(n_rows, n_cols):
     return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
 
+def _class_dim(x):
+    return 0 if x.dim() == 1 else 1
+
+
+def _batch_shape(x):
+    d = _class_dim(x)
+    return tuple(x.shape[:d]) + tuple(x.shape[d + 1:])
+
+
+def _value_like(x, reduction, batch_shape):
+    """Fake value: the per-row losses for "none", else a scalar, in the input's dtype."""
+    return x.new_empty(batch_shape if reduction == "none" else ())
+
+
+def _grad_like(x, need):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device) if need else empty_grad(x)
+
+
+def _head_block(rows, logit_scale):
+    """The rows as the kernels read them: multiplied by ``logit_scale`` first (a private copy)."""
+    if logit_scale == 1.0:
+        return rows.block
+    return rows.block.to(_engine.compute_dtype(rows.dtype)) * logit_scale
+
+
+def _weight_rows(loss, g, s_np):
+    """Per-row losses and gradient rows times the sample weights (0 weight: 0, even beside inf)."""
+    if s_np is None:
+        return loss, g
+    s = torch.from_numpy(s_np).to(loss.device)
+    loss = torch.where(s == 0, 0.0, loss * s)
+    if g is not None:
+        g.mul_(s.to(g.dtype).unsqueeze(1))
+    return loss, g
+
+
 # ----------------------------------------------------------------------------- cross-entropy
-def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, need):
+def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, need, logit_scale,
+              s_np, normalizer):
     y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
-    counted = y if ignore_index is None else y[y != ignore_index]
-    denominator = float(counted.size) if w_np is None else float(np.sum(w_np[counted], dtype=np.float64))
-    scale = grad_scale(reduction, denominator)
-    x = rows.block
+    counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
+    # "mean" divides by sum_n s_n w_{y_n} over counted rows (torch: sum_n w_{y_n})
+    if w_np is None:
+        row_w = counted.astype(np.float64)
+    else:
+        row_w = np.where(counted, w_np[np.where(counted, y, 0)], 0.0)
+    if s_np is not None:
+        row_w = row_w * s_np
+    denominator = mean_denominator(reduction, float(np.sum(row_w, dtype=np.float64)), normalizer)
+    scale = grad_scale(reduction, denominator) * logit_scale  # dl/dx = logit_scale dl/dz
+    x = _head_block(rows, logit_scale)
     if _engine.uses_kernels(x):
         x_np, private = numpy_block(x)
+        private = private or logit_scale != 1.0
         loss, g = _dispatch.softmax_ce_index(x_np, np.ascontiguousarray(y), w_np, ignore_index, eps,
                                              zl, cap, scale, need, out=x_np if private and need else None)
         loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need else None)
     else:
         y_t = torch.from_numpy(y).to(x.device)
-        is_counted = y_t != ignore_index if ignore_index is not None else torch.ones_like(y_t, dtype=torch.bool)
+        is_counted = torch.from_numpy(counted).to(x.device)
         y_t = torch.where(is_counted, y_t, 0)
         loss = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
         g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
@@ -90,35 +148,94 @@ def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, ne
             loss[sl] = _engine.softmax_ce_index_rows(
                 x[sl], y_t[sl], is_counted[sl], is_counted[sl], w_t, eps, zl, cap, scale, need,
                 out=g[sl] if need else None)[0]
+    loss, g = _weight_rows(loss, g, s_np)
     return reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape), g
 
 
-def _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, need, need_target):
+def _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, need, need_target, logit_scale,
+              s_np, normalizer):
     check_unit_interval(target.detach(), "target")
-    x, t = rows.block, rows.rows_of(target.detach())
-    denominator = float(x.shape[0])
+    x, t = _head_block(rows, logit_scale), rows.rows_of(target.detach())
+    denominator = float(x.shape[0]) if s_np is None else float(np.sum(s_np))
+    denominator = mean_denominator(reduction, denominator, normalizer)
     scale = grad_scale(reduction, denominator)
     if _engine.uses_kernels(x):
         x_np, _ = numpy_block(x)
         t_np, _ = numpy_block(t)
-        loss, g = _dispatch.softmax_ce_dense(x_np, t_np, w_np, eps, zl, cap, scale, need)
+        loss, g = _dispatch.softmax_ce_dense(x_np, t_np, w_np, eps, zl, cap, scale * logit_scale, need)
         loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need else None)
     else:
         loss = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
         g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
         for sl in _chunks(*x.shape):
-            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], w_t, eps, zl, cap, scale, need)
+            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], w_t, eps, zl, cap, scale * logit_scale, need)
             if need:
                 g[sl] = g_c
     g_t = _engine.dense_target_grad(x, w_t, eps, cap, scale) if need_target else None
+    if g_t is not None and s_np is not None:
+        g_t.mul_(torch.from_numpy(s_np).to(g_t).unsqueeze(1))
+    loss, g = _weight_rows(loss, g, s_np)
     return reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape), g, g_t
 
 
+@custom_op("crossent::cross_entropy_index", mutates_args=())
+def _cross_entropy_index(input: Tensor, target: Tensor, weight: Optional[Tensor], ignore_index: Optional[int],
+                         reduction: str, label_smoothing: float, z_loss: float, softcap: Optional[float],
+                         logit_scale: float, sample_weight: Optional[Tensor], normalizer: Optional[Tensor],
+                         need_input: bool) -> tuple[Tensor, Tensor]:
+    rows = _Rows(input)
+    w_np, w_t = class_weight(weight, rows.num_classes, input.device)
+    value, g = _ce_index(rows, target, w_np, w_t, ignore_index, label_smoothing, z_loss, softcap,
+                         reduction, need_input, logit_scale, row_weights(sample_weight), normalizer)
+    return value, (rows.back(g).contiguous() if need_input else empty_grad(input))
+
+
+@_cross_entropy_index.register_fake
+def _(input, target, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, logit_scale,
+      sample_weight, normalizer, need_input):
+    return _value_like(input, reduction, _batch_shape(input)), _grad_like(input, need_input)
+
+
+_CROSS_ENTROPY_INDEX_OP = torch.ops.crossent.cross_entropy_index.default
+register_loop_vmap(_CROSS_ENTROPY_INDEX_OP)
+
+
+@custom_op("crossent::cross_entropy_dense", mutates_args=())
+def _cross_entropy_dense(input: Tensor, target: Tensor, weight: Optional[Tensor], reduction: str,
+                         label_smoothing: float, z_loss: float, softcap: Optional[float], logit_scale: float,
+                         sample_weight: Optional[Tensor], normalizer: Optional[Tensor], need_input: bool,
+                         need_target: bool) -> tuple[Tensor, Tensor, Tensor]:
+    rows = _Rows(input)
+    w_np, w_t = class_weight(weight, rows.num_classes, input.device)
+    value, g, g_t = _ce_dense(rows, target, w_np, w_t, label_smoothing, z_loss, softcap, reduction,
+                              need_input, need_target, logit_scale, row_weights(sample_weight), normalizer)
+    return (value, rows.back(g).contiguous() if need_input else empty_grad(input),
+            rows.back(g_t).to(target.dtype).contiguous() if need_target else empty_grad(target))
+
+
+@_cross_entropy_dense.register_fake
+def _(input, target, weight, reduction, label_smoothing, z_loss, softcap, logit_scale, sample_weight,
+      normalizer, need_input, need_target):
+    return (_value_like(input, reduction, _batch_shape(input)), _grad_like(input, need_input),
+            _grad_like(target, need_target))
+
+
+_CROSS_ENTROPY_DENSE_OP = torch.ops.crossent.cross_entropy_dense.default
+register_loop_vmap(_CROSS_ENTROPY_DENSE_OP)
+
+
+_CrossEntropyIndex = fused_function("cross_entropy", _CROSS_ENTROPY_INDEX_OP, 1, _formulas.cross_entropy_index,
+                                    lambda args: _class_dim(args[0]))
+_CrossEntropyDense = fused_function("cross_entropy", _CROSS_ENTROPY_DENSE_OP, 2, _formulas.cross_entropy_dense,
+                                    lambda args: _class_dim(args[0]))
+
+
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0, *, z_loss=0.0, softcap=None):
+                  label_smoothing=0.0, *, z_loss=0.0, softcap=None, logit_scale=1.0,
+                  sample_weight=None, normalizer=None):
     r"""Softmax cross-entropy, a drop-in for :func:`torch.nn.functional.cross_entropy`.
 
-    With classes on dim 1, per row (soft-cap ``s``): :math:`z = s\tanh(x/s)`,
+    With classes on dim 1, per row (soft-cap ``s``, logit scale ``a``): :math:`z = s\tanh(ax/s)`,
     :math:`\operatorname{lse} = \log\sum_c e^{z_c}`, :math:`\log p = z - \operatorname{lse}`;
     for class indices :math:`\ell_n = (1-\varepsilon)w_{y_n}(-\log p_{y_n}) +
     \frac{\varepsilon}{C}\sum_c w_c(-\log p_c) + \lambda_z w_{y_n}\operatorname{lse}_n^2`; for
@@ -146,12 +263,22 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         :math:`\lambda_z \ge 0`, weight of the :math:`\operatorname{lse}^2` penalty (PaLM).
     softcap : float, optional
         ``s > 0``: logits pass through :math:`s\tanh(x/s)` first (Gemma 2).
+    logit_scale : float, default 1.0
+        ``a > 0``: the logits are multiplied by it before anything else (Cohere/Granite heads,
+        1/temperature).
+    sample_weight : Tensor, optional
+        Non-negative per-row weights of the target's row shape (a constant): each row's loss is
+        multiplied by its weight, and "mean" divides by :math:`\sum_n s_n w_{y_n}` over the
+        rows not ignored (by :math:`\sum_n s_n` for probabilities).
+    normalizer : float or Tensor, optional
+        A positive number "mean" divides by instead (gradient accumulation: transformers'
+        ``num_items_in_batch``). "sum" and "none" ignore it.
 
     Returns
     -------
     Tensor
         A scalar of the input's dtype, or the per-row losses for "none" (input's shape without
-        dim 1). Differentiable with respect to ``input`` (and probability targets).
+        dim 1). Differentiable with respect to ``input`` (and probability targets), twice.
 
     See Also
     --------
@@ -159,9 +286,12 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
     Notes
     -----
-    The value and the gradient come from one fused pass; backward multiplies the kept gradient
-    by the upstream gradient. ``-inf`` logits are masked classes (no probability, no smoothing
-    mass: :math:`C` counts the unmasked classes).
+    The value and the gradient come from one fused pass (the operators
+    ``torch.ops.crossent.cross_entropy_index`` and ``cross_entropy_dense``); backward multiplies
+    the kept gradient by the upstream gradient. Under ``create_graph=True`` the gradient is
+    formed from differentiable torch operations instead, so second derivatives are exact.
+    ``-inf`` logits are masked classes (no probability, no smoothing mass: :math:`C` counts the
+    unmasked classes).
 
     References
     ----------
@@ -187,7 +317,8 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     check_same_device(x, target, "input", "target")
     ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(x)
-    w_np, w_t = class_weight(weight, rows.num_classes, x.device)
+    _check_class_weight_shape(weight, rows.num_classes, x.device, "weight")
+    scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, rows.batch_shape, x.device)
     if target.is_floating_point():
         if tuple(target.shape) != rows.shape:
             raise ValueError(f"target of floating dtype holds class probabilities and must have the "
@@ -196,20 +327,31 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
         if ignore_index not in (None, -100):
             raise ValueError(f"ignore_index={ignore_index} applies to class-index targets; "
                              "probability targets cannot ignore rows")
-
-        def compute(needs):
-            value, g, g_t = _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, needs[0], needs[1])
-            return value, (None if g is None else rows.back(g),
-                           None if g_t is None else rows.back(g_t).to(target.dtype))
-        return fused(compute, rows.class_dim, x, target)
+        return apply_fused(_CrossEntropyDense, _CROSS_ENTROPY_DENSE_OP, 2, x, target, weight, reduction,
+                           eps, zl, cap, scale, sw, norm)
+    if target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
+    return apply_fused(_CrossEntropyIndex, _CROSS_ENTROPY_INDEX_OP, 1, x, target, weight, ignore_index,
+                       reduction, eps, zl, cap, scale, sw, norm)
 
-    def compute(needs):
-        value, g = _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, needs[0])
-        return value, (None if g is None else rows.back(g),)
-    return fused(compute, rows.class_dim, x)
+
+def _check_class_weight_shape(weight, num_classes, device, name):
+    """Per-class weights: a constant tensor of shape (C,) on the input's device (values are
+    checked by the operator)."""
+    if weight is None:
+        return
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({num_classes},), got {type(weight).__name__}")
+    check_constant(weight, name)
+    check_tensor(weight, name)
+    if tuple(weight.shape) != (num_classes,):
+        raise ValueError(f"{name} must have shape ({num_classes},) (one entry per class), "
+                         f"got {tuple(weight.shape)}")
+    if weight.device != device:
+        raise ValueError(f"{name} is on {weight.device}, but input is on {device}")
 
 
 def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, reduction="mean"):
@@ -254,7 +396,7 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     0.00105361
     """
     reduction = _checks.check_reduction(reduction)
-    gamma = _checks.check_scalar(gamma, "gamma", low=0.0)
+    gamma = check_scalar(gamma, "gamma", low=0.0)
     x = check_tensor(input, "input")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -262,51 +404,89 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(x)
     if alpha is None:
-        a_np = None
-    elif np.ndim(alpha) > 0:
-        a_np, _ = class_weight(alpha, rows.num_classes, x.device, name="alpha")
+        a_t = None
+    elif isinstance(alpha, torch.Tensor) and alpha.dim() > 0 or np.ndim(alpha) > 0:
+        a_t = alpha if isinstance(alpha, torch.Tensor) else \
+            torch.as_tensor(alpha, dtype=torch.float64, device=x.device)
+        _check_class_weight_shape(a_t, rows.num_classes, x.device, "alpha")
     else:
         a = alpha.item() if isinstance(alpha, torch.Tensor) else alpha
-        a_np = np.full(rows.num_classes, _checks.check_scalar(a, "alpha", low=0.0, high=1.0))
+        a = check_scalar(a, "alpha", low=0.0, high=1.0)
+        a_t = torch.full((rows.num_classes,), a, dtype=torch.float64, device=x.device)
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
+    return apply_fused(_SoftmaxFocal, _SOFTMAX_FOCAL_LOSS_OP, 1, x, target, a_t, gamma, ignore_index, reduction)
 
-    def compute(needs):
-        need = needs[0]
-        y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
-        counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
-        denominator = float(np.count_nonzero(counted))
-        scale = grad_scale(reduction, denominator)
-        xb = rows.block
-        if _engine.uses_kernels(xb):
-            x_np, _ = numpy_block(xb)
-            loss, g = _dispatch.softmax_focal(x_np, np.ascontiguousarray(y), a_np, gamma, ignore_index,
-                                              scale, need)
-            loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need else None)
-        else:
-            y_t = torch.from_numpy(np.where(counted, y, 0)).to(xb.device)
-            c_t = torch.from_numpy(counted).to(xb.device)
-            a_t = None if a_np is None else torch.from_numpy(a_np).to(xb.device)
-            loss, g = _engine.softmax_focal(xb, y_t, c_t, a_t, gamma, scale, need)
-        value = reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape)
-        return value, (None if g is None else rows.back(g),)
-    return fused(compute, rows.class_dim, x)
+
+@custom_op("crossent::softmax_focal_loss", mutates_args=())
+def _softmax_focal(input: Tensor, target: Tensor, alpha: Optional[Tensor], gamma: float,
+                   ignore_index: Optional[int], reduction: str, need_input: bool) -> tuple[Tensor, Tensor]:
+    rows = _Rows(input)
+    a_np = None if alpha is None else class_weight(alpha, rows.num_classes, input.device, name="alpha")[0]
+    y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
+    counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
+    denominator = float(np.count_nonzero(counted))
+    scale = grad_scale(reduction, denominator)
+    xb = rows.block
+    if _engine.uses_kernels(xb):
+        x_np, _ = numpy_block(xb)
+        loss, g = _dispatch.softmax_focal(x_np, np.ascontiguousarray(y), a_np, gamma, ignore_index,
+                                          scale, need_input)
+        loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need_input else None)
+    else:
+        y_t = torch.from_numpy(np.where(counted, y, 0)).to(xb.device)
+        c_t = torch.from_numpy(counted).to(xb.device)
+        a_t = None if a_np is None else torch.from_numpy(a_np).to(xb.device)
+        loss, g = _engine.softmax_focal(xb, y_t, c_t, a_t, gamma, scale, need_input)
+    value = reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape)
+    return value, (rows.back(g).contiguous() if need_input else empty_grad(input))
+
+
+@_softmax_focal.register_fake
+def _(input, target, alpha, gamma, ignore_index, reduction, need_input):
+    return _value_like(input, reduction, _batch_shape(input)), _grad_like(input, need_input)
+
+
+_SOFTMAX_FOCAL_LOSS_OP = torch.ops.crossent.softmax_focal_loss.default
+register_loop_vmap(_SOFTMAX_FOCAL_LOSS_OP)
+
+
+_SoftmaxFocal = fused_function("softmax_focal_loss", _SOFTMAX_FOCAL_LOSS_OP, 1, _formulas.softmax_focal,
+                               lambda args: _class_dim(args[0]))
 
 
 # ----------------------------------------------------------------------------- binary family
-def _broadcast_weight(weight, shape, device, name):
-    """An element-wise weight broadcastable to ``shape``: (float64 NumPy, float64 tensor) or Nones."""
+def _check_broadcast_shape(weight, shape, device, name):
+    """An element-wise weight: a constant tensor broadcasting to ``shape`` without enlarging it
+    (its values are checked by the operator)."""
+    if weight is None:
+        return
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(weight).__name__}")
+    check_constant(weight, name)
+    check_tensor(weight, name)
+    if weight.device != device:
+        raise ValueError(f"{name} is on {weight.device}, but input is on {device}")
+    try:
+        full = torch.broadcast_shapes(weight.shape, shape)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(weight.shape)} does not broadcast to "
+                         f"{tuple(shape)}") from None
+    if tuple(full) != tuple(shape):
+        raise ValueError(f"{name} of shape {tuple(weight.shape)} would enlarge the result "
+                         f"beyond {tuple(shape)}")
+
+
+def _broadcast_weight(weight, shape, name):
+    """Operator side: (float64 NumPy array, float64 tensor) of checked values, or Nones."""
     if weight is None:
         return None, None
-    check_constant(weight, name)
-    w = weight.detach().to("cpu", torch.float64).numpy() if isinstance(weight, torch.Tensor) else weight
-    w_np = _checks.check_broadcast_weight(w, shape, name)
-    return w_np, torch.from_numpy(w_np).to(device)
+    w_np = _checks.check_broadcast_weight(weight.detach().to("cpu", torch.float64).numpy(), shape, name)
+    return w_np, torch.from_numpy(w_np).to(weight.device)
 
 
-def _elementwise(x, target, reduction, loss_name, kernel, engine, target_grad=None):
-    """Shared driver of the binary losses: validation, both paths, reduction."""
+def _check_binary_target(x, target, loss_name, differentiable):
     if not isinstance(target, torch.Tensor) or not target.is_floating_point():
         raise TypeError(f"target must be a floating-point tensor of 0/1 (or soft) labels, got "
                         f"{getattr(target, 'dtype', type(target).__name__)}")
@@ -314,27 +494,81 @@ def _elementwise(x, target, reduction, loss_name, kernel, engine, target_grad=No
     if target.shape != x.shape:
         raise ValueError(f"target has shape {tuple(target.shape)}, but input has shape "
                          f"{tuple(x.shape)}; {loss_name} needs them equal")
-    if target_grad is None and target.requires_grad:
+    if not differentiable and target.requires_grad:
         raise ValueError(f"target requires grad, but {loss_name} does not differentiate its "
                          "targets; pass target.detach()")
+
+
+def _elementwise(x, target, reduction, kernel, engine):
+    """Shared operator body of the binary losses: both paths and the reduction.
+    Returns (value, gradient scale of the reduction, grad in the input's shape and dtype or None)."""
     check_unit_interval(target.detach(), "target")
     n = float(x.numel())
+    scale = grad_scale(reduction, n)
+    xd, td = x.detach(), target.detach()
+    if _engine.uses_kernels(xd):
+        x_np, _ = numpy_block(xd)
+        t_np, _ = numpy_block(td)
+        loss, g = kernel(x_np, t_np, scale)
+        # 0-d inputs may come back as NumPy scalars: np.asarray keeps torch.from_numpy happy
+        loss = torch.from_numpy(np.asarray(loss, dtype=np.float64))
+        g = torch.from_numpy(np.asarray(g)) if g is not None else None
+    else:
+        loss, g = engine(xd, td, scale)
+    value = reduce(loss.reshape(-1), reduction, n, x.dtype, tuple(x.shape))
+    return value, scale, (g.reshape(x.shape).to(x.dtype).contiguous() if g is not None else None)
 
-    def compute(needs):
-        need = needs[0]
-        scale = grad_scale(reduction, n)
-        xd, td = x.detach(), target.detach()
-        if _engine.uses_kernels(xd):
-            x_np, _ = numpy_block(xd)
-            t_np, _ = numpy_block(td)
-            loss, g = kernel(x_np, t_np, scale, need)
-            loss, g = torch.from_numpy(np.asarray(loss, dtype=np.float64)), (torch.from_numpy(g) if need else None)
-        else:
-            loss, g = engine(xd, td, scale, need)
-        value = reduce(loss.reshape(-1), reduction, n, x.dtype, tuple(x.shape))
-        g_t = target_grad(xd, scale).to(target.dtype) if needs[1] else None
-        return value, (None if g is None else g.reshape(x.shape).to(x.dtype), g_t)
-    return fused(compute, None, x, target)
+
+@custom_op("crossent::binary_cross_entropy_with_logits", mutates_args=())
+def _bce_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor],
+                     reduction: str, label_smoothing: float, need_input: bool,
+                     need_target: bool) -> tuple[Tensor, Tensor, Tensor]:
+    shape = tuple(input.shape)
+    w_np, w_t = _broadcast_weight(weight, shape, "weight")
+    pw_np, pw_t = _broadcast_weight(pos_weight, shape, "pos_weight")
+    eps = label_smoothing
+    value, scale, g = _elementwise(
+        input, target, reduction,
+        lambda x_np, t_np, scale: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, w_np, pw_np, eps, scale,
+                                                                         need_input),
+        lambda xd, td, scale: _engine.sigmoid_binary_cross_entropy(xd, td, w_t, pw_t, eps, scale, need_input))
+    g_t = (_engine.binary_target_grad(input.detach(), w_t, pw_t, eps, scale).to(target.dtype).contiguous()
+           if need_target else empty_grad(target))
+    return value, (g if need_input else empty_grad(input)), g_t
+
+
+@_bce_with_logits.register_fake
+def _(input, target, weight, pos_weight, reduction, label_smoothing, need_input, need_target):
+    return (_value_like(input, reduction, tuple(input.shape)), _grad_like(input, need_input),
+            _grad_like(target, need_target))
+
+
+_BCE_WITH_LOGITS_OP = torch.ops.crossent.binary_cross_entropy_with_logits.default
+register_loop_vmap(_BCE_WITH_LOGITS_OP)
+
+
+@custom_op("crossent::sigmoid_focal_loss", mutates_args=())
+def _sigmoid_focal(input: Tensor, target: Tensor, alpha: Optional[float], gamma: float, reduction: str,
+                   need_input: bool) -> tuple[Tensor, Tensor]:
+    value, _, g = _elementwise(
+        input, target, reduction,
+        lambda x_np, t_np, scale: _dispatch.sigmoid_focal(x_np, t_np, alpha, gamma, scale, need_input),
+        lambda xd, td, scale: _engine.sigmoid_focal(xd, td, alpha, gamma, scale, need_input))
+    return value, (g if need_input else empty_grad(input))
+
+
+@_sigmoid_focal.register_fake
+def _(input, target, alpha, gamma, reduction, need_input):
+    return _value_like(input, reduction, tuple(input.shape)), _grad_like(input, need_input)
+
+
+_SIGMOID_FOCAL_LOSS_OP = torch.ops.crossent.sigmoid_focal_loss.default
+register_loop_vmap(_SIGMOID_FOCAL_LOSS_OP)
+
+
+_BCEWithLogits = fused_function("binary_cross_entropy_with_logits", _BCE_WITH_LOGITS_OP, 2,
+                                _formulas.binary_cross_entropy_with_logits)
+_SigmoidFocal = fused_function("sigmoid_focal_loss", _SIGMOID_FOCAL_LOSS_OP, 1, _formulas.sigmoid_focal)
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None,
@@ -374,14 +608,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     """
     reduction, eps, _, _ = scalars(reduction, label_smoothing)
     x = check_tensor(input, "input")
-    shape = tuple(x.shape)
-    w_np, w_t = _broadcast_weight(weight, shape, x.device, "weight")
-    pw_np, pw_t = _broadcast_weight(pos_weight, shape, x.device, "pos_weight")
-    return _elementwise(
-        x, target, reduction, "binary_cross_entropy_with_logits",
-        lambda x_np, t_np, scale, need: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, w_np, pw_np, eps, scale, need),
-        lambda xd, td, scale, need: _engine.sigmoid_binary_cross_entropy(xd, td, w_t, pw_t, eps, scale, need),
-        lambda xd, scale: _engine.binary_target_grad(xd, w_t, pw_t, eps, scale))
+    _check_binary_target(x, target, "binary_cross_entropy_with_logits", differentiable=True)
+    _check_broadcast_shape(weight, x.shape, x.device, "weight")
+    _check_broadcast_shape(pos_weight, x.shape, x.device, "pos_weight")
+    return apply_fused(_BCEWithLogits, _BCE_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, reduction,
+                       eps)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
@@ -422,11 +653,9 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     [0.6931471...]
     """
     reduction = _checks.check_reduction(reduction)
-    gamma = _checks.check_scalar(gamma, "gamma", low=0.0)
+    gamma = check_scalar(gamma, "gamma", low=0.0)
     a = None if alpha is None or (not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha < 0) \
-        else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
+        else check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x = check_tensor(inputs, "inputs")
-    return _elementwise(
-        x, targets, reduction, "sigmoid_focal_loss",
-        lambda x_np, t_np, scale, need: _dispatch.sigmoid_focal(x_np, t_np, a, gamma, scale, need),
-        lambda xd, td, scale, need: _engine.sigmoid_focal(xd, td, a, gamma, scale, need))
+    _check_binary_target(x, targets, "sigmoid_focal_loss", differentiable=False)
+    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, a, gamma, reduction)

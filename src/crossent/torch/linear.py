@@ -11,59 +11,87 @@ its own upstream gradient.
 
 from __future__ import annotations
 
+import numbers
+from typing import NamedTuple, Optional
+
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
+from torch.library import custom_op
 
 from .. import _checks, _dispatch
 from . import _engine
 from ._autograd import (
     check_same_device,
     check_tensor,
+    _is_unit,
     default_chunk_rows,
-    fused,
+    empty_grad,
     grad_scale,
+    head_options,
     labels_numpy,
+    mean_denominator,
     reduce,
+    row_weights,
     scalars,
 )
 
-__all__ = ["linear_cross_entropy"]
+__all__ = ["linear_cross_entropy", "linear_cross_entropy_with_stats"]
+
+
+def check_linear(hidden, weight, target, bias, chunk_size, weight_name="weight", bias_name="bias"):
+    """Shapes, dtypes and devices of a fused linear cross-entropy (before anything runs)."""
+    check_tensor(hidden, "hidden")
+    check_tensor(weight, weight_name)
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    for other, name in ((weight, weight_name), (target, "target"), (bias, bias_name)):
+        if other is not None:
+            check_same_device(hidden, other, "hidden", name)
+    if hidden.dim() < 1 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
+        raise ValueError(f"hidden (..., D) and {weight_name} (V, D) must share D; got hidden of shape "
+                         f"{tuple(hidden.shape)} and {weight_name} of shape {tuple(weight.shape)}")
+    if weight.shape[0] == 0:
+        raise ValueError(f"{weight_name} has no rows: the vocabulary is empty")
+    if bias is not None:
+        check_tensor(bias, bias_name)
+        if tuple(bias.shape) != (weight.shape[0],):
+            raise ValueError(f"{bias_name} must have shape ({weight.shape[0]},) (one entry per row of "
+                             f"{weight_name}), got {tuple(bias.shape)}")
+    if tuple(target.shape) != tuple(hidden.shape[:-1]):
+        raise ValueError(f"target must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
+                         f"without the last dim), got {tuple(target.shape)}")
+    return check_chunk_size(chunk_size)
+
+
+def check_chunk_size(chunk_size):
+    """None, or a positive integer (not a float that would be truncated)."""
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral):
+        raise TypeError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
+    return int(chunk_size)
 
 
 class LinearProblem:
-    """Validated inputs of a (possibly vocabulary-sharded) fused linear cross-entropy.
+    """Inputs of a (possibly vocabulary-sharded) fused linear cross-entropy, as the operator
+    sees them (shapes already checked by :func:`check_linear`).
 
     ``hidden`` ``(..., D)`` becomes ``(N, D)`` rows in the compute dtype (float64, or float32
-    for float32/float16/bfloat16); ``weight`` ``(V, D)`` holds this process's classes
+    for float32/float16/bfloat16: so float16/bfloat16 weight gradients accumulate in float32
+    across the chunks and are cast once); ``weight`` ``(V, D)`` holds this process's classes
     ``[vocab_start, vocab_start + V)``; targets are global class indices.
     """
 
-    def __init__(self, hidden, weight, target, bias, ignore_index, label_smoothing, z_loss, softcap,
-                 reduction, chunk_size, vocab_start=0, vocab_size=None):
-        self.reduction, self.eps, self.z_loss, self.softcap = scalars(reduction, label_smoothing,
-                                                                      z_loss, softcap)
-        check_tensor(hidden, "hidden")
-        check_tensor(weight, "weight")
-        if not isinstance(target, torch.Tensor):
-            raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-        for other, name in ((weight, "weight"), (target, "target"), (bias, "bias")):
-            if other is not None:
-                check_same_device(hidden, other, "hidden", name)
-        if hidden.dim() < 1 or weight.dim() != 2 or hidden.shape[-1] != weight.shape[1]:
-            raise ValueError(f"hidden (..., D) and weight (V, D) must share D; got hidden of shape "
-                             f"{tuple(hidden.shape)} and weight of shape {tuple(weight.shape)}")
-        if weight.shape[0] == 0:
-            raise ValueError("weight has no rows: the vocabulary is empty")
-        if bias is not None:
-            check_tensor(bias, "bias")
-            if tuple(bias.shape) != (weight.shape[0],):
-                raise ValueError(f"bias must have shape ({weight.shape[0]},) (one entry per row of "
-                                 f"weight), got {tuple(bias.shape)}")
-        if tuple(target.shape) != tuple(hidden.shape[:-1]):
-            raise ValueError(f"target must have shape {tuple(hidden.shape[:-1])} (hidden's shape "
-                             f"without the last dim), got {tuple(target.shape)}")
-        self.ignore_index = _checks.check_ignore_index(ignore_index)
+    def __init__(self, hidden, weight, target, bias, ignore_index, reduction, eps, z_loss, softcap,
+                 chunk, logit_scale=1.0, sample_weight=None, normalizer=None, vocab_start=0,
+                 vocab_size=None, chunk_vocab=None):
+        self.reduction, self.eps, self.z_loss, self.softcap = reduction, eps, z_loss, softcap
+        self.ignore_index, self.logit_scale = ignore_index, logit_scale
         self.out_dtype = hidden.dtype
         self.batch_shape = tuple(hidden.shape[:-1])
         self.vocab_start = int(vocab_start)
@@ -74,29 +102,36 @@ class LinearProblem:
         self.h = hidden.detach().reshape(-1, hidden.shape[-1]).to(cd).contiguous()
         self.w = weight.detach().to(cd).contiguous()
         self.b = None if bias is None else bias.detach().to(cd).contiguous()
+        self.bias_dtype = None if bias is None else bias.dtype
         n = self.h.shape[0]
-        if chunk_size is None:
-            self.chunk = default_chunk_rows(n, self.local_vocab, self.h.element_size())
-        else:
-            self.chunk = int(_checks.check_scalar(chunk_size, "chunk_size", low=1))
+        # the chunking depends only on N and chunk_vocab (the widest slice of the group), so
+        # every rank of a vocabulary-parallel group runs the same number of chunks
+        width = self.local_vocab if chunk_vocab is None else chunk_vocab
+        self.chunk = default_chunk_rows(n, width, self.h.element_size()) if chunk is None else chunk
         self.y = labels_numpy(target, total, self.ignore_index).reshape(-1)
         counted = self.y != self.ignore_index if self.ignore_index is not None else np.ones(n, bool)
-        self.denominator = float(np.count_nonzero(counted))
+        self.s_np = row_weights(sample_weight)
+        row_w = counted.astype(np.float64) if self.s_np is None else np.where(counted, self.s_np, 0.0)
+        self.denominator = mean_denominator(reduction, float(np.sum(row_w)), normalizer)
         device = self.h.device
+        self.sample_weight = None if self.s_np is None else torch.from_numpy(self.s_np).to(device)
         self.counted = torch.from_numpy(counted).to(device)
         local = self.y - self.vocab_start
         owned = counted & (local >= 0) & (local < self.local_vocab)
         self.owned = torch.from_numpy(owned).to(device)
         self.y_local = torch.from_numpy(np.where(owned, local, 0)).to(device)
 
-    def run(self, need_h, need_w, need_b, scale, row_scale=None, shard_hooks=None):
+    def run(self, need_h, need_w, need_b, scale, row_scale=None, shard_hooks=None, stats=None):
         """One pass over the row chunks: per-row losses and the requested gradients.
 
-        ``scale`` multiplies every gradient; ``row_scale`` (N,) multiplies each row's.
-        ``shard_hooks`` = (all_max, all_sum) combines statistics across vocabulary shards
-        (None on one process, where CPU tensors use the compiled kernel).
+        ``scale`` multiplies every gradient; ``row_scale`` (N,) multiplies each row's (as do the
+        sample weights). ``shard_hooks`` = (all_max, all_sum) combines statistics across
+        vocabulary shards (None on one process, where CPU tensors use the compiled kernel).
+        ``stats`` = (lse, entropy, predicted) (N,) tensors are filled from each chunk's logits.
         Returns (loss float64 (N,), grad_h, grad_w, grad_b, owned_count or None).
         """
+        if self.sample_weight is not None:
+            row_scale = self.sample_weight if row_scale is None else row_scale * self.sample_weight
         h, w, b = self.h, self.w, self.b
         n = h.shape[0]
         need_any = need_h or need_w or need_b
@@ -112,20 +147,27 @@ class LinearProblem:
             sl = slice(start, min(start + self.chunk, n))
             logits = buffer[: sl.stop - sl.start]
             products.logits(h[sl], logits)
+            if self.logit_scale != 1.0:
+                logits.mul_(self.logit_scale)
+            if stats is not None:
+                _chunk_stats(logits, self.softcap, [t[sl] for t in stats])
             if use_kernel:
                 arr = logits.numpy()
                 rows_loss, _ = _dispatch.softmax_ce_index(
                     arr, self.y[sl], None, self.ignore_index, self.eps, self.z_loss, self.softcap,
-                    scale, need_any, out=arr)  # the gradient overwrites the logits
+                    scale * self.logit_scale, need_any, out=arr)  # the gradient overwrites the logits
                 loss[sl] = torch.from_numpy(rows_loss)
             else:
                 all_max, all_sum = shard_hooks or (_engine._identity, _engine._identity)
                 loss[sl], _, count = _engine.softmax_ce_index_rows(
                     logits, self.y_local[sl], self.owned[sl], self.counted[sl], None, self.eps,
-                    self.z_loss, self.softcap, scale, need_any, out=logits,
+                    self.z_loss, self.softcap, scale * self.logit_scale, need_any, out=logits,
                     all_max=all_max, all_sum=all_sum)
                 if owned_count is not None:
                     owned_count[sl] = count
+            if self.sample_weight is not None:  # l_n s_n, 0 for a weight of 0 even beside inf
+                s_c = self.sample_weight[sl]
+                loss[sl] = torch.where(s_c == 0, 0.0, loss[sl] * s_c)
             if not need_any:
                 continue
             g = logits
@@ -142,11 +184,26 @@ class LinearProblem:
     def value(self, loss):
         return reduce(loss, self.reduction, self.denominator, self.out_dtype, self.batch_shape)
 
-    def grads_out(self, grad_h, grad_w, grad_b, bias):
-        """Gradients in the shapes and dtypes of hidden, weight and bias."""
-        return (None if grad_h is None else grad_h.reshape(self.hidden.shape).to(self.hidden.dtype),
-                None if grad_w is None else grad_w.to(self.weight.dtype),
-                None if grad_b is None else grad_b.to(bias.dtype))
+    def grads_out(self, grad_h, grad_w, grad_b):
+        """Gradients in the shapes and dtypes of hidden, weight and bias (empty placeholders
+        for those not computed); float32 accumulators of float16/bfloat16 cast once, here."""
+        empty = self.hidden.new_empty
+        return (empty(0) if grad_h is None else grad_h.reshape(self.hidden.shape).to(self.hidden.dtype),
+                empty(0) if grad_w is None else grad_w.to(self.weight.dtype),
+                empty(0) if grad_b is None else grad_b.to(self.bias_dtype))
+
+
+def _chunk_stats(logits, softcap, out):
+    """lse, entropy and argmax of each row of a chunk of logits (softcapped as the loss sees
+    them): H = lse - sum_c p_c z_c, with p_c z_c = 0 for masked classes (p_c = 0)."""
+    lse, entropy, predicted = out
+    z = logits if softcap is None else torch.where(logits == -torch.inf, logits,
+                                                   softcap * torch.tanh(logits / softcap))
+    row_lse = torch.logsumexp(z, dim=1)
+    p = torch.exp(z - row_lse.unsqueeze(1))
+    lse.copy_(row_lse)
+    entropy.copy_(row_lse - torch.where(p > 0, p * z, 0.0).sum(dim=1))
+    predicted.copy_(z.argmax(dim=1))
 
 
 class _Products:
@@ -192,52 +249,131 @@ class _Products:
         out.copy_(part.t())
 
 
-class _LinearRowsLoss(torch.autograd.Function):
-    """reduction="none": forward computes the losses only; backward runs the chunks again."""
+class LinearStats(NamedTuple):
+    r"""Per-row statistics of the logits from the pass that computes the loss (detached).
 
-    @staticmethod
-    def forward(ctx, problem, shard_hooks, finish, hidden, weight, bias):
-        loss, _, _, _, count = problem.run(False, False, False, 1.0, shard_hooks=shard_hooks)
-        if count is not None:
-            check_owned(problem, count)
-        ctx.problem, ctx.shard_hooks, ctx.finish, ctx.bias = problem, shard_hooks, finish, bias
-        ctx.save_for_backward(hidden, weight, bias)  # autograd then notices in-place changes
-        return problem.value(loss)
+    ``lse``: :math:`\log\sum_c e^{z_c}`; ``entropy``: :math:`-\sum_c p_c\log p_c` of the
+    predicted distribution; ``predicted``: :math:`\arg\max_c z_c` (int64), all of the
+    target's shape, ``z`` the logits as the loss sees them (scaled, soft-capped).
+    """
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        p = ctx.problem
-        ctx.saved_tensors  # raises if hidden, weight or bias changed in place since forward
-        need_h, need_w, need_b = ctx.needs_input_grad[3:]
-        _, gh, gw, gb, _ = p.run(need_h, need_w, need_b, 1.0, row_scale=grad_output.reshape(-1),
-                                 shard_hooks=ctx.shard_hooks)
-        gh, gw, gb = ctx.finish(gh, gw, gb)
-        return (None, None, None, *p.grads_out(gh, gw, gb, ctx.bias))
+    lse: Tensor
+    entropy: Tensor
+    predicted: Tensor
 
 
 def _no_finish(gh, gw, gb):
     return gh, gw, gb
 
 
-def apply_linear(problem, hidden, weight, bias, shard_hooks=None, finish=_no_finish):
-    """The autograd entry shared by the one-process and the vocabulary-parallel losses.
-
-    ``finish(grad_h, grad_w, grad_b)`` post-processes the gradients (the vocabulary-parallel
-    loss sums grad_h over the ranks there).
-    """
+def linear_forward(problem, need_h, need_w, need_b, with_stats, shard_hooks=None, finish=_no_finish):
+    """Operator body: (value, grad_h, grad_w, grad_b, lse, entropy, predicted), each gradient or
+    statistic an empty placeholder where not asked for. With ``reduction="none"`` no gradient
+    is formed here (backward recomputes the chunks with the upstream gradient per row)."""
+    h = problem.h
+    n = h.shape[0]
+    stats = None
+    if with_stats:
+        stats = (torch.empty(n, dtype=h.dtype, device=h.device), torch.empty(n, dtype=h.dtype, device=h.device),
+                 torch.empty(n, dtype=torch.int64, device=h.device))
     if problem.reduction == "none":
-        return _LinearRowsLoss.apply(problem, shard_hooks, finish, hidden, weight, bias)
+        need_h = need_w = need_b = False
+    scale = grad_scale(problem.reduction, problem.denominator)
+    loss, gh, gw, gb, count = problem.run(need_h, need_w, need_b, scale, shard_hooks=shard_hooks, stats=stats)
+    if count is not None:
+        check_owned(problem, count)
+    gh, gw, gb = finish(gh, gw, gb)
+    grads = problem.grads_out(gh, gw, gb)
+    if stats is None:
+        stats = (empty_grad(h), empty_grad(h), torch.empty(0, dtype=torch.int64, device=h.device))
+    else:
+        lse, entropy, predicted = stats
+        stats = (lse.reshape(problem.batch_shape), entropy.reshape(problem.batch_shape),
+                 (predicted + problem.vocab_start).reshape(problem.batch_shape))
+    return (problem.value(loss), *grads, *stats)
 
-    def compute(needs):
-        need_h, need_w, need_b = needs[0], needs[1], bias is not None and needs[2]
-        scale = grad_scale(problem.reduction, problem.denominator)
-        loss, gh, gw, gb, count = problem.run(need_h, need_w, need_b, scale, shard_hooks=shard_hooks)
-        if count is not None:
-            check_owned(problem, count)
-        gh, gw, gb = finish(gh, gw, gb)
-        return problem.value(loss), problem.grads_out(gh, gw, gb, bias)
-    return fused(compute, None, hidden, weight, bias)
+
+def linear_backward(problem, grad_output, need_h, need_w, need_b, shard_hooks=None, finish=_no_finish):
+    """reduction="none": the chunks again, each row's gradient times its upstream gradient."""
+    row_scale = grad_output.reshape(-1).to(device=problem.h.device, dtype=problem.h.dtype)
+    _, gh, gw, gb, _ = problem.run(need_h, need_w, need_b, 1.0, row_scale=row_scale, shard_hooks=shard_hooks)
+    return problem.grads_out(*finish(gh, gw, gb))
+
+
+def linear_fake(hidden, weight, bias, reduction, with_stats, need_h, need_w, need_b):
+    """Fake outputs of :func:`linear_forward` (shapes, dtypes) for tracing."""
+    scalar = reduction != "none"
+    batch = tuple(hidden.shape[:-1])
+    cd = _engine.compute_dtype(hidden.dtype)
+
+    def like(t, need):
+        return torch.empty(t.shape, dtype=t.dtype, device=t.device) if need and scalar else empty_grad(hidden)
+    stats = (hidden.new_empty(batch if with_stats else (0,), dtype=cd),
+             hidden.new_empty(batch if with_stats else (0,), dtype=cd),
+             hidden.new_empty(batch if with_stats else (0,), dtype=torch.int64))
+    return (hidden.new_empty(batch if not scalar else ()), like(hidden, need_h), like(weight, need_w),
+            like(bias, need_b) if bias is not None else empty_grad(hidden), *stats)
+
+
+def linear_backward_fake(hidden, weight, bias, need_h, need_w, need_b):
+    def like(t, need):
+        return torch.empty(t.shape, dtype=t.dtype, device=t.device) if need else empty_grad(hidden)
+    grad_bias = like(bias, need_b) if bias is not None else empty_grad(hidden)
+    return like(hidden, need_h), like(weight, need_w), grad_bias
+
+
+def linear_function(name, op, backward_op):
+    """The autograd.Function of a fused linear operator ``op(hidden, weight, bias, target,
+    ignore_index, reduction, ..., need_h, need_w, need_b)``; ``backward_op(grad_output, <op's
+    arguments>)`` recomputes the gradients for reduction="none". No second derivative: a
+    backward with a graph raises."""
+
+    def forward(*args):
+        return op(*args)
+
+    def setup_context(ctx, inputs, output):
+        ctx.slots = [None if isinstance(a, torch.Tensor) else a for a in inputs]
+        ctx.tensor_pos = [i for i, a in enumerate(inputs) if isinstance(a, torch.Tensor)]
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the kept-gradient outputs
+        ctx.save_for_backward(*(inputs[i] for i in ctx.tensor_pos), *output[1:4])
+
+    def backward(ctx, grad_value, *_):
+        if grad_value is None:  # gradients are not materialised: the value was not used
+            return (None,) * len(ctx.slots)
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                f"{name} has no second derivative: backward was called with create_graph=True "
+                "(or under a torch.func transform), and the fused head's gradient is not itself "
+                "differentiable. Use crossent.torch.cross_entropy on the logits for higher-order "
+                "gradients")
+        saved = ctx.saved_tensors
+        args = list(ctx.slots)
+        for i, t in zip(ctx.tensor_pos, saved):
+            args[i] = t
+        needs = ctx.needs_input_grad[:3]
+        if args[5] == "none":
+            grads = backward_op(grad_value, *args)
+        else:
+            unit = _is_unit(grad_value)
+            grads = [g if unit else g * grad_value.to(g.dtype) for g in saved[len(ctx.tensor_pos):]]
+        grads = [g if need else None for g, need in zip(grads, needs)]
+        return (*grads, *(None,) * (len(args) - 3))
+
+    return type(f"Fused_{name}", (torch.autograd.Function,), {
+        "forward": staticmethod(forward),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+    })
+
+
+def apply_linear(function, op, hidden, weight, bias, *args):
+    """The outputs of ``op``: through ``function`` when hidden, weight or bias needs a gradient."""
+    needs = tuple(bool(torch.is_grad_enabled() and t is not None and t.requires_grad)
+                  for t in (hidden, weight, bias))
+    if not any(needs):
+        return op(hidden, weight, bias, *args, *needs)
+    return function.apply(hidden, weight, bias, *args, *needs)
 
 
 def check_owned(problem, owned_count):
@@ -249,8 +385,69 @@ def check_owned(problem, owned_count):
                          "(outside [0, V) for the V classes of the whole group)")
 
 
+def _problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap,
+             chunk_size, logit_scale, sample_weight, normalizer):
+    return LinearProblem(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                         softcap, chunk_size, logit_scale, sample_weight, normalizer)
+
+
+@custom_op("crossent::linear_cross_entropy", mutates_args=())
+def _linear_op(hidden: Tensor, weight: Tensor, bias: Optional[Tensor], target: Tensor,
+               ignore_index: Optional[int], reduction: str, label_smoothing: float, z_loss: float,
+               softcap: Optional[float], chunk_size: Optional[int], logit_scale: float,
+               sample_weight: Optional[Tensor], normalizer: Optional[Tensor], with_stats: bool,
+               need_hidden: bool, need_weight: bool, need_bias: bool) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                                              Tensor, Tensor, Tensor]:
+    problem = _problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss,
+                       softcap, chunk_size, logit_scale, sample_weight, normalizer)
+    return linear_forward(problem, need_hidden, need_weight, need_bias, with_stats)
+
+
+@_linear_op.register_fake
+def _(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size,
+      logit_scale, sample_weight, normalizer, with_stats, need_hidden, need_weight, need_bias):
+    return linear_fake(hidden, weight, bias, reduction, with_stats, need_hidden, need_weight, need_bias)
+
+
+_LINEAR_OP = torch.ops.crossent.linear_cross_entropy.default
+
+
+@custom_op("crossent::linear_cross_entropy_backward", mutates_args=())
+def _linear_backward_op(grad_output: Tensor, hidden: Tensor, weight: Tensor, bias: Optional[Tensor],
+                        target: Tensor, ignore_index: Optional[int], reduction: str, label_smoothing: float,
+                        z_loss: float, softcap: Optional[float], chunk_size: Optional[int], logit_scale: float,
+                        sample_weight: Optional[Tensor], normalizer: Optional[Tensor], with_stats: bool,
+                        need_hidden: bool, need_weight: bool, need_bias: bool) -> tuple[Tensor, Tensor, Tensor]:
+    problem = _problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss,
+                       softcap, chunk_size, logit_scale, sample_weight, normalizer)
+    return linear_backward(problem, grad_output, need_hidden, need_weight, need_bias)
+
+
+@_linear_backward_op.register_fake
+def _(grad_output, hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap,
+      chunk_size, logit_scale, sample_weight, normalizer, with_stats, need_hidden, need_weight, need_bias):
+    return linear_backward_fake(hidden, weight, bias, need_hidden, need_weight, need_bias)
+
+
+_LINEAR_BACKWARD_OP = torch.ops.crossent.linear_cross_entropy_backward.default
+
+
+_LinearCrossEntropy = linear_function("linear_cross_entropy", _LINEAR_OP, _LINEAR_BACKWARD_OP)
+
+
+def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
+            chunk_size, logit_scale, sample_weight, normalizer, with_stats):
+    reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+    chunk = check_linear(hidden, weight, target, bias, chunk_size)
+    ignore_index = _checks.check_ignore_index(ignore_index)
+    scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
+    return apply_linear(_LinearCrossEntropy, _LINEAR_OP, hidden, weight, bias, target, ignore_index,
+                        reduction, eps, zl, cap, chunk, scale, sw, norm, with_stats)
+
+
 def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",
-                         label_smoothing=0.0, *, z_loss=0.0, softcap=None, chunk_size=None):
+                         label_smoothing=0.0, *, z_loss=0.0, softcap=None, chunk_size=None,
+                         logit_scale=1.0, sample_weight=None, normalizer=None):
     r"""Cross-entropy of ``hidden @ weight.T + bias`` without materialising the N x V logits.
 
     Equals ``cross_entropy(hidden @ weight.T + bias, target, ...)`` (:func:`cross_entropy`'s
@@ -278,8 +475,11 @@ def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, r
     label_smoothing, z_loss, softcap
         As in :func:`crossent.torch.cross_entropy`.
     chunk_size : int, optional
-        Rows per chunk. Default: N/16 rows (the working buffer is 1/16 of the N x V
-        logits), or as many as fill 4 MiB of logits if that is more.
+        Rows per chunk, a positive integer. Default: N/16 rows (the working buffer is 1/16
+        of the N x V logits), or as many as fill 4 MiB of logits if that is more.
+    logit_scale, sample_weight, normalizer
+        As in :func:`crossent.torch.cross_entropy` ("mean" divides by the sum of the sample
+        weights of the rows not ignored, or by ``normalizer``).
 
     Returns
     -------
@@ -291,7 +491,10 @@ def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, r
     With "mean" or "sum" every gradient is computed in the forward pass and held until
     ``backward`` (which scales them by the upstream gradient): the memory of the gradients,
     not of the logits. With "none" the forward pass keeps nothing and ``backward`` recomputes
-    the logits chunk by chunk. float16/bfloat16 inputs are computed in float32 (``weight`` is
+    the logits chunk by chunk, each row's gradient scaled by its own upstream gradient. The
+    loss is the operator ``torch.ops.crossent.linear_cross_entropy`` (``torch.compile`` and
+    ``torch.export`` trace it); it has no second derivative: a ``create_graph=True`` backward
+    raises. float16/bfloat16 inputs are computed in float32 (``weight`` is
     converted once); gradients come back in each input's dtype.
 
     References
@@ -315,6 +518,40 @@ def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, r
     >>> hidden.grad.shape, weight.grad.shape
     (torch.Size([6, 4]), torch.Size([10, 4]))
     """
-    problem = LinearProblem(hidden, weight, target, bias, ignore_index, label_smoothing, z_loss,
-                            softcap, reduction, chunk_size)
-    return apply_linear(problem, hidden, weight, bias)
+    return _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                   softcap, chunk_size, logit_scale, sample_weight, normalizer, False)[0]
+
+
+def linear_cross_entropy_with_stats(hidden, weight, target, bias=None, ignore_index=-100,
+                                    reduction="mean", label_smoothing=0.0, *, z_loss=0.0, softcap=None,
+                                    chunk_size=None, logit_scale=1.0, sample_weight=None,
+                                    normalizer=None):
+    r""":func:`linear_cross_entropy` plus per-row statistics of the logits from the same pass.
+
+    Parameters
+    ----------
+    hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap, \
+chunk_size, logit_scale, sample_weight, normalizer
+        As in :func:`linear_cross_entropy`.
+
+    Returns
+    -------
+    loss : Tensor
+        As :func:`linear_cross_entropy` returns it (differentiable).
+    stats : LinearStats
+        ``lse`` (:math:`\log\sum_c e^{z_c}`), ``entropy`` (:math:`-\sum_c p_c \log p_c`) and
+        ``predicted`` (:math:`\arg\max_c z_c`), each of the target's shape, detached: O(N)
+        memory, computed from each chunk of logits before it is overwritten by its gradient.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import linear_cross_entropy_with_stats
+    >>> hidden, weight = torch.eye(2), torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    >>> loss, stats = linear_cross_entropy_with_stats(hidden, weight, torch.tensor([0, 1]))
+    >>> stats.predicted.tolist(), round(stats.lse[1].item(), 6)  # row 1: logits (0, 0)
+    ([0, 0], 0.693147)
+    """
+    out = _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
+                  softcap, chunk_size, logit_scale, sample_weight, normalizer, True)
+    return out[0], LinearStats(*out[4:])

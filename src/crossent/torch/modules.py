@@ -170,7 +170,9 @@ class LinearCrossEntropyLoss(nn.Module):
     z_loss : float, default 0.0
     softcap : float, optional
     chunk_size : int, optional
-        See :func:`crossent.torch.linear_cross_entropy`.
+    logit_scale : float, default 1.0
+        See :func:`crossent.torch.linear_cross_entropy`. ``forward`` also takes the per-call
+        ``sample_weight`` and ``normalizer`` (e.g. ``num_items_in_batch``).
 
     Examples
     --------
@@ -184,12 +186,14 @@ class LinearCrossEntropyLoss(nn.Module):
     """
 
     def __init__(self, ignore_index=-100, reduction="mean", label_smoothing=0.0, *, z_loss=0.0,
-                 softcap=None, chunk_size=None):
+                 softcap=None, chunk_size=None, logit_scale=1.0):
         super().__init__()
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
         self.z_loss, self.softcap, self.chunk_size = z_loss, softcap, chunk_size
+        self.logit_scale = logit_scale
 
-    def forward(self, hidden, weight, target, bias=None):
+    def forward(self, hidden, weight, target, bias=None, *, sample_weight=None, normalizer=None):
         return linear_cross_entropy(hidden, weight, target, bias, self.ignore_index, self.reduction,
                                     self.label_smoothing, z_loss=self.z_loss, softcap=self.softcap,
-                                    chunk_size=self.chunk_size)
+                                    chunk_size=self.chunk_size, logit_scale=self.logit_scale,
+                                    sample_weight=sample_weight, normalizer=normalizer)
