@@ -59,7 +59,8 @@ def test_score_json_matches_sklearn(capsys, digits_files, fmt):
                                        rel=1e-12)
     assert [c["count"] for c in r["per_class"]] == np.bincount(labels).tolist()
     assert set(r) == {"file", "rows", "classes", "cross_entropy_nats", "cross_entropy_bits", "perplexity",
-                      "accuracy", "brier", "ece", "per_class", "infinite_rows", "clip", "calibration"}
+                      "accuracy", "brier", "ece", "per_class", "infinite_rows", "clip", "weight_sum",
+                      "calibration"}
 
 
 def test_score_table_binary_real_data(capsys, tmp_path):

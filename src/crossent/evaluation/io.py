@@ -134,11 +134,20 @@ class _Labels:
         pa = _pa()
         import pyarrow.compute as pc
 
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
         if column.null_count:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
+        if pa.types.is_dictionary(column.type):
+            # Map the (few) distinct labels once, then look up each row's code.
+            codes = column.indices.to_numpy(zero_copy_only=False)
+            used = np.zeros(len(column.dictionary), dtype=bool)
+            used[codes] = True
+            first = np.full(used.size, -1, dtype=np.int64)  # a row holding each used label
+            first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)
+            dictionary = column.dictionary.filter(pa.array(used))
+            mapped = np.zeros(used.size, dtype=np.int64)
+            mapped[used] = self.map(dictionary, lambda k, m: fail(int(first[np.flatnonzero(used)[k]]), m))
+            return mapped[codes]
         t = column.type
         if pa.types.is_boolean(t):
             return column.to_numpy(zero_copy_only=False).astype(np.int64)
@@ -400,7 +409,10 @@ class PredictionFile:
 
             # No pre-buffering of whole row groups and 1 MiB read buffers: memory stays bounded
             # by the batch (pre_buffer=True, the default, holds ~a row group of every column).
-            pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+            # Labels stay dictionary-encoded (as Parquet stores them): decoding millions of
+            # strings costs more than reading every probability column.
+            pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20,
+                                read_dictionary=[self.label] if self.label is not None else None)
             yield from pf.iter_batches(batch_size=self._rows_per_batch(), columns=wanted)
         else:
             yield from self._npz_batches(wanted)
