@@ -175,7 +175,7 @@ def test_missing_file(capsys, tmp_path):
 
 def test_npz_bad_members(capsys, tmp_path):
     np.savez(tmp_path / "ragged.npz", a=np.array([0.5, 0.5]), b=np.array([0.5, 0.5, 0.5]), y=np.array([0, 1]))
-    assert "member 'b' has 3 rows, the others 2" in error_line(capsys, "score", tmp_path / "ragged.npz", "--label", "y")
+    assert "member 'b' has 3 rows, 'a' 2" in error_line(capsys, "score", tmp_path / "ragged.npz", "--label", "y")
     np.savez(tmp_path / "obj.npz", a=np.array([0.5]), b=np.array([0.5]), y=np.array(["a"], dtype=object))
     assert "member 'y' holds Python objects" in error_line(capsys, "score", tmp_path / "obj.npz", "--label", "y")
 
