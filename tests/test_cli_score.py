@@ -148,7 +148,7 @@ def _bad(tmp_path, name, text):
     ("p.csv", "a,b,z\n0.5,0.5,a\n", (), "p.csv: no label column 'y' (columns: a, b, z)"),
     ("p.csv", "a,y\n1.0,a\n", (), "p.csv: needs at least two class columns"),
     ("p.csv", "", (), "p.csv: is empty"),
-    ("p.csv", "a,b,y\n", (), "p.csv: has a header but no data rows"),
+    ("p.csv", "a,b,y\n", (), "p.csv: has no data rows (a header only)"),
     ("p.csv", "a,a,y\n0.5,0.5,a\n", (), "p.csv: column name 'a' occurs more than once"),
     ("p.csv", "a,b,y\n0,0.5,a\n", ("--logits",), None),
     ("p.csv", "a,b,y\n1.0,nan,a\n", ("--logits",), "p.csv: row 1, column 'b': NaN is not a valid logit"),

@@ -443,7 +443,7 @@ class PredictionFile:
         finally:
             reader.close()
         if all(pa.types.is_null(f.type) for f in schema):
-            raise _fail(path, "has a header but no data rows")
+            raise _fail(path, "has no data rows (a header only)")
         if batch is not None:
             for f in schema:
                 if pa.types.is_string(f.type) and f.name not in (self.label, self.id):
@@ -881,3 +881,95 @@ def read_truth(path, *, id, label, classes, batch_size=DEFAULT_BATCH_ROWS) -> Tr
         ids.append(batch.ids)
         labels.append(batch.labels)
     return Truth(str(path), id, label, KeyIndex(np.concatenate(ids), path, id), np.concatenate(labels))
+
+
+def read_table(path):
+    """A whole CSV, Parquet or NPZ table as a ``pyarrow.Table``, with the checks of
+    :class:`PredictionFile` (a missing or empty file, duplicated column names, ragged or
+    unreadable rows, over-long lines), each a :class:`PredictionFileError` naming the file.
+
+    For tables that fit in memory (``crossent train`` reads its data with it); prediction
+    files are streamed by :class:`PredictionFile` instead.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.evaluation.io import read_table
+    >>> path = os.path.join(tempfile.mkdtemp(), "data.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("x,y\\n1.5,a\\n2.5,b\\n")
+    >>> read_table(path).column_names
+    ['x', 'y']
+    """
+    pa = _pa()
+    text = os.fspath(path)
+    fmt = file_format(text)
+    if not os.path.exists(text):
+        raise _fail(text, "no such file")
+    if not os.path.isfile(text):
+        raise _fail(text, "is a directory, not a table" if os.path.isdir(text) else "is not a regular file")
+    reader = PredictionFile.__new__(PredictionFile)  # its schema checks and error messages
+    reader.files, reader.path, reader.format = [text], text, fmt
+    reader.label = reader.id = reader.weight = reader.targets = None
+    reader._npz_members, reader._offsets = {}, [0]
+    columns, _ = reader._schema()
+    dup = sorted({c for c in columns if columns.count(c) > 1})
+    if dup:
+        raise _fail(text, f"column name {_cut(dup[0])} occurs more than once in the header")
+    reader.columns = columns
+    try:
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            table = pacsv.read_csv(text, read_options=reader._csv_read_options(),
+                                   parse_options=reader._csv_parse_options(),
+                                   convert_options=pacsv.ConvertOptions(null_values=[""]))
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(text)
+        else:
+            reader.classes = [c for c in columns if c not in reader._npz_unusable]
+            table = pa.Table.from_batches(list(reader._npz_batches(reader.classes)))
+    except PredictionFileError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise reader._unreadable(exc, text) from None
+    if table.num_rows == 0:
+        raise _fail(text, f"has no data rows (columns: {', '.join(table.column_names)})")
+    return table
+
+
+def numeric_column(table, name, path) -> np.ndarray:
+    """Column ``name`` of a ``pyarrow.Table`` as finite float64 values, or a
+    :class:`PredictionFileError` naming the row, the column and the value of the first bad cell.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from crossent.evaluation.io import numeric_column
+    >>> numeric_column(pa.table({"f": ["1", "x"]}), "f", "data.csv")
+    Traceback (most recent call last):
+    ...
+    crossent.evaluation.io.PredictionFileError: data.csv: row 2, column 'f': 'x' is not a number
+    """
+    pa = _pa()
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if column.null_count:
+        row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False))) + 1
+        raise _fail(path, "missing value", row=row, column=name)
+    t = column.type
+    if not (_is_number_type(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+        cells = column if pa.types.is_string(t) or pa.types.is_large_string(t) else pc.cast(column, pa.string())
+        ok = pc.match_substring_regex(cells, _NUMBER, ignore_case=True).to_numpy(zero_copy_only=False)
+        row = int(np.argmax(~ok)) if not ok.all() else 0
+        raise _fail(path, f"{_cut(cells[row].as_py())} is not a number", row=row + 1, column=name)
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64) if not pa.types.is_decimal(t) \
+        else pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise _fail(path, f"{values[row]} is not a finite number", row=row + 1, column=name)
+    return values

@@ -26,7 +26,7 @@ import numpy as np
 from .bootstrap import PairedBootstrap, bucket_of, bucketed_paired_bootstrap, paired_bootstrap, verdict
 from .io import DEFAULT_BATCH_ROWS, KeyIndex, PredictionFile, PredictionFileError, _fail, _show, read_truth
 from .metrics import ScoreAccumulator, Scores
-from .multilabel import MultilabelAccumulator, MultilabelScores
+from .multilabel import MultilabelAccumulator
 
 __all__ = ["score_file", "compare_files", "Comparison", "PairComparison", "EXACT_LIMIT", "N_BUCKETS"]
 
