@@ -61,13 +61,15 @@ def _plot_path(plot: Optional[Path]) -> Optional[Path]:
     """The file --plot will write (.png added when there is no suffix), checked before the work."""
     if plot is None:
         return None
+    if plot.is_dir():
+        raise CliError(f"--plot {plot}: is a directory; give a file name such as {plot / 'reliability.png'}")
     if plot.suffix == "":
         plot = plot.with_suffix(".png")
     if plot.suffix.lower() not in _PLOT_SUFFIXES:
         raise CliError(f"--plot {plot}: the diagram is written as PNG, PDF or SVG "
                        f"({', '.join(_PLOT_SUFFIXES)}), not {plot.suffix!r}")
     if plot.is_dir():
-        raise CliError(f"--plot {plot}: is a directory; give a file name such as {plot / 'reliability.png'}")
+        raise CliError(f"--plot {plot}: is a directory")
     parent = plot.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

@@ -27,8 +27,10 @@ same checks and messages.
 from __future__ import annotations
 
 import glob as _glob
+import io
 import os
 import re
+import threading
 import zipfile
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
@@ -40,7 +42,7 @@ __all__ = ["PredictionFileError", "PredictionFile", "Batch", "KeyIndex", "Truth"
 
 #: Rows per batch for Parquet and NPZ (CSV is read in blocks of about the same byte size).
 DEFAULT_BATCH_ROWS = 1 << 18
-_CSV_BLOCK_BYTES = 16 << 20
+_CSV_BLOCK_BYTES = 8 << 20
 #: Parquet and NPZ batches hold at most this many bytes of class columns (8 bytes a value).
 _MAX_BATCH_BYTES = 32 << 20
 _CSV_SUFFIXES = (".csv", ".tsv")
@@ -255,7 +257,7 @@ class PredictionFile:
         The class columns, in order. Default: every numeric column other than ``label`` and
         ``id``, in file order. At least two are needed.
     batch_size : int, default 262144
-        Rows per batch (Parquet, NPZ); CSV is parsed in 16 MiB blocks.
+        Rows per batch (Parquet, NPZ); CSV is parsed in 8 MiB blocks.
     exclude : sequence of str, optional
         Columns never taken for classes (e.g. a label column whose labels come from a truth file).
     weight : str, optional
@@ -432,16 +434,20 @@ class PredictionFile:
         if len(head) == _CSV_BLOCK_BYTES and b"\n" not in head:
             raise _fail(path, f"the header line is longer than {_CSV_BLOCK_BYTES >> 20} MiB: "
                               "not a CSV file crossent reads")
-        reader = pacsv.open_csv(path, read_options=self._csv_read_options(),
-                                parse_options=self._csv_parse_options(),
-                                convert_options=pacsv.ConvertOptions(null_values=[""]))
-        schema = reader.schema
+        stream = _GatedStream(path)
         try:
-            batch = reader.read_next_batch()
-        except StopIteration:
-            batch = None
+            reader = pacsv.open_csv(stream, read_options=self._csv_read_options(),
+                                    parse_options=self._csv_parse_options(),
+                                    convert_options=pacsv.ConvertOptions(null_values=[""]))
+            schema = reader.schema
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                batch = None
+            finally:
+                reader.close()
         finally:
-            reader.close()
+            stream.close()
         if all(pa.types.is_null(f.type) for f in schema):
             raise _fail(path, "has no data rows (a header only)")
         if batch is not None:
@@ -456,6 +462,8 @@ class PredictionFile:
     def _not_numeric(self, column, what) -> PredictionFileError:
         """The error for a column that is not numeric, naming its first cell that is no number."""
         first = self.files[0]
+        if column in getattr(self, "_npz_unusable", {}):
+            return _fail(first, f"member {column!r} {self._npz_unusable[column]}")
         found = self._first_text_cell(column) if self.format != "npz" else None
         if found is None:
             kind = self._types.get(column) if hasattr(self, "_types") else None
@@ -541,7 +549,7 @@ class PredictionFile:
                 if length > _CSV_BLOCK_BYTES:
                     break
         return _fail(path, f"a line longer than {_CSV_BLOCK_BYTES >> 20} MiB: crossent reads CSV "
-                           "rows of up to 16 MiB", row=line if line else None)
+                           f"rows of up to {_CSV_BLOCK_BYTES >> 20} MiB", row=line if line else None)
 
     def _csv_error_with_row(self, path) -> Optional[str]:
         """Parse again on one thread, which numbers rows, to say where a parse error is."""
@@ -638,11 +646,17 @@ class PredictionFile:
                     types[c] = pa.string()
             convert = pacsv.ConvertOptions(column_types=types, include_columns=wanted,
                                            null_values=[""], strings_can_be_null=True)
-            # One parsing thread: pyarrow's threaded CSV reader reads ahead without bound when
-            # the consumer is slower, so memory would grow with the file.
-            reader = pacsv.open_csv(path, read_options=self._csv_read_options(False),
-                                    parse_options=self._csv_parse_options(), convert_options=convert)
-            yield from reader
+            # pyarrow's CSV reader reads the file ahead without bound when its consumer is
+            # slower: the gated stream lets it read only a few blocks past the batches taken.
+            stream = _GatedStream(path)
+            try:
+                reader = pacsv.open_csv(stream, read_options=self._csv_read_options(),
+                                        parse_options=self._csv_parse_options(), convert_options=convert)
+                for rb in reader:
+                    stream.took()
+                    yield rb
+            finally:
+                stream.close()
         elif self.format == "parquet":
             import pyarrow.parquet as pq
 
@@ -754,6 +768,55 @@ class PredictionFile:
             targets = tuple(np.asarray(self._numbers(rb, t, start, "label"), dtype=np.float64)
                             for t in self.targets)
         return Batch(start, rb.num_rows, scores, labels, ids, weights, targets)
+
+
+class _GatedStream(io.RawIOBase):
+    """A (decompressed) file that its reader may read only ``ahead`` blocks ahead of the bytes
+    taken from it: memory stays bounded whatever the file's length.
+
+    The reader turns each block into one batch, so the consumer's taking a batch lets it read
+    one more block. A read waits at most ``patience`` seconds (a safety net: a row longer
+    than the blocks allowed ahead is slowed, never stuck).
+    """
+
+    def __init__(self, path, *, ahead=2, patience=30.0):
+        self._raw = _pa().input_stream(path)  # decompresses .gz, .bz2, .zst by the suffix
+        self._cond = threading.Condition()
+        self._read = 0
+        self._taken = 0
+        self._ahead = ahead * _CSV_BLOCK_BYTES
+        self._patience = patience
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n=-1):
+        with self._cond:
+            self._cond.wait_for(lambda: self._read < self._taken + self._ahead or self.closed,
+                                timeout=self._patience)
+        if self.closed:
+            return b""
+        data = self._raw.read(n if n is not None and n >= 0 else None)
+        self._read += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def took(self) -> None:
+        """The consumer took a batch (one block of the file)."""
+        with self._cond:
+            self._taken += _CSV_BLOCK_BYTES
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            if not self.closed:
+                self._raw.close()
+            super().close()
+            self._cond.notify_all()
 
 
 def _first_line(exc) -> str:
