@@ -143,7 +143,7 @@ def curve_from_sums(rows, weights, hits, conf) -> CalibrationCurve:
     --------
     >>> from crossent.evaluation.calibration import curve_from_sums
     >>> c = curve_from_sums([0, 2], [0.0, 4.0], [0.0, 3.0], [0.0, 3.4])
-    >>> c.accuracy.tolist()[1], round(c.confidence[1], 6), round(c.ece, 6)
+    >>> c.accuracy.tolist()[1], round(float(c.confidence[1]), 6), round(c.ece, 6)
     (0.75, 0.85, 0.1)
     """
     counts = np.asarray(rows).astype(np.int64)

@@ -403,7 +403,7 @@ class ScoreAccumulator:
         >>> p = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]); y = np.array([0, 1, 1])
         >>> a, b = ScoreAccumulator(["0", "1"]), ScoreAccumulator(["0", "1"])
         >>> _ = a.update(p[:2].T, y[:2]); _ = b.update(p[2:].T, y[2:], start=2)
-        >>> a.merge(b).result().cross_entropy == score_arrays(p, y).cross_entropy
+        >>> bool(a.merge(b).result().cross_entropy == score_arrays(p, y).cross_entropy)
         True
         """
         if other.classes != self.classes or other.state.size != self.state.size:
@@ -419,7 +419,7 @@ class ScoreAccumulator:
             raise ValueError("no rows to score")
         C, B = len(self.classes), self.n_bins
         st = self.state
-        loss_sum, hits, brier_sum, W = st[_LOSS], st[_HITS], st[_BRIER], st[_WEIGHT]
+        loss_sum, hits, brier_sum, W = (float(v) for v in st[[_LOSS, _HITS, _BRIER, _WEIGHT]])
         class_rows, class_w, class_loss = (st[_TOTALS + j * C:_TOTALS + (j + 1) * C] for j in range(3))
         b0 = _TOTALS + 3 * C
         bin_rows, bin_w, bin_hits, bin_conf = (st[b0 + j * B:b0 + (j + 1) * B] for j in range(4))
