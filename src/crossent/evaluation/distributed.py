@@ -54,7 +54,7 @@ def read_parquet_dask(path):
     """
     _, dd = _dd()
     files = expand_paths(path)
-    return dd.read_parquet(files, split_row_groups=False)
+    return dd.read_parquet(files)
 
 
 def dask_client(*, workers: Optional[int] = None, scheduler: Optional[str] = None, processes=True):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import glob as _glob
 import io
+import math
 import os
 import re
 import threading
@@ -185,6 +186,23 @@ class _Labels:
                           f"(classes: {', '.join(self.classes)})")
         return v.astype(np.int64, copy=False)
 
+    def _one(self, value, fail) -> int:
+        """The class index of one label value (a distinct value of a dictionary column)."""
+        names = ", ".join(self.classes)
+        if isinstance(value, str):
+            if value in self.classes:
+                return self.classes.index(value)
+            if self.by_name or not _INT_NAME.fullmatch(value.strip()):
+                raise fail(f"label {_cut(value)} names no class (classes: {names})")
+            value = int(value.strip())
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value == round(value)):
+                raise fail(f"label {value!r} is not a class index")
+            value = int(value)
+        if not isinstance(value, int):
+            raise fail(f"label {_cut(value)} is neither a class name nor a class index")
+        return int(self._from_ints(np.array([int(value)], dtype=np.int64), lambda i, m: fail(m))[0])
+
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
@@ -195,17 +213,17 @@ class _Labels:
             raise fail(i, "missing label")
         if pa.types.is_dictionary(column.type):
             # Map the (few) distinct labels once, then look up each row's code.
-            codes = column.indices.to_numpy(zero_copy_only=False)
+            codes = _view(column.indices)
             used = np.zeros(len(column.dictionary), dtype=bool)
             used[codes] = True
-            which = np.flatnonzero(used)
+            values = column.dictionary.to_pylist()
             mapped = np.zeros(used.size, dtype=np.int64)
-            mapped[used] = self.map(column.dictionary.take(pa.array(which)),
-                                    lambda k, m: fail(int(np.argmax(codes == which[k])), m))
+            for j in np.flatnonzero(used):
+                mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
             return mapped[codes]
         t = column.type
         if pa.types.is_boolean(t):
-            return column.to_numpy(zero_copy_only=False).astype(np.int64)
+            return _view(column.cast(pa.int8())).astype(np.int64)
         if pa.types.is_integer(t):
             return self._from_ints(column.to_numpy().astype(np.int64, copy=False), fail)
         if pa.types.is_floating(t):
@@ -709,7 +727,7 @@ class PredictionFile:
             raise self._fail_at(start + i, f"missing {what}", column=name)
         if pa.types.is_decimal(col.type) or pa.types.is_boolean(col.type):
             col = col.cast(pa.float64())
-        values = col.to_numpy(zero_copy_only=False)
+        values = _view(col) if str(col.type) in _NUMPY_TYPES else col.to_numpy(zero_copy_only=False)
         if values.dtype.kind not in "fiu":
             raise self._fail_at(start, f"holds {col.type} values, not numbers", column=name)
         return values
@@ -817,6 +835,22 @@ class _GatedStream(io.RawIOBase):
                 self._raw.close()
             super().close()
             self._cond.notify_all()
+
+
+_NUMPY_TYPES = {"halffloat": "f2", "float": "f4", "double": "f8", "int8": "i1", "int16": "i2",
+                "int32": "i4", "int64": "i8", "uint8": "u1", "uint16": "u2", "uint32": "u4",
+                "uint64": "u8"}
+
+
+def _view(array) -> np.ndarray:
+    """A NumPy view (no copy) of a primitive Arrow array without nulls.
+
+    ``Array.to_numpy`` does the same but imports pandas when it is installed, which costs more
+    than reading a large file.
+    """
+    dtype = np.dtype(_NUMPY_TYPES[str(array.type)])
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
 
 
 def _first_line(exc) -> str:
