@@ -182,20 +182,25 @@ def in_process(path, args) -> None:
         "DuckDB query (reads the file)": lambda: con.execute(query).fetchall()[0][0],
     }
     times = {n: [] for n in contenders}
+    cpus = {n: [] for n in contenders}
     values = {}
     for _ in range(args.runs):
         for name, fn in contenders.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             values[name] = fn()
             times[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)  # every thread of this process
     ce = values["crossent score_file (reads the file)"]
     assert all(abs(v - ce) <= 1e-6 * ce for v in values.values()), values
-    del probs, labels
+    probs = labels = None  # free them before the Dask runs
     sk = statistics.median(times["sklearn log_loss (arrays in memory)"])
-    print("In this process (median seconds; sklearn / contender in brackets):")
+    sk_cpu = statistics.median(cpus["sklearn log_loss (arrays in memory)"])
+    print("In this process (medians: wall s / CPU s of all threads; sklearn / contender in brackets):")
     for name, ts in times.items():
-        t = statistics.median(ts)
-        print(f"  {name:44s} {t:7.3f} s  ({sk / t:5.1f}x)  runs: " + ", ".join(f"{x:.2f}" for x in ts))
+        t, c = statistics.median(ts), statistics.median(cpus[name])
+        print(f"  {name:44s} {t:7.3f} s ({sk / t:5.1f}x)  {c:7.3f} s CPU ({sk_cpu / c:5.1f}x)  runs: "
+              + ", ".join(f"{x:.2f}" for x in ts))
+    engines(path, args)
     if args.no_dask:
         return
     from dask.distributed import Client
@@ -216,6 +221,43 @@ def in_process(path, args) -> None:
             print(f"  score_dask, LocalCluster of {workers} worker process(es) "
                   f"{statistics.median(ts):7.3f} s  (same numbers as score_file to 1e-12; "
                   f"cluster start not timed)  runs: " + ", ".join(f"{x:.2f}" for x in ts))
+
+
+def engines(path, args) -> None:
+    """Reading the columns alone, by each candidate engine (why score_file reads with
+    ``ParquetFile.iter_batches`` and keeps the labels dictionary-encoded)."""
+    import duckdb
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    names = [f"class_{k}" for k in range(args.classes)]
+    listed = "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+    def iter_batches(dictionary):
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20,
+                            read_dictionary=["y"] if dictionary else None)
+        return sum(b.num_rows for b in pf.iter_batches(batch_size=1 << 18))
+
+    def dataset():
+        return sum(b.num_rows for b in ds.dataset(path).to_batches(batch_size=1 << 18))
+
+    def duck_arrow():  # the label's class index computed by DuckDB, streamed as Arrow batches
+        query = f"SELECT {', '.join(names)}, list_position({listed}, y) AS y FROM read_parquet('{path}')"
+        return sum(b.num_rows for b in duckdb.sql(query).to_arrow_reader(1 << 18))
+
+    readers = {"pyarrow ParquetFile.iter_batches, labels dictionary-encoded (crossent)": lambda: iter_batches(True),
+               "pyarrow ParquetFile.iter_batches, labels decoded to strings": lambda: iter_batches(False),
+               "pyarrow.dataset to_batches (multithreaded scanner)": dataset,
+               "DuckDB Arrow streaming (to_arrow_reader)": duck_arrow}
+    times = {n: [] for n in readers}
+    for _ in range(args.runs):
+        for name, fn in readers.items():
+            t0 = time.perf_counter()
+            assert fn() == args.rows
+            times[name].append(time.perf_counter() - t0)
+    print("Reading engines, the columns alone (median seconds):")
+    for name, ts in times.items():
+        print(f"  {name:72s} {statistics.median(ts):6.3f} s  runs: " + ", ".join(f"{x:.2f}" for x in ts))
 
 
 if __name__ == "__main__":
