@@ -54,6 +54,10 @@ def read_parquet_dask(path):
     """
     _, dd = _dd()
     files = expand_paths(path)
+    other = [f for f in files if not f.lower().endswith((".parquet", ".pq"))]
+    if other:
+        raise PredictionFileError(f"{other[0]}: scoring on Dask reads Parquet files (a file, a glob "
+                                  "or a directory of them)")
     return dd.read_parquet(files)
 
 
