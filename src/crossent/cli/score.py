@@ -80,12 +80,27 @@ def _plot_path(plot: Optional[Path]) -> Optional[Path]:
     return plot
 
 
+def _dask_frames(paths, workers, scheduler, truth, id):
+    """Dask DataFrames of the inputs for --workers / --scheduler (None without them), checked
+    before a cluster starts."""
+    if workers is None and scheduler is None:
+        return None
+    if workers is not None and scheduler is not None:
+        raise CliError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    if truth is not None or id is not None:
+        raise CliError("--truth and --id are not supported with --workers/--scheduler")
+    try:
+        from ..evaluation.distributed import read_parquet_dask
+
+        return [read_parquet_dask(p) for p in paths]
+    except ImportError:
+        raise CliError("--workers and --scheduler need Dask: pip install 'crossent[dask]'") from None
+
+
 def _cluster(workers: Optional[int], scheduler: Optional[str]):
     """A Dask client for --workers / --scheduler (None without them)."""
     if workers is None and scheduler is None:
         return contextlib.nullcontext(None)
-    if workers is not None and scheduler is not None:
-        raise CliError("give --workers (a local cluster) or --scheduler (a running one), not both")
     try:
         from ..evaluation.distributed import dask_client
 
@@ -189,6 +204,7 @@ def score_cmd(
         raise CliError("--plot draws the reliability of a multi-class file; --multilabel has none")
     labels = _labels(label, multilabel)
     names = _classes(classes)
+    frames = _dask_frames([pred], workers, scheduler, truth, id)
     with _cluster(workers, scheduler) as client:
         if client is None:
             from ..evaluation import score_file
@@ -198,11 +214,9 @@ def score_cmd(
                                multilabel=multilabel, logits=logits, normalize=normalize, clip=clip,
                                n_bins=bins, batch_size=batch_size, progress=progress)
         else:
-            from ..evaluation.distributed import read_parquet_dask, score_dask
+            from ..evaluation.distributed import score_dask
 
-            if truth is not None or id is not None:
-                raise CliError("--truth and --id are not supported with --workers/--scheduler")
-            s = score_dask(read_parquet_dask(pred), label=labels, classes=names, weight=weight,
+            s = score_dask(frames[0], label=labels, classes=names, weight=weight,
                            multilabel=multilabel, logits=logits, normalize=normalize, clip=clip,
                            n_bins=bins, name=str(pred))
     if as_json:
@@ -296,6 +310,7 @@ def compare_cmd(
     """
     if len(preds) < 2:
         raise CliError(f"compare needs at least two prediction files, got {len(preds)}")
+    frames = _dask_frames(preds, workers, scheduler, truth, id)
     with _cluster(workers, scheduler) as client:
         if client is None:
             from ..evaluation import compare_files
@@ -306,12 +321,10 @@ def compare_cmd(
                                   n_resamples=bootstrap, confidence=confidence, seed=seed,
                                   batch_size=batch_size, progress=progress)
         else:
-            from ..evaluation.distributed import compare_dask, read_parquet_dask
+            from ..evaluation.distributed import compare_dask
             from ..evaluation.scoring import _names
 
-            if truth is not None or id is not None:
-                raise CliError("--truth and --id are not supported with --workers/--scheduler")
-            c = compare_dask([read_parquet_dask(p) for p in preds], label=label, names=_names(preds),
+            c = compare_dask(frames, label=label, names=_names(preds),
                              classes=_classes(classes), logits=logits, normalize=normalize, clip=clip,
                              n_bins=bins, n_resamples=bootstrap, confidence=confidence, seed=seed)
     if as_json:
