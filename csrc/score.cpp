@@ -5,7 +5,44 @@
 #include <cmath>
 #include <limits>
 
+// The block pass is compiled for AVX-512, AVX2 and baseline, chosen at load time (as in
+// softmax_ce.cpp).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CROSSENT_NO_CLONES)
+#define CROSSENT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CROSSENT_CLONES
+#endif
+
 namespace crossent {
+namespace {
+
+constexpr int64_t kBlock = 256;
+
+// One block of n <= kBlock rows: per row, the top and the lowest probability, the sum and the
+// sum of squares (a NaN, which max and min may skip, still makes the sum NaN). Per-row arrays,
+// max and min instead of branches, no reduction across rows: the loop over rows vectorises.
+template <typename T>
+CROSSENT_CLONES void block_pass(const T* __restrict p, int64_t C, int64_t m, int64_t n,
+                                double* __restrict top, double* __restrict low,
+                                double* __restrict sum, double* __restrict squares) {
+  for (int64_t j = 0; j < n; ++j) {
+    top[j] = -std::numeric_limits<double>::infinity();
+    low[j] = std::numeric_limits<double>::infinity();
+    sum[j] = squares[j] = 0.0;
+  }
+  for (int64_t k = 0; k < C; ++k) {
+    const T* __restrict column = p + k * m;
+    for (int64_t j = 0; j < n; ++j) {
+      const double v = static_cast<double>(column[j]);
+      sum[j] += v;
+      squares[j] += v * v;
+      top[j] = std::max(top[j], v);
+      low[j] = std::min(low[j], v);
+    }
+  }
+}
+
+}  // namespace
 
 template <typename T>
 int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
@@ -20,50 +57,24 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
   double* bin_hits = bin_weight + n_bins;
   double* bin_conf = bin_hits + n_bins;
   double loss_sum = 0, hits = 0, brier = 0, weight_sum = 0, n_inf = 0;
-  // Rows go in blocks: each class column is read contiguously (vectorised over rows) into
-  // per-row running top, argmax, sum and sum of squares that stay in L1.
-  constexpr int64_t kBlock = 256;
-  double top[kBlock], sum[kBlock], squares[kBlock];
-  int64_t arg[kBlock];
+  double top[kBlock], low[kBlock], sum[kBlock], squares[kBlock];
+  // Each value must be in [0, hi] (NaN fails): hi = 1, or any finite value when normalising.
+  const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
   for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
     const int64_t n = std::min(kBlock, m - i0);
+    block_pass<T>(p + i0, C, m, n, top, low, sum, squares);
+    // Valid: every value in [0, hi] and the sum within tol of 1 (normalising: a positive finite
+    // sum); a NaN makes the sum NaN, which fails both.
     for (int64_t j = 0; j < n; ++j) {
-      top[j] = -std::numeric_limits<double>::infinity();
-      sum[j] = squares[j] = 0.0;
-      arg[j] = 0;
-    }
-    bool ok = true;
-    for (int64_t k = 0; k < C; ++k) {
-      const T* column = p + k * m + i0;
-      for (int64_t j = 0; j < n; ++j) {
-        const double v = static_cast<double>(column[j]);
-        ok &= normalize ? (v >= 0 && v <= std::numeric_limits<double>::max())
-                        : (v >= 0 && v <= 1);  // NaN fails both
-        sum[j] += v;
-        squares[j] += v * v;
-        const bool above = v > top[j];  // strict: the first class reaching the top is the argmax
-        top[j] = above ? v : top[j];
-        arg[j] = above ? k : arg[j];
-      }
-    }
-    for (int64_t j = 0; j < n; ++j) {
-      const bool row_ok = normalize ? sum[j] > 0 : std::fabs(sum[j] - 1.0) <= tol;
-      ok &= row_ok;
-    }
-    if (!ok) {  // the first invalid row of the block
-      for (int64_t j = 0; j < n; ++j) {
-        bool row_ok = normalize ? sum[j] > 0 : std::fabs(sum[j] - 1.0) <= tol;
-        for (int64_t k = 0; k < C && row_ok; ++k) {
-          const double v = static_cast<double>(p[k * m + i0 + j]);
-          row_ok = normalize ? (v >= 0 && v <= std::numeric_limits<double>::max())
-                             : (v >= 0 && v <= 1);
-        }
-        if (!row_ok) return i0 + j;
-      }
+      const bool valid = low[j] >= 0 && top[j] <= hi &&
+                         (normalize ? sum[j] > 0 && sum[j] <= hi : std::fabs(sum[j] - 1.0) <= tol);
+      if (!valid) return i0 + j;
     }
     for (int64_t j = 0; j < n; ++j) {
       const int64_t i = i0 + j;
       const int64_t y = labels[i];
+      int64_t arg = 0;  // the first class reaching the top (argmax)
+      while (static_cast<double>(p[arg * m + i]) != top[j]) ++arg;
       double p_true = static_cast<double>(p[y * m + i]), t = top[j], sq = squares[j];
       if (normalize) {  // row / sum: squares scale by 1 / sum^2
         p_true /= sum[j];
@@ -73,7 +84,7 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
       const double loss = -std::fmax(std::log(p_true), log_clip);
       loss_out[i] = loss;
       const double w = weights ? weights[i] : 1.0;
-      const double hit = arg[j] == y ? w : 0.0;
+      const double hit = arg == y ? w : 0.0;
       // sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1
       const double row_brier = sq - 2.0 * p_true + 1.0;
       const double wloss = w == 0.0 ? 0.0 : w * loss;  // a weight 0 removes even an infinite loss
