@@ -1,24 +1,26 @@
-"""Scoring a prediction file: crossent against sklearn.metrics.log_loss, side by side.
+"""Scoring a Parquet file of predictions: crossent against DuckDB and scikit-learn, and on Dask.
 
-    python benchmarks/bench_score.py                 # 10 million rows x 10 classes
-    python benchmarks/bench_score.py --rows 1000000  # a quicker run
+    python benchmarks/bench_score.py                  # 10 million rows x 10 classes
+    python benchmarks/bench_score.py --rows 2000000   # a quicker run
+    python benchmarks/bench_score.py --runs 5         # more interleaved runs
 
-Writes a Parquet file of random predictions (float64 probabilities, one column per class, an
-int64 label column) in a temporary directory, then, in this process and on the same data:
+Writes a Parquet file of random predictions (float32 probability columns named class_0 ...,
+a string label column ``y`` naming the class, row groups of 1M rows) in a temporary
+directory, then measures, on that same file:
 
-- crossent, end to end: ``crossent.evaluation.score_file`` streams the file in batches and
-  computes every metric (cross-entropy, accuracy, Brier, ECE, per class);
-- crossent, in memory: ``crossent.evaluation.score_arrays`` on the arrays sklearn gets;
-- scikit-learn: ``sklearn.metrics.log_loss`` on the arrays already in memory (reading the file
-  for it is *not* timed).
+Whole processes (``python -m crossent score FILE --label y --json``, a DuckDB query of the mean
+cross-entropy alone, and scikit-learn: pyarrow reads the columns, ``log_loss`` scores them),
+plus ``crossent --help`` and the calculator (start-up). Wall seconds, CPU seconds (user + sys)
+and peak resident memory (the child's own VmHWM, reported at its exit). The machine may be shared: the contenders run interleaved, ``--runs`` rounds, and the
+medians are reported with every run's figure; CPU seconds are steadier than wall seconds there.
 
-Times are the first call and the best of ``--repeat`` calls. Then each contender runs once
-more in a fresh subprocess, from the file, as a command-line user would (a first call also
-pays the kernel's first touch of every page it allocates: sklearn's temporaries are several
-times the data).
-Peak memory is measured there (Linux): after the imports the resident set's high-water mark is
-reset (``/proc/self/clear_refs``), and the figure is the peak (``VmHWM``) minus the resident
-set at that moment, so the interpreter and the libraries are not counted.
+In this process: ``score_file`` (reads the file), ``score_arrays`` and ``sklearn.metrics.log_loss``
+on the arrays in memory (reading them is not timed), the DuckDB query, and ``score_dask`` on a
+``LocalCluster`` of 1 and 2 single-threaded worker processes (127.0.0.1; cluster start-up not
+timed). Medians of ``--runs``.
+
+Every contender's mean cross-entropy is checked against crossent's (1e-6 relative: DuckDB
+divides float32 columns in float32).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,130 +46,218 @@ def make_file(path: str, rows: int, classes: int, seed: int = 0) -> None:
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    schema = pa.schema([(f"c{k}", pa.float64()) for k in range(classes)] + [("y", pa.int64())])
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, rows, CHUNK):
-            n = min(CHUNK, rows - start)
-            z = rng.normal(scale=2.0, size=(n, classes))
-            p = np.exp(z - z.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            y = rng.integers(0, classes, size=n)
-            writer.write_table(pa.table({**{f"c{k}": p[:, k] for k in range(classes)}, "y": y}))
+    names = np.array([f"class_{k}" for k in range(classes)])
+    writer = None
+    for start in range(0, rows, CHUNK):
+        n = min(CHUNK, rows - start)
+        z = rng.normal(scale=2.0, size=(n, classes))
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p = (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        t = pa.table({**{names[k]: p[:, k] for k in range(classes)}, "y": names[rng.integers(0, classes, n)]})
+        writer = writer or pq.ParquetWriter(path, t.schema)
+        writer.write_table(t)
+    writer.close()
 
 
-def load_arrays(path: str):
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    names = [n for n in table.column_names if n != "y"]
-    probs = np.empty((table.num_rows, len(names)))
-    for k, name in enumerate(names):
-        probs[:, k] = table.column(name).to_numpy()
-    return probs, table.column("y").to_numpy()
+def duckdb_query(path: str, classes: int) -> str:
+    names = [f"class_{k}" for k in range(classes)]
+    p_label = "CASE y " + " ".join(f"WHEN '{n}' THEN {n}" for n in names) + " END"
+    return f"SELECT avg(-ln(({p_label}) / ({' + '.join(names)}))) FROM read_parquet('{path}')"
 
 
-def timed(repeat: int, fn):
-    """(first call's seconds, best of ``repeat`` calls' seconds, value)."""
-    times, value = [], None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        value = fn()
-        times.append(time.perf_counter() - t0)
-    return times[0], min(times), value
+SKLEARN = """
+import sys, numpy as np, pyarrow.parquet as pq, sklearn.metrics
+t = pq.read_table(sys.argv[1]); names = [c for c in t.column_names if c != "y"]
+probs = np.column_stack([t.column(c).to_numpy().astype(np.float64) for c in names])
+labels = np.searchsorted(np.array(names), t.column("y").to_numpy(zero_copy_only=False).astype(str))
+print(sklearn.metrics.log_loss(labels, probs, labels=np.arange(len(names))))
+"""
+DUCKDB = "import sys, duckdb; print(duckdb.execute(sys.argv[1]).fetchall()[0][0])"
+# Runs a module (-m NAME) or a script (-c CODE) and reports its peak resident set (VmHWM) on
+# standard error at exit: ru_maxrss of a child would also hold this process's resident set
+# from before the exec.
+PEAK = """
+import atexit, re, runpy, sys
+atexit.register(lambda: sys.stderr.write("\\nVmHWM " + re.search(r"VmHWM:\\s+(\\d+)",
+                open("/proc/self/status").read()).group(1) + "\\n"))
+mode, target = sys.argv[1], sys.argv[2]
+sys.argv = sys.argv[2:]
+if mode == "-m":
+    runpy.run_module(target, run_name="__main__", alter_sys=True)
+else:
+    exec(compile(target, "<string>", "exec"), {"__name__": "__main__"})
+"""
 
 
-def _status_mib(field: str) -> float:
-    with open("/proc/self/status") as f:
-        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1)) / 1024.0
-
-
-def measure_fresh(path: str, who: str) -> None:
-    """Run in a fresh subprocess, once, as a command-line user would: print the seconds from
-    the file to the log-loss, the seconds of the metric call alone, and the peak growth of the
-    resident set (MiB) over the imports."""
-    import pyarrow.parquet  # noqa: F401  (imports are not part of the measure)
-    import sklearn.metrics
-
-    from crossent.evaluation import score_file
-
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident set (VmHWM) to the current one
-    before = _status_mib("VmRSS")
+def run_process(argv):
+    """(wall s, cpu s, peak MiB, stdout) of a child process ``[python, -m|-c, ...]``."""
     t0 = time.perf_counter()
-    if who == "crossent":
-        score_file(path, label="y")
-        t1 = t0
-    else:
-        probs, labels = load_arrays(path)
-        t1 = time.perf_counter()
-        sklearn.metrics.log_loss(labels, probs)
-    t2 = time.perf_counter()
-    print(json.dumps({"total": t2 - t0, "metric": t2 - t1, "peak_mib": _status_mib("VmHWM") - before}))
+    proc = subprocess.Popen([argv[0], "-c", PEAK, *argv[1:]], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    wall = time.perf_counter() - t0
+    _, _, usage = 0, 0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:4]} failed: {err}")
+    peak = int(err.rsplit("VmHWM ", 1)[1].split()[0]) / 1024
+    return wall, usage, peak, out
 
 
-def fresh(path: str, who: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--fresh", who, "--file", path],
-                         capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def median_of(runs, fn):
+    values = [fn() for _ in range(runs)]
+    return statistics.median(values), values
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--classes", type=int, default=CLASSES)
-    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs (default 3)")
-    ap.add_argument("--no-fresh", action="store_true", help="skip the fresh-subprocess runs")
-    ap.add_argument("--fresh", choices=["crossent", "sklearn"], help=argparse.SUPPRESS)
-    ap.add_argument("--file", help=argparse.SUPPRESS)
+    ap.add_argument("--runs", type=int, default=3, help="interleaved rounds; medians reported")
+    ap.add_argument("--no-dask", action="store_true", help="skip the Dask cluster runs")
     args = ap.parse_args()
-    if args.fresh:
-        measure_fresh(args.file, args.fresh)
-        return
+    py = sys.executable
 
-    import sklearn
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "preds.parquet")
+        make_file(path, args.rows, args.classes)
+        size = os.path.getsize(path) / 2**20
+        print(f"{args.rows:,} rows x {args.classes} classes: float32 probabilities, string labels, "
+              f"Parquet {size:,.0f} MiB; {os.cpu_count()} CPUs (load average "
+              f"{os.getloadavg()[0]:.1f} at the start: a shared machine makes wall times noisy); "
+              f"medians of {args.runs} interleaved runs")
+
+        contenders = {
+            "crossent score --json (every metric)": [py, "-m", "crossent", "score", path, "--label", "y", "--json"],
+            "DuckDB SQL, mean cross-entropy alone": [py, "-c", DUCKDB, duckdb_query(path, args.classes)],
+            "pyarrow read + sklearn log_loss": [py, "-c", SKLEARN, path],
+            "crossent --help": [py, "-m", "crossent", "--help"],
+            "crossent entropy 0.5,0.5 (calculator)": [py, "-m", "crossent", "entropy", "0.5", "0.5"],
+        }
+        runs = {name: [] for name in contenders}
+        values = {}
+        for _ in range(args.runs):  # interleaved: each round runs every contender once
+            for name, argv in contenders.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
+                wall, after, peak, out = run_process(argv)
+                cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+                runs[name].append((wall, cpu, peak))
+                values[name] = out
+        ce = json.loads(values["crossent score --json (every metric)"])["cross_entropy_nats"]
+        for name in ("DuckDB SQL, mean cross-entropy alone", "pyarrow read + sklearn log_loss"):
+            other = float(values[name].strip().splitlines()[-1])
+            assert abs(other - ce) <= 1e-6 * ce, (name, other, ce)
+        print(f"mean cross-entropy {ce:.12f} nats (DuckDB and sklearn agree to 1e-6: DuckDB divides "
+              "float32 columns in float32)")
+        print("Whole processes (wall s / CPU s / peak MiB, medians; every run's wall in brackets):")
+        med = {n: tuple(statistics.median(r[i] for r in rs) for i in range(3)) for n, rs in runs.items()}
+        ref = med["crossent score --json (every metric)"]
+        for name, (wall, cpu, peak) in med.items():
+            ratio = "" if name.startswith("crossent") else (
+                f"  this / crossent score: {wall / ref[0]:.2f}x wall, {cpu / ref[1]:.2f}x CPU")
+            walls = ", ".join(f"{r[0]:.2f}" for r in runs[name])
+            print(f"  {name:40s} {wall:6.2f} s {cpu:6.2f} s {peak:6.0f} MiB [{walls}]{ratio}")
+
+        in_process(path, args)
+
+
+def in_process(path, args) -> None:
+    import duckdb
+    import pyarrow.parquet as pq
     import sklearn.metrics
 
     from crossent.evaluation import score_arrays, score_file
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "preds.parquet")
-        t0 = time.perf_counter()
-        make_file(path, args.rows, args.classes)
-        size = os.path.getsize(path) / 2**20
-        print(f"{args.rows:,} rows x {args.classes} classes, float64 Parquet {size:,.0f} MiB "
-              f"(written in {time.perf_counter() - t0:.1f} s); best of {args.repeat}; "
-              f"{os.cpu_count()} CPUs; scikit-learn {sklearn.__version__}")
+    table = pq.read_table(path)
+    names = [c for c in table.column_names if c != "y"]
+    probs = np.column_stack([table.column(c).to_numpy() for c in names])  # float32, as in the file
+    labels = np.searchsorted(np.array(names), table.column("y").to_numpy(zero_copy_only=False).astype(str))
+    del table
+    query = duckdb_query(path, args.classes)
+    con = duckdb.connect()
+    contenders = {
+        "crossent score_file (reads the file)": lambda: score_file(path, label="y").cross_entropy,
+        "crossent score_arrays (arrays in memory)": lambda: score_arrays(probs, labels).cross_entropy,
+        "sklearn log_loss (arrays in memory)": lambda: sklearn.metrics.log_loss(
+            labels, probs, labels=np.arange(len(names))),
+        "DuckDB query (reads the file)": lambda: con.execute(query).fetchall()[0][0],
+    }
+    times = {n: [] for n in contenders}
+    cpus = {n: [] for n in contenders}
+    values = {}
+    for _ in range(args.runs):
+        for name, fn in contenders.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            values[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+            cpus[name].append(time.process_time() - c0)  # every thread of this process
+    ce = values["crossent score_file (reads the file)"]
+    assert all(abs(v - ce) <= 1e-6 * ce for v in values.values()), values
+    probs = labels = None  # free them before the Dask runs
+    sk = statistics.median(times["sklearn log_loss (arrays in memory)"])
+    sk_cpu = statistics.median(cpus["sklearn log_loss (arrays in memory)"])
+    print("In this process (medians: wall s / CPU s of all threads; sklearn / contender in brackets):")
+    for name, ts in times.items():
+        t, c = statistics.median(ts), statistics.median(cpus[name])
+        print(f"  {name:44s} {t:7.3f} s ({sk / t:5.1f}x)  {c:7.3f} s CPU ({sk_cpu / c:5.1f}x)  runs: "
+              + ", ".join(f"{x:.2f}" for x in ts))
+    engines(path, args)
+    if args.no_dask:
+        return
+    from dask.distributed import Client
 
-        f_file, t_file, s = timed(args.repeat, lambda: score_file(path, label="y"))
-        probs, labels = load_arrays(path)
-        f_mem, t_mem, s_mem = timed(args.repeat, lambda: score_arrays(probs, labels))
-        f_sk, t_sk, ll = timed(args.repeat, lambda: sklearn.metrics.log_loss(labels, probs))
-        assert abs(s.cross_entropy - ll) <= 1e-9 * ll, (s.cross_entropy, ll)
-        assert abs(s_mem.cross_entropy - ll) <= 1e-9 * ll, (s_mem.cross_entropy, ll)
-        del probs, labels
+    from crossent.evaluation import score_dask
+    from crossent.evaluation.distributed import read_parquet_dask
 
-        print(f"log-loss: crossent {s.cross_entropy:.12f}, sklearn {ll:.12f}")
-        print(f"In this process, same data; first call and best of {args.repeat} "
-              "(ratio = sklearn / crossent):")
-        print(f"  {'':44s} {'first':>8s} {'ratio':>6s} {'best':>8s} {'ratio':>6s}")
-        for name, first, best in (("sklearn.metrics.log_loss (arrays in memory)", f_sk, t_sk),
-                                  ("crossent score_arrays (arrays in memory)", f_mem, t_mem),
-                                  ("crossent score_file (reads the file too)", f_file, t_file)):
-            print(f"  {name:44s} {first:7.3f}s {f_sk / first:5.1f}x {best:7.3f}s {t_sk / best:5.1f}x")
-        print("  (crossent computes every metric: log-loss, accuracy, Brier, ECE, per class; "
-              "sklearn the log-loss only. sklearn's first call also pays the kernel's first touch "
-              "of its temporaries, several times the data)")
-        if not args.no_fresh:
-            cx, sk = fresh(path, "crossent"), fresh(path, "sklearn")
-            print("In a fresh process each, once, from the file (as on the command line); peak memory "
-                  "is the growth of VmHWM over the imports:")
-            print(f"  {'sklearn: read the file, then log_loss':46s} {sk['total']:7.3f} s "
-                  f"(log_loss alone {sk['metric']:.3f} s)  peak {sk['peak_mib']:,.0f} MiB")
-            print(f"  {'crossent score_file':46s} {cx['total']:7.3f} s "
-                  f"{sk['total'] / cx['total']:5.1f}x faster from the file, "
-                  f"{sk['metric'] / cx['total']:.1f}x than log_loss alone;  peak {cx['peak_mib']:,.0f} MiB")
-            print(f"  (the arrays sklearn needs are {args.rows * (args.classes + 1) * 8 / 2**20:,.0f} MiB; "
-                  f"crossent reads batches of {1 << 18:,} rows)")
+    one = score_file(path, label="y")
+    for workers in (1, 2):
+        with Client(n_workers=workers, threads_per_worker=1, host="127.0.0.1",
+                    dashboard_address=None):
+            ts = []
+            for _ in range(args.runs):
+                t0 = time.perf_counter()
+                s = score_dask(read_parquet_dask(path), label="y")
+                ts.append(time.perf_counter() - t0)
+            assert abs(s.cross_entropy - one.cross_entropy) <= 1e-12 * one.cross_entropy
+            print(f"  score_dask, LocalCluster of {workers} worker process(es) "
+                  f"{statistics.median(ts):7.3f} s  (same numbers as score_file to 1e-12; "
+                  f"cluster start not timed)  runs: " + ", ".join(f"{x:.2f}" for x in ts))
+
+
+def engines(path, args) -> None:
+    """Reading the columns alone, by each candidate engine (why score_file reads with
+    ``ParquetFile.iter_batches`` and keeps the labels dictionary-encoded)."""
+    import duckdb
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    names = [f"class_{k}" for k in range(args.classes)]
+    listed = "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
+    def iter_batches(dictionary):
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20,
+                            read_dictionary=["y"] if dictionary else None)
+        return sum(b.num_rows for b in pf.iter_batches(batch_size=1 << 18))
+
+    def dataset():
+        return sum(b.num_rows for b in ds.dataset(path).to_batches(batch_size=1 << 18))
+
+    def duck_arrow():  # the label's class index computed by DuckDB, streamed as Arrow batches
+        query = f"SELECT {', '.join(names)}, list_position({listed}, y) AS y FROM read_parquet('{path}')"
+        return sum(b.num_rows for b in duckdb.sql(query).to_arrow_reader(1 << 18))
+
+    readers = {"pyarrow ParquetFile.iter_batches, labels dictionary-encoded (crossent)": lambda: iter_batches(True),
+               "pyarrow ParquetFile.iter_batches, labels decoded to strings": lambda: iter_batches(False),
+               "pyarrow.dataset to_batches (multithreaded scanner)": dataset,
+               "DuckDB Arrow streaming (to_arrow_reader)": duck_arrow}
+    times = {n: [] for n in readers}
+    for _ in range(args.runs):
+        for name, fn in readers.items():
+            t0 = time.perf_counter()
+            assert fn() == args.rows
+            times[name].append(time.perf_counter() - t0)
+    print("Reading engines, the columns alone (median seconds):")
+    for name, ts in times.items():
+        print(f"  {name:72s} {statistics.median(ts):6.3f} s  runs: " + ", ".join(f"{x:.2f}" for x in ts))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@
 #endif
 
 #include "binary.hpp"
+#include "score.hpp"
 #include "softmax_ce.hpp"
 #include "softmax_misc.hpp"
 
@@ -237,6 +238,37 @@ void sigmoid_focal(Flat<const T> logits, ConstVector targets, std::optional<doub
 // crashes when it cannot create a team of the size asked for.
 constexpr int64_t kMaxThreads = 1024;
 
+template <typename T>
+int64_t score_probs(Matrix<const T> probs, Labels labels, std::optional<ConstVector> weights,
+                    double tol, bool normalize, double log_clip, Vector loss_out,
+                    Vector state) {
+  const int64_t C = check_rows(dim(probs, 0), "probs (class-major)");
+  const int64_t m = dim(probs, 1);
+  check_labels(labels, m, C, false, 0);
+  check_loss_out(loss_out, m);
+  const double* w = nullptr;
+  if (weights) {
+    if (dim(*weights, 0) != m)
+      throw std::invalid_argument("weights has " + std::to_string(dim(*weights, 0)) +
+                                  " entries, expected " + std::to_string(m));
+    w = weights->data();
+    for (int64_t i = 0; i < m; ++i)
+      if (!(w[i] >= 0 && std::isfinite(w[i])))
+        throw std::invalid_argument("weights[" + std::to_string(i) + "] = " +
+                                    std::to_string(w[i]) + " is not finite and >= 0");
+  }
+  if (!(tol >= 0)) throw std::invalid_argument("tol must be >= 0");
+  if (std::isnan(log_clip) || log_clip > 0)
+    throw std::invalid_argument("log_clip must be <= 0 (or -inf)");
+  const int64_t bins4 = dim(state, 0) - crossent::kScoreTotals - 3 * C;
+  if (bins4 < 4 || bins4 % 4 != 0)
+    throw std::invalid_argument("state has " + std::to_string(dim(state, 0)) +
+                                " entries; expected 6 + 3 * classes + 4 * bins");
+  nb::gil_scoped_release release;
+  return crossent::score_probs<T>(probs.data(), C, m, labels.data(), w, tol, normalize,
+                                  log_clip, bins4 / 4, loss_out.data(), state.data());
+}
+
 void set_num_threads(int64_t n) {
   if (n < 1 || n > kMaxThreads)
     throw std::invalid_argument("n must be in [1, " + std::to_string(kMaxThreads) + "], got " +
@@ -311,6 +343,11 @@ void define_all(nb::module_& m) {
   m.def("sigmoid_focal", &sigmoid_focal<T>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
         "grad_scale"_a, "Element-wise sigmoid focal loss (flat arrays).");
+  m.def("score_probs", &score_probs<T>, "probs"_a.noconvert(), "labels"_a.noconvert(),
+        "weights"_a.noconvert().none(), "tol"_a, "normalize"_a, "log_clip"_a,
+        "loss_out"_a.noconvert(), "state"_a.noconvert(),
+        "Validate and score class-major probabilities (C, m): per-row losses into loss_out, "
+        "metric sums added to state; -1, or the first invalid row.");
 }
 
 }  // namespace

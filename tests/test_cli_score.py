@@ -59,7 +59,8 @@ def test_score_json_matches_sklearn(capsys, digits_files, fmt):
                                        rel=1e-12)
     assert [c["count"] for c in r["per_class"]] == np.bincount(labels).tolist()
     assert set(r) == {"file", "rows", "classes", "cross_entropy_nats", "cross_entropy_bits", "perplexity",
-                      "accuracy", "brier", "ece", "per_class", "infinite_rows", "clip", "calibration"}
+                      "accuracy", "brier", "ece", "per_class", "infinite_rows", "clip", "weight_sum",
+                      "calibration"}
 
 
 def test_score_table_binary_real_data(capsys, tmp_path):
@@ -147,7 +148,7 @@ def _bad(tmp_path, name, text):
     ("p.csv", "a,b,z\n0.5,0.5,a\n", (), "p.csv: no label column 'y' (columns: a, b, z)"),
     ("p.csv", "a,y\n1.0,a\n", (), "p.csv: needs at least two class columns"),
     ("p.csv", "", (), "p.csv: is empty"),
-    ("p.csv", "a,b,y\n", (), "p.csv: has a header but no data rows"),
+    ("p.csv", "a,b,y\n", (), "p.csv: has no data rows (a header only)"),
     ("p.csv", "a,a,y\n0.5,0.5,a\n", (), "p.csv: column name 'a' occurs more than once"),
     ("p.csv", "a,b,y\n0,0.5,a\n", ("--logits",), None),
     ("p.csv", "a,b,y\n1.0,nan,a\n", ("--logits",), "p.csv: row 1, column 'b': NaN is not a valid logit"),
@@ -174,7 +175,7 @@ def test_missing_file(capsys, tmp_path):
 
 def test_npz_bad_members(capsys, tmp_path):
     np.savez(tmp_path / "ragged.npz", a=np.array([0.5, 0.5]), b=np.array([0.5, 0.5, 0.5]), y=np.array([0, 1]))
-    assert "member 'b' has 3 rows, the others 2" in error_line(capsys, "score", tmp_path / "ragged.npz", "--label", "y")
+    assert "member 'b' has 3 rows, 'a' 2" in error_line(capsys, "score", tmp_path / "ragged.npz", "--label", "y")
     np.savez(tmp_path / "obj.npz", a=np.array([0.5]), b=np.array([0.5]), y=np.array(["a"], dtype=object))
     assert "member 'y' holds Python objects" in error_line(capsys, "score", tmp_path / "obj.npz", "--label", "y")
 
@@ -234,3 +235,166 @@ def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     screen.truncate(0)
     code, out, err = run(capsys, "score", path, "--label", "y", "--json")  # machines get no bar
     assert code == 0 and screen.getvalue() == ""
+
+
+# -- issue 9: reading tables and scoring (items 11, 13, 15, 16, 20, 21, 23, 24) -------------------
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+import pyarrow.csv  # noqa: E402,F401  (pa.csv)
+
+def test_text_in_a_probability_column_names_file_row_column_and_value(capsys, tmp_path):
+    first_block = tmp_path / "first.csv"
+    first_block.write_text("a,b,y\n0.5,0.5,a\n0.3,0.7,b\n0.2,oops,a\n")
+    assert error_line(capsys, "score", first_block, "--label", "y") == \
+        f"{first_block}: row 3, column 'b': 'oops' is not a number (a class column holds probabilities or logits)"
+    # a bad cell beyond the first block (the column was inferred as numbers)
+    later = tmp_path / "later.csv"
+    rows = 1_000_000
+    later.write_bytes(b"a,b,y\n" + b"0.5,0.5,a\n" * rows + b"0.5,bad,a\n")
+    assert error_line(capsys, "score", later, "--label", "y") == \
+        f"{later}: row {rows + 1}, column 'b': 'bad' is not a number"
+    # Parquet: a text column named as a class, and decimal columns, which are numbers
+    text = tmp_path / "text.parquet"
+    pq.write_table(pa.table({"a": [0.5, 0.5], "b": ["0.5", "x"], "y": ["a", "b"]}), text)
+    assert error_line(capsys, "score", text, "--label", "y", "--classes", "a,b") == \
+        f"{text}: row 2, column 'b': 'x' is not a number (a class column holds probabilities or logits)"
+    from decimal import Decimal
+
+    dec = tmp_path / "decimal.parquet"
+    pq.write_table(pa.table({"a": pa.array([Decimal("0.25"), Decimal("0.9")], pa.decimal128(4, 3)),
+                             "b": pa.array([Decimal("0.75"), Decimal("0.1")], pa.decimal128(4, 3)),
+                             "y": ["b", "a"]}), dec)
+    code, out, err = run(capsys, "score", dec, "--label", "y", "--json")
+    assert code == 0, err
+    assert json.loads(out)["cross_entropy_nats"] == pytest.approx(-(math.log(0.75) + math.log(0.9)) / 2, rel=1e-12)
+
+
+def test_huge_header_long_line_and_long_label_give_short_clear_messages(capsys, tmp_path):
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"a" * (9 << 20) + b",b,y\n0.5,0.5,a\n")
+    message = error_line(capsys, "score", header, "--label", "y")
+    assert message == f"{header}: the header line is longer than 8 MiB: not a CSV file crossent reads"
+    line = tmp_path / "line.csv"
+    line.write_bytes(b"a,b,y\n0.5,0.5,a\n0.5,0.5,a\n0.5,0.5," + b"x" * (20 << 20) + b"\n0.5,0.5,a\n")
+    message = error_line(capsys, "score", line, "--label", "y")
+    assert message == f"{line}: row 3: a line longer than 8 MiB: crossent reads CSV rows of up to 8 MiB"
+    label = tmp_path / "label.csv"
+    label.write_bytes(b"a,b,y\n0.5,0.5,a\n0.5,0.5," + b"z" * (5 << 20) + b"\n")
+    message = error_line(capsys, "score", label, "--label", "y")
+    assert message.startswith(f"{label}: row 2, column 'y': label 'zzzz") and len(message) < 300
+    assert "(5,242,880 characters) names no class" in message
+
+
+def test_bins_are_bounded(capsys, digits_files):
+    message = error_line(capsys, "score", digits_files["parquet"], "--label", "y", "--bins", "10000000")
+    assert message.startswith("Invalid value for '--bins'") and "10000" in message
+
+
+def test_plot_path_is_checked_first_and_the_written_path_is_printed(capsys, tmp_path, digits_files):
+    code, out, err = run(capsys, "score", digits_files["csv"], "--label", "y", "--id", "id", "--plot", tmp_path / "rel")
+    assert code == 0, err
+    assert (tmp_path / "rel.png").is_file() and f"reliability diagram: {tmp_path / 'rel.png'}" in out
+    assert error_line(capsys, "score", digits_files["csv"], "--label", "y", "--id", "id", "--id", "id", "--plot", tmp_path) == \
+        f"--plot {tmp_path}: is a directory; give a file name such as {tmp_path / 'reliability.png'}"
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("")
+    assert error_line(capsys, "score", digits_files["csv"], "--label", "y", "--id", "id", "--id", "id", "--plot", blocker / "x.png") == \
+        f"--plot {blocker / 'x.png'}: {blocker} is not a directory"
+    assert "--plot" in error_line(capsys, "score", digits_files["csv"], "--label", "y", "--id", "id", "--id", "id", "--plot",
+                                  tmp_path / "x.csv")
+
+
+def test_scores_are_printed_when_only_the_plot_fails(capsys, tmp_path, digits_files, monkeypatch):
+    import crossent.plots
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(crossent.plots, "reliability_diagram", fail)
+    code, out, err = run(capsys, "score", digits_files["parquet"], "--label", "y", "--id", "id", "--json",
+                         "--plot", tmp_path / "r.png")
+    assert code == 2 and json.loads(out)["rows"] > 0
+    assert err.strip() == (f"crossent: error: --plot {tmp_path / 'r.png'}: cannot write the diagram "
+                           "([Errno 28] No space left on device)")
+
+
+def test_float16_parquet_columns_get_the_float16_tolerance(capsys, tmp_path):
+    path = tmp_path / "half.parquet"
+    p = np.array([[0.1, 0.2, 0.7]] * 3, dtype=np.float16)  # rows sum to 1 - 2.4e-4 in float16
+    pq.write_table(pa.table({"a": p[:, 0], "b": p[:, 1], "c": p[:, 2], "y": ["c", "b", "a"]}), path)
+    code, out, err = run(capsys, "score", path, "--label", "y", "--json")
+    assert code == 0, err
+    expected = -np.mean(np.log(p[0].astype(np.float64)))
+    assert json.loads(out)["cross_entropy_nats"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_npz_members_not_needed_are_ignored(capsys, tmp_path):
+    path = tmp_path / "extra.npz"
+    np.savez(path, a=np.array([0.5, 0.2]), b=np.array([0.5, 0.8]), y=np.array([0, 1]),
+             matrix=np.zeros((2, 3)), scalar=np.array(3.0))
+    code, out, err = run(capsys, "score", path, "--label", "y", "--json")
+    assert code == 0, err
+    assert json.loads(out)["cross_entropy_nats"] == pytest.approx(-(math.log(0.5) + math.log(0.8)) / 2, rel=1e-12)
+    assert "member 'matrix' has shape (2, 3)" in error_line(capsys, "score", path, "--label", "y",
+                                                            "--classes", "a,matrix")
+
+
+def test_an_id_column_must_be_unique_without_a_truth_file(capsys, tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("id,a,b,y\n1,0.5,0.5,a\n2,0.5,0.5,a\n1,0.5,0.5,b\n")
+    assert error_line(capsys, "score", path, "--label", "y", "--id", "id") == \
+        f"{path}: row 3, column 'id': id '1' occurs more than once (rows 1 and 3)"
+
+
+def test_weights_and_multilabel_on_the_command_line(capsys, tmp_path):
+    probs, labels, _ = sklearn_predictions("breast_cancer")
+    w = np.random.default_rng(0).uniform(0, 2, size=labels.size)
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"no": probs[:, 0], "yes": probs[:, 1], "y": labels, "w": w}), path)
+    code, out, err = run(capsys, "score", path, "--label", "y", "--weight", "w", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["cross_entropy_nats"] == pytest.approx(sklearn_metrics.log_loss(labels, probs, sample_weight=w), rel=1e-12)
+    assert r["brier"] == pytest.approx(sklearn_metrics.brier_score_loss(labels, probs[:, 1], sample_weight=w), rel=1e-12)
+    assert r["weight_sum"] == pytest.approx(w.sum(), rel=1e-12)
+    # multi-label: two independent labels, each against its own probability
+    rng = np.random.default_rng(1)
+    p = rng.uniform(0.05, 0.95, size=(300, 2))
+    t = (rng.uniform(size=(300, 2)) < p).astype(np.int64)
+    tags = tmp_path / "tags.csv"
+    pa.csv.write_csv(pa.table({"cat": p[:, 0], "dog": p[:, 1], "y_cat": t[:, 0], "y_dog": t[:, 1]}), tags)
+    code, out, err = run(capsys, "score", tags, "--multilabel", "--label", "y_cat,y_dog", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    direct = [-np.mean(t[:, k] * np.log(p[:, k]) + (1 - t[:, k]) * np.log(1 - p[:, k])) for k in range(2)]
+    assert [c["cross_entropy_nats"] for c in r["per_class"]] == pytest.approx(direct, rel=1e-12)
+    assert r["cross_entropy_nats"] == pytest.approx(np.mean(direct), rel=1e-12)
+    code, out, err = run(capsys, "score", tags, "--multilabel", "--label", "y_cat,y_dog")
+    assert code == 0 and "mean" in out and "dog" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_csv_memory_does_not_grow_with_the_rows(tmp_path):
+    """Issue 9 item 24: peak RSS of a scoring subprocess at N and 4N rows (not a timed test)."""
+    import pyarrow.csv as pacsv
+
+    peaks = []
+    for rows in (600_000, 2_400_000):
+        rng = np.random.default_rng(0)
+        p = rng.dirichlet(np.ones(3), size=rows)
+        path = tmp_path / f"p{rows}.csv"
+        pacsv.write_csv(pa.table({"a": p[:, 0], "b": p[:, 1], "c": p[:, 2],
+                                  "y": pa.array(np.array(["a", "b", "c"])[rng.integers(0, 3, rows)])}), path)
+        del p
+        # VmHWM, the peak of this process's own memory (ru_maxrss would keep the parent's
+        # resident set from before the exec).
+        code = ("import re; from crossent.cli import main; "
+                f"assert main(['score', {str(path)!r}, '--label', 'y', '--normalize', '--json']) == 0; "
+                "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        peaks.append(int(done.stdout.strip().splitlines()[-1]) / 1024)
+        path.unlink()
+    # 1.8 million more rows hold over 50 MB as float64 columns and labels; the peak stays put.
+    assert peaks[1] - peaks[0] < 40, peaks

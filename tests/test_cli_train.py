@@ -140,7 +140,7 @@ def test_parquet_input_mse_and_id_column(tmp_path, capsys, iris_csv):
 def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    assert error_line(capsys, "train", empty, "--target", "y") == f"{empty}: the file is empty"
+    assert error_line(capsys, "train", empty, "--target", "y") == f"{empty}: is empty (no header, no rows)"
     header_only = write_csv(tmp_path / "header.csv", ["a", "y"], [])
     assert "has no data rows" in error_line(capsys, "train", header_only, "--target", "y")
     table = write_csv(tmp_path / "t.csv", ["a", "color", "y"],
@@ -148,7 +148,7 @@ def test_bad_input_gives_one_line_and_status_2(tmp_path, capsys):
     message = error_line(capsys, "train", table, "--target", "species")
     assert message.startswith(f"{table}: no target column 'species'")
     message = error_line(capsys, "train", table, "--target", "y")
-    assert message.startswith(f"{table}: column 'color' is not numeric")
+    assert message == f"{table}: row 1, column 'color': 'red' is not a number"
     one = write_csv(tmp_path / "one.csv", ["a", "y"], [[1, "x"], [2, "x"], [3, "x"]])
     message = error_line(capsys, "train", one, "--target", "y")
     assert message == f"{one}: column 'y' has only one class ('x'); a classifier needs at least two"
@@ -281,3 +281,15 @@ def test_input_and_output_paths_are_checked_before_the_work(tmp_path, capsys, ir
     for argv, expected in cases:
         code, out, err = run(capsys, *argv)
         assert (code, out, err) == (2, "", f"crossent: error: {expected}\n"), argv
+
+
+def test_table_reading_names_the_column_row_and_value(tmp_path, capsys):
+    """Issue 9 items 10 and 12: duplicated column names, and text in a feature column."""
+    dup = tmp_path / "dup.csv"
+    dup.write_text("f,f,y\n1,2,a\n3,4,b\n")
+    assert error_line(capsys, "train", dup, "--target", "y") == \
+        f"{dup}: column name 'f' occurs more than once in the header"
+    text = tmp_path / "text.csv"
+    text.write_text("f1,f2,y\n" + "".join(f"{i},{i},{'ab'[i % 2]}\n" for i in range(6)) + "7,oops,a\n")
+    assert error_line(capsys, "train", text, "--target", "y") == \
+        f"{text}: row 7, column 'f2': 'oops' is not a number"

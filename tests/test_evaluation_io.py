@@ -65,7 +65,7 @@ def test_classes_rule_and_batches_bounded_by_batch_size(tmp_path):
     assert max(sizes) <= 128 and sum(sizes) == n
     assert PredictionFile(path, label="y").classes == ["id", "a", "b"]  # without --id, a number is a class
     assert PredictionFile(path, label="y", classes=["b", "a"]).classes == ["b", "a"]
-    with pytest.raises(PredictionFileError, match="column 'note': is not numeric"):
+    with pytest.raises(PredictionFileError, match="row 1, column 'note': 'x' is not a number"):
         PredictionFile(path, label="y", classes=["a", "note"])
 
 

@@ -185,3 +185,102 @@ def test_threads_change_nothing_and_the_first_bad_row_is_reported(monkeypatch):
     bad[40_000, 7] = -1.0  # in an early one: this one is reported
     with pytest.raises(ValueError, match=r"predictions\[40000, 7\]: probability -1.0 is outside"):
         score_arrays(bad, labels)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "breast_cancer"])
+def test_sample_weights_match_sklearn(dataset, backend):
+    probs, labels, _ = sklearn_predictions(dataset)
+    C = probs.shape[1]
+    w = np.random.default_rng(3).uniform(0.0, 3.0, size=labels.size)
+    w[:5] = 0.0  # zero weights count for nothing
+    s = score_arrays(probs, labels, sample_weight=w, batch_size=101)
+    assert s.cross_entropy == pytest.approx(
+        sklearn_metrics.log_loss(labels, probs, sample_weight=w, labels=np.arange(C)), rel=1e-12)
+    assert s.accuracy == pytest.approx(
+        sklearn_metrics.accuracy_score(labels, probs.argmax(axis=1), sample_weight=w), rel=1e-12)
+    brier = (sklearn_metrics.brier_score_loss(labels, probs[:, 1], sample_weight=w) if C == 2 else
+             sklearn_metrics.brier_score_loss(labels, probs, sample_weight=w, labels=np.arange(C)))
+    assert s.brier == pytest.approx(brier, rel=1e-12)
+    assert s.weight_sum == pytest.approx(w.sum(), rel=1e-12)
+    np.testing.assert_array_equal(s.class_counts, np.bincount(labels, minlength=C))
+    for k in range(C):  # per class: the weighted mean loss of the rows of that class
+        rows = labels == k
+        expected = np.average(-np.log(probs[rows, k]), weights=w[rows])
+        assert s.class_cross_entropy[k] == pytest.approx(expected, rel=1e-12)
+    # ECE: weighted bins, written out as a loop over the rows
+    top, hit = probs.max(axis=1), probs.argmax(axis=1) == labels
+    which = np.minimum((top * 15).astype(int), 14)
+    ece = sum(abs(np.sum(w[which == b] * hit[which == b]) - np.sum(w[which == b] * top[which == b]))
+              for b in range(15)) / w.sum()
+    assert s.ece == pytest.approx(ece, rel=1e-12)
+    # integer weights are repeated rows
+    reps = np.random.default_rng(4).integers(0, 3, size=labels.size)
+    a = score_arrays(probs, labels, sample_weight=reps)
+    b = score_arrays(np.repeat(probs, reps, axis=0), np.repeat(labels, reps))
+    for f in ("cross_entropy", "accuracy", "brier", "ece"):
+        assert getattr(a, f) == pytest.approx(getattr(b, f), rel=1e-12)
+
+
+def test_bad_sample_weights_are_named():
+    p, y = np.array([[0.5, 0.5], [0.2, 0.8]]), np.array([0, 1])
+    with pytest.raises(ValueError, match=r"predictions\[1\]: sample weight -1.0 is not finite and >= 0"):
+        score_arrays(p, y, sample_weight=[1.0, -1.0])
+    with pytest.raises(ValueError, match="sample_weight has shape"):
+        score_arrays(p, y, sample_weight=[1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("options", [{}, {"normalize": True}, {"clip": 1e-3}, {"weights": True}])
+def test_compiled_kernel_matches_the_reference(dtype, options):
+    """The compiled score_probs against the NumPy reference (_chunk_reference): every sum."""
+    from crossent._backend import kernel_backend, use_backend
+
+    if kernel_backend() != "compiled":
+        pytest.skip("the compiled kernels are not built")
+    rng = np.random.default_rng(5)
+    N, C = 3000, 7
+    p = rng.dirichlet(np.full(C, 0.3), size=N)
+    p[:50] = np.round(p[:50], 1)  # ties, zeros (infinite losses) and exact ones
+    p[:50] /= p[:50].sum(axis=1, keepdims=True)
+    if options.get("normalize"):
+        p = p * rng.uniform(0.5, 2.0, size=(N, 1))
+    y = rng.integers(0, C, size=N)
+    w = rng.uniform(0, 2, size=N) if options.get("weights") else None
+    kw = {k: v for k, v in options.items() if k != "weights"}
+    results = []
+    for name in ("compiled", "reference"):
+        with use_backend(name):
+            acc = ScoreAccumulator([str(k) for k in range(C)], n_bins=10, **kw)
+            loss = acc.update(p.astype(dtype).T, y, weights=w)
+            results.append((acc.state.copy(), loss, acc.result().first_infinite_rows))
+    (s1, l1, f1), (s2, l2, f2) = results
+    np.testing.assert_allclose(s1, s2, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(l1, l2, rtol=1e-14)
+    assert f1 == f2
+
+
+def test_float16_rows_get_the_float16_tolerance(backend):
+    p = np.array([[0.1, 0.2, 0.7]] * 4, dtype=np.float16)  # rounded: sums to 1 - 2.4e-4
+    s = score_arrays(p, [2, 2, 1, 0])
+    assert s.cross_entropy == pytest.approx(-np.mean(np.log(p[0, [2, 2, 1, 0]].astype(float))), rel=1e-12)
+    with pytest.raises(ValueError, match="sum to"):  # the same rows in float64 are off
+        score_arrays(np.array([[0.1, 0.2, 0.7 - 3e-4]]), [0])
+
+
+def test_bins_are_bounded():
+    with pytest.raises(ValueError, match="n_bins must be <= 10000"):
+        ScoreAccumulator(["a", "b"], n_bins=10_000_001)
+
+
+def test_states_of_parts_merge_into_the_whole():
+    probs, labels, _ = sklearn_predictions("digits")
+    names = [str(k) for k in range(10)]
+    whole = ScoreAccumulator(names)
+    whole.update(probs.T, labels)
+    parts = [ScoreAccumulator(names) for _ in range(3)]
+    cuts = [0, 400, 401, labels.size]
+    for acc, lo, hi in zip(parts, cuts, cuts[1:]):
+        acc.update(probs[lo:hi].T, labels[lo:hi], start=lo)
+    merged = parts[2].merge(parts[0]).merge(parts[1])
+    np.testing.assert_allclose(merged.state, whole.state, rtol=1e-12)
+    assert merged.result().cross_entropy == pytest.approx(whole.result().cross_entropy, rel=1e-12)

@@ -3,6 +3,12 @@
     crossent score preds.csv --label y
     crossent score submission.csv --truth solution.csv --id id --label y --json
     crossent compare a.parquet b.parquet --label y --bootstrap 2000 --seed 0
+    crossent score 'preds/*.parquet' --label y --workers 4        # a local Dask cluster
+    crossent score preds.parquet --label y --weight w
+    crossent score tags.parquet --multilabel --label y_cat,y_dog --classes cat,dog
+
+The library and Rich's progress and tables are imported when a command runs, not when the
+command line starts (``crossent --help`` stays quick).
 """
 
 from __future__ import annotations
@@ -10,23 +16,21 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from ..evaluation import compare_files, score_file
 from ._app import CliError, app, console, err_console
 
 __all__: list[str] = []
 
 _FILES_HELP = (
-    "CSV (.csv, .tsv, optionally .gz/.bz2/.zst), Parquet (.parquet, .pq) or NPZ "
-    "(one 1-D member per column). Every numeric column other than --label and --id is a class "
-    "(its name is the class name) unless --classes says which. Rows are numbered from 1 (the "
-    "header is not a row)."
+    "CSV (.csv, .tsv, optionally .gz/.bz2/.zst), Parquet (.parquet, .pq), NPZ (one 1-D member "
+    "per column), or a glob ('preds/*.parquet', quoted) or directory of Parquet files. Every "
+    "numeric column other than --label, --id and --weight is a class (its name is the class "
+    "name) unless --classes says which. Rows are numbered from 1 (the header is not a row)."
 )
 _LABEL = typer.Option(..., "--label", "-l", help="The label column (class names or 0-based class "
                       "indices; names only when every class name is an integer); in --truth when "
@@ -42,9 +46,78 @@ _NORMALIZE = typer.Option(False, "--normalize", help="Rescale each row of probab
                           "instead of rejecting rows that do not.")
 _CLIP = typer.Option(None, "--clip", metavar="EPS", help="Cross-entropy of a row is -log(max(p, EPS)): "
                      "finite even when the true class got probability 0. Off by default.")
-_BINS = typer.Option(15, "--bins", min=1, help="Bins of the reliability curve (expected calibration error).")
+_BINS = typer.Option(15, "--bins", min=1, max=10_000,
+                     help="Bins of the reliability curve (expected calibration error), 1 to 10000.")
 _JSON = typer.Option(False, "--json", help="Print the results as JSON (non-finite numbers as null).")
 _BATCH = typer.Option(1 << 18, "--batch-size", min=1, help="Rows per batch read (memory stays bounded).")
+_WORKERS = typer.Option(None, "--workers", min=1, help="Score on a local Dask cluster of this many "
+                        "worker processes (127.0.0.1); needs the dask extra.")
+_SCHEDULER = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Score on a running Dask "
+                          "cluster (tcp://host:8786); needs the dask extra.")
+_PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _plot_path(plot: Optional[Path]) -> Optional[Path]:
+    """The file --plot will write (.png added when there is no suffix), checked before the work."""
+    if plot is None:
+        return None
+    if plot.is_dir():
+        raise CliError(f"--plot {plot}: is a directory; give a file name such as {plot / 'reliability.png'}")
+    if plot.suffix == "":
+        plot = plot.with_suffix(".png")
+    if plot.suffix.lower() not in _PLOT_SUFFIXES:
+        raise CliError(f"--plot {plot}: the diagram is written as PNG, PDF or SVG "
+                       f"({', '.join(_PLOT_SUFFIXES)}), not {plot.suffix!r}")
+    if plot.is_dir():
+        raise CliError(f"--plot {plot}: is a directory")
+    parent = plot.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CliError(f"--plot {plot}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK) or (plot.exists() and not os.access(plot, os.W_OK)):
+        raise CliError(f"--plot {plot}: not writable (permission denied)")
+    return plot
+
+
+def _dask_frames(paths, workers, scheduler, truth, id):
+    """Dask DataFrames of the inputs for --workers / --scheduler (None without them), checked
+    before a cluster starts."""
+    if workers is None and scheduler is None:
+        return None
+    if workers is not None and scheduler is not None:
+        raise CliError("give --workers (a local cluster) or --scheduler (a running one), not both")
+    if truth is not None or id is not None:
+        raise CliError("--truth and --id are not supported with --workers/--scheduler")
+    try:
+        from ..evaluation.distributed import read_parquet_dask
+
+        return [read_parquet_dask(p) for p in paths]
+    except ImportError:
+        raise CliError("--workers and --scheduler need Dask: pip install 'crossent[dask]'") from None
+
+
+def _cluster(workers: Optional[int], scheduler: Optional[str]):
+    """A Dask client for --workers / --scheduler (None without them)."""
+    if workers is None and scheduler is None:
+        return contextlib.nullcontext(None)
+    try:
+        from ..evaluation.distributed import dask_client
+
+        return dask_client(workers=workers, scheduler=scheduler)
+    except ImportError:
+        raise CliError("--workers and --scheduler need Dask: pip install 'crossent[dask]'") from None
+    except OSError as exc:
+        raise CliError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+
+
+def _labels(text: str, multilabel: bool):
+    if not multilabel:
+        return text
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise CliError(f"--label: give the 0/1 label columns, comma-separated, got {text!r}")
+    return names
 
 
 def _classes(text: Optional[str]):
@@ -62,6 +135,8 @@ def _progress(enabled: bool):
     if not (enabled and err_console.is_terminal):
         yield None
         return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
                TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
@@ -107,31 +182,71 @@ def score_cmd(
     truth: Optional[Path] = _TRUTH,
     id: Optional[str] = _ID,
     classes: Optional[str] = _CLASSES,
+    weight: Optional[str] = typer.Option(None, "--weight", help="A column of sample weights: every "
+                                         "metric is a weighted mean (as scikit-learn's sample_weight)."),
+    multilabel: bool = typer.Option(False, "--multilabel", help="Independent per-class probabilities "
+                                    "against 0/1 label columns (--label names them, comma-separated, "
+                                    "in class order): binary cross-entropy per class and its mean."),
     logits: bool = _LOGITS,
     normalize: bool = _NORMALIZE,
     clip: Optional[float] = _CLIP,
     bins: int = _BINS,
     as_json: bool = _JSON,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a reliability diagram (PNG)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a reliability diagram (PNG; PDF "
+                                        "or SVG by the suffix)."),
     batch_size: int = _BATCH,
+    workers: Optional[int] = _WORKERS,
+    scheduler: Optional[str] = _SCHEDULER,
 ) -> None:
     """Cross-entropy (nats, bits), perplexity, accuracy, Brier score, calibration of a prediction file."""
-    with _progress(not as_json) as progress:
-        s = score_file(pred, label=label, truth=truth, id=id, classes=_classes(classes), logits=logits,
-                       normalize=normalize, clip=clip, n_bins=bins, batch_size=batch_size,
-                       progress=progress)
-    if plot is not None:
+    plot = _plot_path(plot)
+    if plot is not None and multilabel:
+        raise CliError("--plot draws the reliability of a multi-class file; --multilabel has none")
+    labels = _labels(label, multilabel)
+    names = _classes(classes)
+    frames = _dask_frames([pred], workers, scheduler, truth, id)
+    with _cluster(workers, scheduler) as client:
+        if client is None:
+            from ..evaluation import score_file
+
+            with _progress(not as_json) as progress:
+                s = score_file(pred, label=labels, truth=truth, id=id, classes=names, weight=weight,
+                               multilabel=multilabel, logits=logits, normalize=normalize, clip=clip,
+                               n_bins=bins, batch_size=batch_size, progress=progress)
+        else:
+            from ..evaluation.distributed import score_dask
+
+            s = score_dask(frames[0], label=labels, classes=names, weight=weight,
+                           multilabel=multilabel, logits=logits, normalize=normalize, clip=clip,
+                           n_bins=bins, name=str(pred))
+    if as_json:
+        print(json.dumps({"file": str(pred), **s.to_dict()}, allow_nan=False))
+    elif multilabel:
+        _print_multilabel(pred, s)
+    else:
+        _print_scores(pred, s, bins, clip)
+    if plot is not None:  # the scores are out; only the plot can fail now
         try:
             from ..plots import reliability_diagram
 
             reliability_diagram(s.calibration, plot, title=f"Reliability of {pred.name}")
         except ImportError as exc:  # matplotlib is missing
-            raise CliError(f"--plot: {exc}") from None
-    if as_json:
-        print(json.dumps({"file": str(pred), **s.to_dict()}, allow_nan=False))
-        return
+            raise CliError(f"--plot {plot}: {exc}") from None
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--plot {plot}: cannot write the diagram ({exc})") from None
+        if not as_json:
+            console.print(f"reliability diagram: {plot}", markup=False, soft_wrap=True)
+    note = None if as_json or multilabel else _infinite_note(pred.name, s)
+    if note:
+        console.print(note, markup=False, soft_wrap=True)
+
+
+def _print_scores(pred: Path, s, bins: int, clip) -> None:
+    from rich.table import Table
+
+    weighted = "" if s.weight_sum is None else f", weighted (total weight {s.weight_sum:g})"
     table = Table(title=f"{pred.name}: {s.n_rows:,} rows, {len(s.classes)} classes"
-                        + (f", log-loss clipped at {clip:g}" if clip is not None else ""))
+                        + (f", log-loss clipped at {clip:g}" if clip is not None else "") + weighted)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for text, attr in _METRICS:
@@ -145,11 +260,24 @@ def score_cmd(
     for c, n, h in zip(s.classes, s.class_counts, s.class_cross_entropy):
         per_class.add_row(c, f"{int(n):,}", _fmt(float(h)))
     console.print(per_class)
-    if plot is not None:
-        console.print(f"reliability diagram: {plot}")
-    note = _infinite_note(pred.name, s)
-    if note:
-        console.print(note, markup=False, soft_wrap=True)
+
+
+def _print_multilabel(pred: Path, s) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{pred.name}: {s.n_rows:,} rows, {len(s.classes)} labels (multi-label)")
+    table.add_column("label")
+    table.add_column("present", justify="right")
+    table.add_column("binary cross-entropy (nats)", justify="right")
+    for c, f, h in zip(s.classes, s.positives, s.class_cross_entropy):
+        table.add_row(c, _fmt(float(f), 3), _fmt(float(h)))
+    table.add_row("mean", "", _fmt(s.cross_entropy))
+    console.print(table)
+    if s.infinite_rows:
+        rows = ", ".join(str(r) for r in s.first_infinite_rows)
+        console.print(f"{pred.name}: {s.infinite_rows} rows give a label probability 0 or 1 on "
+                      f"the wrong side, so the cross-entropy is infinite (rows {rows}); --clip EPS "
+                      "gives a finite number", markup=False, soft_wrap=True)
 
 
 @app.command("compare")
@@ -170,6 +298,8 @@ def compare_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     as_json: bool = _JSON,
     batch_size: int = _BATCH,
+    workers: Optional[int] = _WORKERS,
+    scheduler: Optional[str] = _SCHEDULER,
 ) -> None:
     """Metrics side by side and, for each pair, the difference in cross-entropy with a paired
     bootstrap confidence interval and a verdict in plain words.
@@ -180,11 +310,23 @@ def compare_cmd(
     """
     if len(preds) < 2:
         raise CliError(f"compare needs at least two prediction files, got {len(preds)}")
-    with _progress(not as_json) as progress:
-        c = compare_files(preds, label=label, truth=truth, id=id, classes=_classes(classes),
-                          logits=logits, normalize=normalize, clip=clip, n_bins=bins,
-                          n_resamples=bootstrap, confidence=confidence, seed=seed,
-                          batch_size=batch_size, progress=progress)
+    frames = _dask_frames(preds, workers, scheduler, truth, id)
+    with _cluster(workers, scheduler) as client:
+        if client is None:
+            from ..evaluation import compare_files
+
+            with _progress(not as_json) as progress:
+                c = compare_files(preds, label=label, truth=truth, id=id, classes=_classes(classes),
+                                  logits=logits, normalize=normalize, clip=clip, n_bins=bins,
+                                  n_resamples=bootstrap, confidence=confidence, seed=seed,
+                                  batch_size=batch_size, progress=progress)
+        else:
+            from ..evaluation.distributed import compare_dask
+            from ..evaluation.scoring import _names
+
+            c = compare_dask(frames, label=label, names=_names(preds),
+                             classes=_classes(classes), logits=logits, normalize=normalize, clip=clip,
+                             n_bins=bins, n_resamples=bootstrap, confidence=confidence, seed=seed)
     if as_json:
         out = {
             "models": [{"name": n, "file": str(p), **s.to_dict()}
@@ -200,6 +342,8 @@ def compare_cmd(
         }
         print(json.dumps(out, allow_nan=False))
         return
+    from rich.table import Table
+
     rows = c.scores[0].n_rows
     table = Table(title=f"{len(c.names)} models, {rows:,} rows")
     table.add_column("metric")

@@ -28,32 +28,10 @@ _OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _read_table(path: Path):
-    """The whole file as a pyarrow Table (CSV or Parquet, chosen by the suffix); ``path`` has
-    passed :func:`check_input_file`."""
-    import pyarrow as pa
+    """The whole file as a pyarrow Table (CSV, Parquet or NPZ, chosen by the suffix)."""
+    from ..evaluation.io import read_table
 
-    suffix = path.suffix.lower()
-    if path.stat().st_size == 0:
-        raise CliError(f"{path}: the file is empty")
-    try:
-        if suffix in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        elif suffix in (".csv", ".tsv", ".txt"):
-            import pyarrow.csv as pacsv
-
-            parse = pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ",")
-            table = pacsv.read_csv(path, parse_options=parse)
-        else:
-            raise CliError(f"{path}: unknown format {suffix or '(no suffix)'!r}; "
-                           f"train reads .csv, .tsv and .parquet files")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliError(f"{path}: cannot read the file: {first}") from None
-    if table.num_rows == 0:
-        raise CliError(f"{path}: has no data rows (columns: {', '.join(table.column_names)})")
-    return table
+    return read_table(path)
 
 
 def _first_null(column) -> Optional[int]:
@@ -91,30 +69,15 @@ def _labels(path: Path, table, target: str) -> np.ndarray:
 
 
 def _features(path: Path, table, names) -> np.ndarray:
-    import pyarrow as pa
-
     if not names:
         raise CliError(f"{path}: no feature columns (only the target and id columns)")
+    from ..evaluation.io import numeric_column
+
     columns = []
     for name in names:
         if name not in table.column_names:
             raise CliError(f"{path}: no feature column {name!r} (columns: {', '.join(table.column_names)})")
-        column = table.column(name)
-        kind = column.type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
-                or pa.types.is_null(kind)):
-            first = next((v for v in column.to_pylist() if v is not None), None)
-            raise CliError(f"{path}: column {name!r} is not numeric ({kind}, e.g. {first!r}); "
-                           f"train uses numeric feature columns only: encode it or drop it")
-        row = _first_null(column)
-        if row is not None:
-            raise CliError(f"{path}: row {row}, column {name!r}: missing value")
-        values = column.to_numpy(zero_copy_only=False).astype(np.float64)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.argmax(bad)) + 1
-            raise CliError(f"{path}: row {row}, column {name!r}: {values[row - 1]} is not a finite number")
-        columns.append(values)
+        columns.append(numeric_column(table, name, path))  # a bad cell: its row and value
     return np.column_stack(columns)
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from .. import _checks
 
-__all__ = ["CalibrationCurve", "calibration_curve", "CalibrationAccumulator"]
+__all__ = ["CalibrationCurve", "calibration_curve", "CalibrationAccumulator", "curve_from_sums",
+           "MAX_BINS"]
+
+#: Most bins of a reliability curve: finer bins hold too few rows to estimate anything, and the
+#: per-bin sums (and the JSON report) would grow with the count.
+MAX_BINS = 10_000
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,8 @@ class CalibrationCurve:
     ``[bin_edges[k], bin_edges[k+1])`` (the last bin includes 1; a row goes to bin
     ``floor(top * n_bins)``); empty bins hold NaN.
     ``ece`` is :math:`\\sum_k \\frac{n_k}{N}\\,|\\mathrm{acc}_k - \\mathrm{conf}_k|`.
+    With sample weights, means and ECE are weighted (``n_k`` the weight of bin k, held in
+    ``weights``); ``counts`` are always row counts.
     """
 
     bin_edges: np.ndarray
@@ -27,6 +35,7 @@ class CalibrationCurve:
     accuracy: np.ndarray
     counts: np.ndarray
     ece: float
+    weights: Optional[np.ndarray] = None
 
 
 def calibration_curve(probs, labels, *, n_bins=15):
@@ -41,7 +50,7 @@ def calibration_curve(probs, labels, *, n_bins=15):
     labels : array_like of int
         True class indices, shape ``(N,)``.
     n_bins : int, default 15
-        Number of equal-width bins of the top probability on [0, 1].
+        Number of equal-width bins of the top probability on [0, 1] (at most 10,000).
 
     Returns
     -------
@@ -92,7 +101,7 @@ class CalibrationAccumulator:
     """
 
     def __init__(self, *, n_bins=15):
-        self.n_bins = int(_checks.check_scalar(n_bins, "n_bins", low=1))
+        self.n_bins = check_n_bins(n_bins)
         self._counts = np.zeros(self.n_bins, dtype=np.int64)
         self._conf = np.zeros(self.n_bins)
         self._hits = np.zeros(self.n_bins, dtype=np.int64)
@@ -118,11 +127,35 @@ class CalibrationAccumulator:
 
     def curve(self) -> CalibrationCurve:
         """The reliability curve and ECE of the rows added so far."""
-        counts = self._counts.copy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            confidence = self._conf / counts
-            accuracy = self._hits / counts
-        gaps = np.where(counts > 0, np.abs(accuracy - confidence), 0.0)
-        ece = float(np.sum(counts * gaps) / max(int(counts.sum()), 1))
-        edges = np.linspace(0.0, 1.0, self.n_bins + 1)
-        return CalibrationCurve(edges, confidence, accuracy, counts, ece)
+        return curve_from_sums(self._counts, None, self._hits, self._conf)
+
+
+def check_n_bins(n_bins) -> int:
+    """``n_bins`` as an int in [1, MAX_BINS], or a ValueError naming it."""
+    return int(_checks.check_scalar(n_bins, "n_bins", low=1, high=MAX_BINS))
+
+
+def curve_from_sums(rows, weights, hits, conf) -> CalibrationCurve:
+    """The curve of per-bin sums: row counts, weights (None: unweighted, the counts), weighted
+    correct predictions and weighted top probabilities.
+
+    Examples
+    --------
+    >>> from crossent.evaluation.calibration import curve_from_sums
+    >>> c = curve_from_sums([0, 2], [0.0, 4.0], [0.0, 3.0], [0.0, 3.4])
+    >>> c.accuracy.tolist()[1], round(float(c.confidence[1]), 6), round(c.ece, 6)
+    (0.75, 0.85, 0.1)
+    """
+    counts = np.asarray(rows).astype(np.int64)
+    w = counts.astype(np.float64) if weights is None else np.asarray(weights, dtype=np.float64)
+    hits = np.asarray(hits, dtype=np.float64)
+    conf = np.asarray(conf, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        confidence = conf / w
+        accuracy = hits / w
+    # sum_k (W_k / W) |hits_k / W_k - conf_k / W_k| = sum_k |hits_k - conf_k| / W
+    total = float(w.sum())
+    ece = float(np.sum(np.abs(hits - conf)[w > 0]) / total) if total > 0 else 0.0
+    edges = np.linspace(0.0, 1.0, counts.size + 1)
+    return CalibrationCurve(edges, confidence, accuracy, counts, ece,
+                            None if weights is None else w)

@@ -15,14 +15,23 @@ blank lines or quoted line breaks, row r is on line r + 1). Every error raised h
 the column.
 
 Memory is bounded by the batch size: CSV is parsed block by block (``pyarrow.csv.open_csv``),
-Parquet is read batch by batch (``ParquetFile.iter_batches``) and NPZ members are streamed from
-the archive (stored or deflated) without loading whole arrays.
+Parquet is read batch by batch (``ParquetFile.iter_batches``, labels kept dictionary-encoded)
+and NPZ members are streamed from the archive (stored or deflated) without loading whole
+arrays. A glob (``preds/*.parquet``) or a directory of Parquet files is read as one table, file
+after file in name order; errors name the file and its own row.
+
+:func:`read_table` reads a whole CSV/Parquet/NPZ table (``crossent train`` uses it) with the
+same checks and messages.
 """
 
 from __future__ import annotations
 
+import glob as _glob
+import io
+import math
 import os
 import re
+import threading
 import zipfile
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
@@ -30,16 +39,21 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 __all__ = ["PredictionFileError", "PredictionFile", "Batch", "KeyIndex", "Truth", "read_truth",
-           "file_format", "DEFAULT_BATCH_ROWS"]
+           "read_table", "numeric_column", "file_format", "expand_paths", "DEFAULT_BATCH_ROWS"]
 
 #: Rows per batch for Parquet and NPZ (CSV is read in blocks of about the same byte size).
 DEFAULT_BATCH_ROWS = 1 << 18
-_CSV_BLOCK_BYTES = 16 << 20
+_CSV_BLOCK_BYTES = 8 << 20
 #: Parquet and NPZ batches hold at most this many bytes of class columns (8 bytes a value).
 _MAX_BATCH_BYTES = 32 << 20
 _CSV_SUFFIXES = (".csv", ".tsv")
 _COMPRESSED = (".gz", ".bz2", ".zst", ".lz4")
 _INT_NAME = re.compile(r"[+-]?\d+")
+#: A CSV cell that reads as a number (what pyarrow's float conversion accepts, roughly).
+_NUMBER = r"^\s*[+-]?((\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|inf|infinity|nan)\s*$"
+#: Echoed values (labels, ids, cells) are cut to this many characters.
+_ECHO_CHARS = 60
+_GLOB_CHARS = "*?["
 
 
 class PredictionFileError(ValueError):
@@ -52,6 +66,46 @@ def _fail(path, message, row=None, column=None) -> PredictionFileError:
     if column is not None:
         where.append(f"column {column!r}")
     return PredictionFileError(f"{path}: " + (", ".join(where) + ": " if where else "") + message)
+
+
+def _cut(value) -> str:
+    """``repr`` of a value, cut to a readable length: a 20 MB label is not echoed whole."""
+    text = repr(value)
+    if len(text) <= _ECHO_CHARS:
+        return text
+    return f"{text[:_ECHO_CHARS]}... ({len(str(value)):,} characters)"
+
+
+def expand_paths(path) -> list:
+    """The files a path names: itself, or the Parquet files of a glob or a directory (sorted).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.evaluation.io import expand_paths
+    >>> d = tempfile.mkdtemp()
+    >>> for name in ("b.parquet", "a.parquet", "notes.txt"):
+    ...     open(os.path.join(d, name), "w").close()
+    >>> [os.path.basename(p) for p in expand_paths(d)]
+    ['a.parquet', 'b.parquet']
+    """
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        files = sorted(os.path.join(text, f) for f in os.listdir(text)
+                       if f.lower().endswith((".parquet", ".pq")) and not f.startswith((".", "_")))
+        if not files:
+            raise _fail(text, "is a directory without .parquet files")
+        return files
+    if any(c in text for c in _GLOB_CHARS) and not os.path.exists(text):
+        files = sorted(f for f in _glob.glob(text) if os.path.isfile(f))
+        if not files:
+            raise _fail(text, "matches no file")
+        other = [f for f in files if file_format(f) != "parquet"]
+        if other:
+            raise _fail(text, f"matches {other[0]}, not a Parquet file: globs and directories "
+                              "are read as Parquet datasets")
+        return files
+    return [text]
 
 
 def _pa():
@@ -92,7 +146,8 @@ class Batch:
     ``start`` is the 0-based index of its first row in the file; ``scores`` holds the C class
     columns (1-D arrays of length ``size``, in class order, as read: no copy); ``labels`` the
     class indices (or None when the file has no label column); ``ids`` the id column as a
-    NumPy array (or None).
+    NumPy array (or None); ``weights`` the sample weights (float64, or None); ``targets`` the
+    0/1 label columns of a multi-label file (float64 arrays, or None).
     """
 
     start: int
@@ -100,6 +155,8 @@ class Batch:
     scores: tuple
     labels: Optional[np.ndarray]
     ids: Optional[np.ndarray]
+    weights: Optional[np.ndarray] = None
+    targets: Optional[tuple] = None
 
 
 class _Labels:
@@ -129,19 +186,44 @@ class _Labels:
                           f"(classes: {', '.join(self.classes)})")
         return v.astype(np.int64, copy=False)
 
+    def _one(self, value, fail) -> int:
+        """The class index of one label value (a distinct value of a dictionary column)."""
+        names = ", ".join(self.classes)
+        if isinstance(value, str):
+            if value in self.classes:
+                return self.classes.index(value)
+            if self.by_name or not _INT_NAME.fullmatch(value.strip()):
+                raise fail(f"label {_cut(value)} names no class (classes: {names})")
+            value = int(value.strip())
+        if isinstance(value, float):
+            if not (math.isfinite(value) and value == round(value)):
+                raise fail(f"label {value!r} is not a class index")
+            value = int(value)
+        if not isinstance(value, int):
+            raise fail(f"label {_cut(value)} is neither a class name nor a class index")
+        return int(self._from_ints(np.array([int(value)], dtype=np.int64), lambda i, m: fail(m))[0])
+
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
         import pyarrow.compute as pc
 
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
         if column.null_count:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
+        if pa.types.is_dictionary(column.type):
+            # Map the (few) distinct labels once, then look up each row's code.
+            codes = _view(column.indices)
+            used = np.zeros(len(column.dictionary), dtype=bool)
+            used[codes] = True
+            values = column.dictionary.to_pylist()
+            mapped = np.zeros(used.size, dtype=np.int64)
+            for j in np.flatnonzero(used):
+                mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
+            return mapped[codes]
         t = column.type
         if pa.types.is_boolean(t):
-            return column.to_numpy(zero_copy_only=False).astype(np.int64)
+            return _view(column.cast(pa.int8())).astype(np.int64)
         if pa.types.is_integer(t):
             return self._from_ints(column.to_numpy().astype(np.int64, copy=False), fail)
         if pa.types.is_floating(t):
@@ -169,7 +251,7 @@ class _Labels:
                 names = ", ".join(self.classes)
                 for i, text in zip(rows, texts.to_pylist()):
                     if self.by_name or not _INT_NAME.fullmatch(text.strip()):
-                        raise fail(int(i), f"label {text!r} names no class (classes: {names})")
+                        raise fail(int(i), f"label {_cut(text)} names no class (classes: {names})")
             out[rows] = self._from_ints(values, lambda k, m: fail(int(rows[k]), m))
             return out
         raise fail(0, f"labels of type {t} are neither class names nor class indices")
@@ -182,7 +264,8 @@ class PredictionFile:
     ----------
     path : str or os.PathLike
         A ``.csv`` (or ``.tsv``, optionally ``.gz``/``.bz2``/``.zst`` compressed),
-        ``.parquet`` / ``.pq`` or ``.npz`` file (one 1-D member per column).
+        ``.parquet`` / ``.pq`` or ``.npz`` file (one 1-D member per column; other members are
+        ignored), or a glob or directory of Parquet files with the same columns.
     label : str, optional
         Name of the column of true labels (class names or indices). Without it, batches carry
         no labels (a truth file supplies them).
@@ -192,9 +275,14 @@ class PredictionFile:
         The class columns, in order. Default: every numeric column other than ``label`` and
         ``id``, in file order. At least two are needed.
     batch_size : int, default 262144
-        Rows per batch (Parquet, NPZ); CSV is parsed in 16 MiB blocks.
+        Rows per batch (Parquet, NPZ); CSV is parsed in 8 MiB blocks.
     exclude : sequence of str, optional
         Columns never taken for classes (e.g. a label column whose labels come from a truth file).
+    weight : str, optional
+        A column of sample weights (finite, >= 0); never a class.
+    multilabel : bool, default False
+        ``label`` is then a list of 0/1 label columns, one per class column, in order
+        (``Batch.targets``).
 
     Raises
     ------
@@ -217,190 +305,384 @@ class PredictionFile:
     """
 
     def __init__(self, path, *, label=None, id=None, classes=None, batch_size=DEFAULT_BATCH_ROWS,
-                 exclude=(), _label_classes=None):
-        self.path = path
-        self.format = file_format(path)
-        if not os.path.exists(path):
-            raise _fail(path, "no such file")
-        if os.path.isdir(path):
-            raise _fail(path, "is a directory, not a prediction file")
+                 exclude=(), weight=None, multilabel=False, _label_classes=None):
+        self.files = expand_paths(path)
+        self.path = path if len(self.files) > 1 else self.files[0]
+        self.format = file_format(self.files[0])
+        first = self.files[0]
+        if not os.path.exists(first):
+            raise _fail(first, "no such file")
+        if os.path.isdir(first):
+            raise _fail(first, "is a directory, not a prediction file")
+        if not os.path.isfile(first):
+            raise _fail(first, "is not a regular file")
+        self.multilabel = bool(multilabel)
+        targets = None
+        if self.multilabel:  # one 0/1 label column per class
+            targets = [label] if isinstance(label, str) else list(label or ())
+            label = None
         self.label = label
+        self.targets = targets
         self.id = id
+        self.weight = weight
         self.batch_size = int(batch_size)
         self.num_rows: Optional[int] = None
         self._npz_members: dict = {}
+        self._offsets = [0]
         columns, numeric = self._schema()
         dup = {c for c in columns if columns.count(c) > 1}
         if dup:
-            raise _fail(path, f"column name {sorted(dup)[0]!r} occurs more than once in the header")
+            raise _fail(first, f"column name {_cut(sorted(dup)[0])} occurs more than once in the header")
         self.columns = columns
-        for name, what in ((label, "label"), (id, "id")):
+        named = [(label, "label"), (id, "id"), (weight, "weight")] + [(t, "label") for t in targets or ()]
+        for name, what in named:
             if name is not None and name not in columns:
-                raise _fail(path, f"no {what} column {name!r} (columns: {', '.join(columns)})")
+                raise _fail(first, f"no {what} column {_cut(name)} (columns: {', '.join(columns)})")
+        if weight is not None and weight not in numeric:
+            raise self._not_numeric(weight, "the weight column holds numbers")
+        for t in targets or ():
+            if t not in numeric and t not in self._bools:
+                raise self._not_numeric(t, "a multi-label label column holds 0 or 1")
         if _label_classes is not None:  # a truth file: labels name another file's classes
             self.classes, self._labels = [], _Labels(_label_classes)
+            self.explicit_classes = False
             if self.num_rows == 0:
-                raise _fail(path, "has no data rows")
+                raise _fail(first, "has no data rows")
             return
         explicit = classes is not None
+        taken = {label, id, weight, *(targets or ())}
         if explicit:
             classes = [str(c) for c in classes]
             for c in classes:
                 if c not in columns:
-                    raise _fail(path, f"no class column {c!r} (columns: {', '.join(columns)})")
-                if c not in numeric:
-                    raise _fail(path, "is not numeric: a class column holds probabilities or logits",
+                    raise _fail(first, f"no class column {_cut(c)} (columns: {', '.join(columns)})")
+                if c in taken:
+                    raise _fail(first, "cannot be both a class and the label, id or weight column",
                                 column=c)
-                if c in (label, id):
-                    raise _fail(path, "cannot be both a class and the label or id column", column=c)
+                if c not in numeric:
+                    raise self._not_numeric(c, "a class column holds probabilities or logits")
             if len(set(classes)) != len(classes):
-                raise _fail(path, "--classes names a class twice")
+                raise _fail(first, "--classes names a class twice")
         else:
-            skip = {label, id, *exclude}
+            skip = taken | set(exclude)
+            for c in self._text_numbers:  # a column of numbers but for some cells: a class
+                if c not in skip:
+                    raise self._not_numeric(c, "a class column holds probabilities or logits")
             classes = [c for c in columns if c in numeric and c not in skip]
         if len(classes) < 2:
-            raise _fail(path, f"needs at least two class columns (numeric columns other than the "
-                              f"label and id), found {len(classes)}: {', '.join(classes) or 'none'}")
+            raise _fail(first, f"needs at least two class columns (numeric columns other than the "
+                               f"label, id and weight), found {len(classes)}: "
+                               f"{', '.join(classes) or 'none'}")
+        if targets is not None and len(targets) != len(classes):
+            raise _fail(first, f"multi-label scoring pairs each class column with a label column, "
+                               f"in order: {len(classes)} classes ({', '.join(classes)}) but "
+                               f"{len(targets)} label columns ({', '.join(targets)})")
         self.classes = classes
         self.explicit_classes = explicit
         self._labels = _Labels(classes)
         if self.num_rows == 0:
-            raise _fail(path, "has no data rows")
+            raise _fail(first, "has no data rows")
+
+    # -- locations ----------------------------------------------------------------------------
+    def _locate(self, row: int):
+        """(file, 1-based row in that file) of the 0-based ``row`` of the whole input."""
+        k = int(np.searchsorted(self._offsets, row, side="right")) - 1
+        k = max(0, min(k, len(self.files) - 1))
+        return self.files[k], row - self._offsets[k] + 1
+
+    def _fail_at(self, row: int, message: str, column=None) -> PredictionFileError:
+        """The error for 0-based ``row`` of the whole input (the file and its own row named)."""
+        path, r = self._locate(row)
+        return _fail(path, message, row=r, column=column)
+
+    def where(self, row: int, k=None) -> str:
+        """Location text for 0-based ``row`` and class index ``k``: ``"<path>: row r, column 'c'"``."""
+        path, r = self._locate(row)
+        text = f"{path}: row {r}"
+        return text if k is None else f"{text}, column {self.classes[k]!r}"
 
     # -- schema -------------------------------------------------------------------------------
     def _schema(self):
         pa = _pa()
+        self._text_numbers: list = []  # CSV text columns most of whose cells are numbers
+        self._bools: set = set()
+        first = self.files[0]
         try:
             if self.format == "csv":
-                import pyarrow.csv as pacsv
-
-                if os.path.getsize(self.path) == 0:
-                    raise _fail(self.path, "is empty (no header, no rows)")
-                reader = pacsv.open_csv(self.path, read_options=self._csv_read_options(),
-                                        parse_options=self._csv_parse_options(),
-                                        convert_options=pacsv.ConvertOptions(null_values=[""]))
-                schema = reader.schema
-                reader.close()
-                if all(pa.types.is_null(f.type) for f in schema):
-                    raise _fail(self.path, "has a header but no data rows")
+                schema = self._csv_schema(first)
             elif self.format == "parquet":
                 import pyarrow.parquet as pq
 
-                meta = pq.ParquetFile(self.path)
-                schema = meta.schema_arrow
-                self.num_rows = meta.metadata.num_rows
+                schema, rows = None, 0
+                for f in self.files:
+                    try:
+                        meta = pq.ParquetFile(f)
+                    except (pa.ArrowException, OSError) as exc:
+                        raise _fail(f, f"cannot be read as PARQUET: {_first_line(exc)}") from None
+                    if schema is None:
+                        schema = meta.schema_arrow
+                    elif meta.schema_arrow.names != schema.names:
+                        raise _fail(f, f"has the columns {', '.join(meta.schema_arrow.names)}, but "
+                                       f"{first} has {', '.join(schema.names)}")
+                    rows += meta.metadata.num_rows
+                    self._offsets.append(rows)
+                self.num_rows = rows
             else:
                 return self._npz_schema()
         except PredictionFileError:
             raise
         except (pa.ArrowException, OSError, ValueError) as exc:
             raise self._unreadable(exc) from None
-        numeric = {f.name for f in schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)}
+        numeric = {f.name for f in schema if _is_number_type(f.type)}
+        self._bools = {f.name for f in schema if pa.types.is_boolean(f.type)}
+        self._types = {f.name: f.type for f in schema}
         return list(schema.names), numeric
 
-    def _unreadable(self, exc) -> PredictionFileError:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if self.format == "csv" and re.search(r"Expected \d+ columns, got", text) and "Row #" not in text:
-            text = self._csv_error_with_row() or text
+    def _csv_schema(self, path):
+        """The inferred schema of a CSV file; text columns most of whose first-block cells are
+        numbers are remembered (a class column with a bad cell, reported by row)."""
+        pa = _pa()
+        import pyarrow.compute as pc
+        import pyarrow.csv as pacsv
+
+        if os.path.getsize(path) == 0:
+            raise _fail(path, "is empty (no header, no rows)")
+        with pa.input_stream(path) as f:  # decompresses .gz, .bz2, .zst by the suffix
+            head = f.read(_CSV_BLOCK_BYTES)
+        if len(head) == _CSV_BLOCK_BYTES and b"\n" not in head:
+            raise _fail(path, f"the header line is longer than {_CSV_BLOCK_BYTES >> 20} MiB: "
+                              "not a CSV file crossent reads")
+        stream = _GatedStream(path)
+        try:
+            reader = pacsv.open_csv(stream, read_options=self._csv_read_options(),
+                                    parse_options=self._csv_parse_options(),
+                                    convert_options=pacsv.ConvertOptions(null_values=[""]))
+            schema = reader.schema
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                batch = None
+            finally:
+                reader.close()
+        finally:
+            stream.close()
+        if all(pa.types.is_null(f.type) for f in schema):
+            raise _fail(path, "has no data rows (a header only)")
+        if batch is not None:
+            for f in schema:
+                if pa.types.is_string(f.type) and f.name not in (self.label, self.id):
+                    cells = batch.column(f.name).drop_null()
+                    numbers = pc.sum(pc.match_substring_regex(cells, _NUMBER, ignore_case=True)).as_py() or 0
+                    if 2 * numbers > len(cells):
+                        self._text_numbers.append(f.name)
+        return schema
+
+    def _not_numeric(self, column, what) -> PredictionFileError:
+        """The error for a column that is not numeric, naming its first cell that is no number."""
+        first = self.files[0]
+        if column in getattr(self, "_npz_unusable", {}):
+            return _fail(first, f"member {column!r} {self._npz_unusable[column]}")
+        found = self._first_text_cell(column) if self.format != "npz" else None
+        if found is None:
+            kind = self._types.get(column) if hasattr(self, "_types") else None
+            return _fail(first, f"is not numeric ({kind}): {what}" if kind else f"is not numeric: {what}",
+                         column=column)
+        row, text = found
+        return _fail(first, f"{_cut(text)} is not a number ({what})", row=row, column=column)
+
+    def _first_text_cell(self, column):
+        """(1-based row, text) of the first cell of ``column`` in the first file that does not
+        read as a number, or None."""
+        pa = _pa()
+        import pyarrow.compute as pc
+
+        try:
+            if self.format == "csv":
+                import pyarrow.csv as pacsv
+
+                convert = pacsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()},
+                                               null_values=[""], strings_can_be_null=True)
+                batches = pacsv.open_csv(self.files[0], read_options=self._csv_read_options(False),
+                                         parse_options=self._csv_parse_options(), convert_options=convert)
+            else:
+                import pyarrow.parquet as pq
+
+                batches = pq.ParquetFile(self.files[0]).iter_batches(columns=[column])
+            start = 0
+            for rb in batches:
+                cells = rb.column(0)
+                if not (pa.types.is_string(cells.type) or pa.types.is_large_string(cells.type)):
+                    cells = pc.cast(cells, pa.string())
+                ok = pc.fill_null(pc.match_substring_regex(cells, _NUMBER, ignore_case=True), True)
+                bad = np.flatnonzero(~ok.to_numpy(zero_copy_only=False))
+                if bad.size:
+                    return start + int(bad[0]) + 1, cells[int(bad[0])].as_py()
+                start += rb.num_rows
+        except (pa.ArrowException, OSError):
+            return None
+        return None
+
+    def _unreadable(self, exc, path=None) -> PredictionFileError:
+        path = path or self.files[0]
+        text = _first_line(exc)
+        if self.format == "csv":
+            if "straddl" in text:
+                return self._long_line(path)
+            m = re.search(r"In CSV column #(\d+): CSV conversion error to \w+: invalid value", text)
+            if m and int(m.group(1)) < len(self.columns):
+                name = self.columns[int(m.group(1))]
+                found = self._first_text_cell(name)
+                if found is not None:
+                    return _fail(path, f"{_cut(found[1])} is not a number", row=found[0], column=name)
+            if re.search(r"Expected \d+ columns, got", text) and "Row #" not in text:
+                text = self._csv_error_with_row(path) or text
         m = re.search(r"Row #(\d+): Expected (\d+) columns, got (\d+)", text)
         if m:
             # pyarrow counts the header as row 1 (and skips blank lines): data row = number - 1
-            return _fail(self.path, f"has {m.group(3)} fields but the header names {m.group(2)} "
-                                    "columns: a ragged CSV row", row=int(m.group(1)) - 1)
+            return _fail(path, f"has {m.group(3)} fields but the header names {m.group(2)} "
+                               "columns: a ragged CSV row", row=int(m.group(1)) - 1)
         if "Empty CSV file" in text:
-            return _fail(self.path, "is empty (no header, no rows)")
-        return _fail(self.path, f"cannot be read as {self.format.upper()}: {text}")
+            return _fail(path, "is empty (no header, no rows)")
+        return _fail(path, f"cannot be read as {self.format.upper()}: {_cut_text(text)}")
 
-    def _csv_error_with_row(self) -> Optional[str]:
+    def _long_line(self, path) -> PredictionFileError:
+        """The error for a CSV line longer than a block, naming its row (one scan of the file)."""
+        pa = _pa()
+        line, length = 0, 0
+        with pa.input_stream(path) as f:
+            while True:
+                chunk = f.read(1 << 22)
+                if not chunk:
+                    break
+                pos = 0
+                while True:
+                    nl = chunk.find(b"\n", pos)
+                    if nl < 0:
+                        length += len(chunk) - pos
+                        break
+                    length += nl - pos
+                    if length > _CSV_BLOCK_BYTES:
+                        break
+                    line, length, pos = line + 1, 0, nl + 1
+                if length > _CSV_BLOCK_BYTES:
+                    break
+        return _fail(path, f"a line longer than {_CSV_BLOCK_BYTES >> 20} MiB: crossent reads CSV "
+                           f"rows of up to {_CSV_BLOCK_BYTES >> 20} MiB", row=line if line else None)
+
+    def _csv_error_with_row(self, path) -> Optional[str]:
         """Parse again on one thread, which numbers rows, to say where a parse error is."""
         pa = _pa()
         import pyarrow.csv as pacsv
 
-        read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False)
         try:
-            for _ in pacsv.open_csv(self.path, read_options=read, parse_options=self._csv_parse_options(),
+            for _ in pacsv.open_csv(path, read_options=self._csv_read_options(False),
+                                    parse_options=self._csv_parse_options(),
                                     convert_options=pacsv.ConvertOptions(include_columns=[])):
                 pass
         except pa.ArrowInvalid as exc:
-            return str(exc).strip().splitlines()[0]
+            return _first_line(exc)
         return None
 
     def _npz_schema(self):
+        path = self.files[0]
         try:
-            zf = zipfile.ZipFile(self.path)
+            zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as exc:
-            raise _fail(self.path, f"cannot be read as NPZ: {exc}") from None
+            raise _fail(path, f"cannot be read as NPZ: {exc}") from None
+        self._npz_unusable: dict = {}
         with zf:
-            names, numeric, length = [], set(), None
+            names, numeric, lengths = [], set(), {}
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     continue
                 name = info.filename[:-4]
                 with zf.open(info) as f:
-                    shape, fortran, dtype = _npy_header(f, self.path, name)
-                if dtype.hasobject:
-                    raise _fail(self.path, f"member {name!r} holds Python objects (pickled); "
-                                           "store labels as fixed-width strings or integers")
-                if len(shape) != 1:
-                    raise _fail(self.path, f"member {name!r} has shape {shape}; every member must be "
-                                           "a 1-D column")
-                if length is not None and shape[0] != length:
-                    raise _fail(self.path, f"member {name!r} has {shape[0]} rows, the others {length}")
-                length = shape[0]
+                    shape, fortran, dtype = _npy_header(f, path, name)
                 names.append(name)
+                # Members that are not 1-D columns are ignored unless a column they name is needed.
+                if dtype.hasobject:
+                    self._npz_unusable[name] = ("holds Python objects (pickled); store labels as "
+                                                "fixed-width strings or integers")
+                    continue
+                if len(shape) != 1:
+                    self._npz_unusable[name] = f"has shape {shape}; a column is a 1-D member"
+                    continue
+                lengths[name] = shape[0]
                 if dtype.kind in "iuf":
                     numeric.add(name)
+                elif dtype.kind == "b":
+                    self._bools.add(name)
                 self._npz_members[name] = (info, dtype)
         if not names:
-            raise _fail(self.path, "is empty (no .npy members)")
-        self.num_rows = length
+            raise _fail(path, "is empty (no .npy members)")
+        self._npz_lengths = lengths
         return names, numeric
 
+    def _check_npz_members(self):
+        """Every member needed is a 1-D column, and all have one length."""
+        path, wanted = self.files[0], self._wanted()
+        for name in wanted:
+            if name in self._npz_unusable:
+                raise _fail(path, f"member {name!r} {self._npz_unusable[name]}")
+        lengths = {self._npz_lengths[n] for n in wanted}
+        if len(lengths) > 1:
+            ref = wanted[0]
+            other = next(n for n in wanted if self._npz_lengths[n] != self._npz_lengths[ref])
+            raise _fail(path, f"member {other!r} has {self._npz_lengths[other]} rows, "
+                              f"{ref!r} {self._npz_lengths[ref]}")
+        self.num_rows = lengths.pop()
+        self._offsets = [0, self.num_rows]
+
     # -- CSV options --------------------------------------------------------------------------
-    def _csv_read_options(self):
+    def _csv_read_options(self, threads=True):
         import pyarrow.csv as pacsv
 
-        return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=True)
+        return pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=threads)
 
     def _csv_parse_options(self):
         import pyarrow.csv as pacsv
 
-        name = str(self.path).lower()
+        name = str(self.files[0]).lower()
         tsv = any(name.endswith(".tsv" + s) for s in ("",) + _COMPRESSED)
         return pacsv.ParseOptions(delimiter="\t" if tsv else ",")
 
-    def where(self, row: int, k=None) -> str:
-        """Location text for 0-based ``row`` and class index ``k``: ``"<path>: row r, column 'c'"``."""
-        text = f"{self.path}: row {row + 1}"
-        return text if k is None else f"{text}, column {self.classes[k]!r}"
-
     # -- batches ------------------------------------------------------------------------------
     def _wanted(self):
-        return self.classes + [c for c in (self.label, self.id) if c is not None]
+        extra = [c for c in (self.label, self.id, self.weight) if c is not None]
+        return self.classes + extra + list(self.targets or ())
 
-    def _raw_batches(self):
-        """Arrow record batches of the wanted columns."""
+    def _raw_batches(self, path):
+        """Arrow record batches of the wanted columns of one file."""
         pa = _pa()
         wanted = self._wanted()
         if self.format == "csv":
             import pyarrow.csv as pacsv
 
             types = {c: pa.float64() for c in self.classes}
-            if self.label is not None:
-                types[self.label] = pa.string()
-            if self.id is not None:
-                types[self.id] = pa.string()
+            for c in (self.label, self.id):
+                if c is not None:
+                    types[c] = pa.string()
             convert = pacsv.ConvertOptions(column_types=types, include_columns=wanted,
                                            null_values=[""], strings_can_be_null=True)
-            reader = pacsv.open_csv(self.path, read_options=self._csv_read_options(),
-                                    parse_options=self._csv_parse_options(), convert_options=convert)
-            yield from reader
+            # pyarrow's CSV reader reads the file ahead without bound when its consumer is
+            # slower: the gated stream lets it read only a few blocks past the batches taken.
+            stream = _GatedStream(path)
+            try:
+                reader = pacsv.open_csv(stream, read_options=self._csv_read_options(),
+                                        parse_options=self._csv_parse_options(), convert_options=convert)
+                for rb in reader:
+                    stream.took()
+                    yield rb
+            finally:
+                stream.close()
         elif self.format == "parquet":
             import pyarrow.parquet as pq
 
-            # No pre-buffering of whole row groups and 1 MiB read buffers: memory stays bounded
-            # by the batch (pre_buffer=True, the default, holds ~a row group of every column).
-            pf = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+            # Labels stay dictionary-encoded (as Parquet stores them): decoding millions of
+            # strings costs more than reading every probability column. No pre-buffering of
+            # whole row groups and 1 MiB read buffers: memory stays bounded by the batch.
+            pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20,
+                                read_dictionary=[self.label] if self.label is not None else None)
             yield from pf.iter_batches(batch_size=self._rows_per_batch(), columns=wanted)
         else:
             yield from self._npz_batches(wanted)
@@ -412,12 +694,13 @@ class PredictionFile:
 
     def _npz_batches(self, wanted):
         pa = _pa()
-        with zipfile.ZipFile(self.path) as zf:
+        path = self.files[0]
+        with zipfile.ZipFile(path) as zf:
             streams = []
             for name in wanted:
                 info, dtype = self._npz_members[name]
                 f = zf.open(info)
-                _npy_header(f, self.path, name)
+                _npy_header(f, path, name)
                 streams.append((f, dtype))
             try:
                 step = self._rows_per_batch()
@@ -427,7 +710,7 @@ class PredictionFile:
                     for f, dtype in streams:
                         raw = f.read(n * dtype.itemsize)
                         if len(raw) != n * dtype.itemsize:
-                            raise _fail(self.path, "is truncated", row=start + 1)
+                            raise _fail(path, "is truncated", row=start + 1)
                         a = np.frombuffer(raw, dtype=dtype)
                         arrays.append(pa.array(a.astype(a.dtype.newbyteorder("="), copy=False)))
                     yield pa.RecordBatch.from_arrays(arrays, names=wanted)
@@ -435,46 +718,153 @@ class PredictionFile:
                 for f, _ in streams:
                     f.close()
 
-    def batches(self) -> Iterator[Batch]:
-        """Iterate over the file in batches; validation of the values is the caller's."""
+    def _numbers(self, rb, name, start, what):
+        """A numeric column of a record batch as a NumPy array (no copy when possible)."""
         pa = _pa()
+        col = rb.column(name)
+        if col.null_count:
+            i = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
+            raise self._fail_at(start + i, f"missing {what}", column=name)
+        if pa.types.is_decimal(col.type) or pa.types.is_boolean(col.type):
+            col = col.cast(pa.float64())
+        values = _view(col) if str(col.type) in _NUMPY_TYPES else col.to_numpy(zero_copy_only=False)
+        if values.dtype.kind not in "fiu":
+            raise self._fail_at(start, f"holds {col.type} values, not numbers", column=name)
+        return values
+
+    def batches(self) -> Iterator[Batch]:
+        """Iterate over the file(s) in batches; validation of the values is the caller's."""
+        if self.format == "npz":
+            self._check_npz_members()
         start = 0
-        it = self._raw_batches()
+        for k, path in enumerate(self.files):
+            self._offsets[k] = start
+            for rb in self._file_batches(path):
+                n = rb.num_rows
+                if n == 0:
+                    continue
+                yield self._batch(rb, start)
+                start += n
+            if len(self._offsets) < k + 2:
+                self._offsets.append(start)
+            self._offsets[k + 1] = start
+        if start == 0:
+            raise _fail(self.path, "has no data rows")
+        self.num_rows = start
+
+    def _file_batches(self, path):
+        pa = _pa()
+        it = self._raw_batches(path)
         while True:
             try:
                 rb = next(it)
             except StopIteration:
-                break
+                return
             except PredictionFileError:
                 raise
             except (pa.ArrowException, OSError, ValueError) as exc:
-                raise self._unreadable(exc) from None
-            n = rb.num_rows
-            if n == 0:
-                continue
-            scores = []
-            for name in self.classes:
-                col = rb.column(name)
-                if col.null_count:
-                    i = int(np.argmax(col.is_null().to_numpy(zero_copy_only=False)))
-                    raise _fail(self.path, "missing value", row=start + i + 1, column=name)
-                values = col.to_numpy(zero_copy_only=False)
-                if values.dtype.kind not in "fiu":
-                    raise _fail(self.path, f"holds {col.type} values, not numbers", column=name)
-                scores.append(values)
-            labels = ids = None
-            if self.label is not None:
-                labels = self._labels.map(
-                    rb.column(self.label),
-                    lambda i, msg: _fail(self.path, msg, row=start + i + 1, column=self.label))
-            if self.id is not None:
-                ids = _id_values(rb.column(self.id), lambda i, msg: _fail(
-                    self.path, msg, row=start + i + 1, column=self.id))
-            yield Batch(start, n, tuple(scores), labels, ids)
-            start += n
-        if start == 0:
-            raise _fail(self.path, "has no data rows")
-        self.num_rows = start
+                raise self._unreadable(exc, path) from None
+            yield rb
+
+    def _batch(self, rb, start) -> Batch:
+        scores = tuple(self._numbers(rb, name, start, "value") for name in self.classes)
+        labels = ids = weights = targets = None
+        if self.label is not None:
+            labels = self._labels.map(rb.column(self.label),
+                                      lambda i, msg: self._fail_at(start + i, msg, column=self.label))
+        if self.id is not None:
+            ids = _id_values(rb.column(self.id),
+                             lambda i, msg: self._fail_at(start + i, msg, column=self.id))
+        if self.weight is not None:
+            weights = np.asarray(self._numbers(rb, self.weight, start, "weight"), dtype=np.float64)
+            bad = ~(np.isfinite(weights) & (weights >= 0))
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise self._fail_at(start + i, f"sample weight {weights[i]!r} is not finite and >= 0",
+                                    column=self.weight)
+        if self.targets is not None:
+            targets = tuple(np.asarray(self._numbers(rb, t, start, "label"), dtype=np.float64)
+                            for t in self.targets)
+        return Batch(start, rb.num_rows, scores, labels, ids, weights, targets)
+
+
+class _GatedStream(io.RawIOBase):
+    """A (decompressed) file that its reader may read only ``ahead`` blocks ahead of the bytes
+    taken from it: memory stays bounded whatever the file's length.
+
+    The reader turns each block into one batch, so the consumer's taking a batch lets it read
+    one more block. A read waits at most ``patience`` seconds (a safety net: a row longer
+    than the blocks allowed ahead is slowed, never stuck).
+    """
+
+    def __init__(self, path, *, ahead=2, patience=30.0):
+        self._raw = _pa().input_stream(path)  # decompresses .gz, .bz2, .zst by the suffix
+        self._cond = threading.Condition()
+        self._read = 0
+        self._taken = 0
+        self._ahead = ahead * _CSV_BLOCK_BYTES
+        self._patience = patience
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n=-1):
+        with self._cond:
+            self._cond.wait_for(lambda: self._read < self._taken + self._ahead or self.closed,
+                                timeout=self._patience)
+        if self.closed:
+            return b""
+        data = self._raw.read(n if n is not None and n >= 0 else None)
+        self._read += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def took(self) -> None:
+        """The consumer took a batch (one block of the file)."""
+        with self._cond:
+            self._taken += _CSV_BLOCK_BYTES
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            if not self.closed:
+                self._raw.close()
+            super().close()
+            self._cond.notify_all()
+
+
+_NUMPY_TYPES = {"halffloat": "f2", "float": "f4", "double": "f8", "int8": "i1", "int16": "i2",
+                "int32": "i4", "int64": "i8", "uint8": "u1", "uint16": "u2", "uint32": "u4",
+                "uint64": "u8"}
+
+
+def _view(array) -> np.ndarray:
+    """A NumPy view (no copy) of a primitive Arrow array without nulls.
+
+    ``Array.to_numpy`` does the same but imports pandas when it is installed, which costs more
+    than reading a large file.
+    """
+    dtype = np.dtype(_NUMPY_TYPES[str(array.type)])
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=len(array),
+                         offset=array.offset * dtype.itemsize)
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _cut_text(text: str) -> str:
+    return text if len(text) <= 4 * _ECHO_CHARS else text[:4 * _ECHO_CHARS] + "..."
+
+
+def _is_number_type(t) -> bool:
+    pa = _pa()
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
 
 
 def _npy_header(f, path, name):
@@ -546,7 +936,7 @@ class KeyIndex:
 
 
 def _show(value) -> str:
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    return _cut(value.item() if isinstance(value, np.generic) else value)
 
 
 @dataclass
@@ -588,3 +978,95 @@ def read_truth(path, *, id, label, classes, batch_size=DEFAULT_BATCH_ROWS) -> Tr
         ids.append(batch.ids)
         labels.append(batch.labels)
     return Truth(str(path), id, label, KeyIndex(np.concatenate(ids), path, id), np.concatenate(labels))
+
+
+def read_table(path):
+    """A whole CSV, Parquet or NPZ table as a ``pyarrow.Table``, with the checks of
+    :class:`PredictionFile` (a missing or empty file, duplicated column names, ragged or
+    unreadable rows, over-long lines), each a :class:`PredictionFileError` naming the file.
+
+    For tables that fit in memory (``crossent train`` reads its data with it); prediction
+    files are streamed by :class:`PredictionFile` instead.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from crossent.evaluation.io import read_table
+    >>> path = os.path.join(tempfile.mkdtemp(), "data.csv")
+    >>> with open(path, "w") as f:
+    ...     _ = f.write("x,y\\n1.5,a\\n2.5,b\\n")
+    >>> read_table(path).column_names
+    ['x', 'y']
+    """
+    pa = _pa()
+    text = os.fspath(path)
+    fmt = file_format(text)
+    if not os.path.exists(text):
+        raise _fail(text, "no such file")
+    if not os.path.isfile(text):
+        raise _fail(text, "is a directory, not a table" if os.path.isdir(text) else "is not a regular file")
+    reader = PredictionFile.__new__(PredictionFile)  # its schema checks and error messages
+    reader.files, reader.path, reader.format = [text], text, fmt
+    reader.label = reader.id = reader.weight = reader.targets = None
+    reader._npz_members, reader._offsets = {}, [0]
+    columns, _ = reader._schema()
+    dup = sorted({c for c in columns if columns.count(c) > 1})
+    if dup:
+        raise _fail(text, f"column name {_cut(dup[0])} occurs more than once in the header")
+    reader.columns = columns
+    try:
+        if fmt == "csv":
+            import pyarrow.csv as pacsv
+
+            table = pacsv.read_csv(text, read_options=reader._csv_read_options(),
+                                   parse_options=reader._csv_parse_options(),
+                                   convert_options=pacsv.ConvertOptions(null_values=[""]))
+        elif fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(text)
+        else:
+            reader.classes = [c for c in columns if c not in reader._npz_unusable]
+            table = pa.Table.from_batches(list(reader._npz_batches(reader.classes)))
+    except PredictionFileError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise reader._unreadable(exc, text) from None
+    if table.num_rows == 0:
+        raise _fail(text, f"has no data rows (columns: {', '.join(table.column_names)})")
+    return table
+
+
+def numeric_column(table, name, path) -> np.ndarray:
+    """Column ``name`` of a ``pyarrow.Table`` as finite float64 values, or a
+    :class:`PredictionFileError` naming the row, the column and the value of the first bad cell.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from crossent.evaluation.io import numeric_column
+    >>> numeric_column(pa.table({"f": ["1", "x"]}), "f", "data.csv")
+    Traceback (most recent call last):
+    ...
+    crossent.evaluation.io.PredictionFileError: data.csv: row 2, column 'f': 'x' is not a number
+    """
+    pa = _pa()
+    import pyarrow.compute as pc
+
+    column = table.column(name)
+    if column.null_count:
+        row = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False))) + 1
+        raise _fail(path, "missing value", row=row, column=name)
+    t = column.type
+    if not (_is_number_type(t) or pa.types.is_boolean(t) or pa.types.is_null(t)):
+        cells = column if pa.types.is_string(t) or pa.types.is_large_string(t) else pc.cast(column, pa.string())
+        ok = pc.match_substring_regex(cells, _NUMBER, ignore_case=True).to_numpy(zero_copy_only=False)
+        row = int(np.argmax(~ok)) if not ok.all() else 0
+        raise _fail(path, f"{_cut(cells[row].as_py())} is not a number", row=row + 1, column=name)
+    values = column.to_numpy(zero_copy_only=False).astype(np.float64) if not pa.types.is_decimal(t) \
+        else pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise _fail(path, f"{values[row]} is not a finite number", row=row + 1, column=name)
+    return values

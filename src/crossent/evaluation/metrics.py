@@ -18,14 +18,19 @@ import numpy as np
 
 from .. import _checks
 from ..functional import log_softmax
-from .calibration import CalibrationAccumulator, CalibrationCurve
+from .._backend import kernels
+from .calibration import CalibrationCurve, check_n_bins, curve_from_sums
 
-__all__ = ["Scores", "ScoreAccumulator", "score_arrays", "SUM_TOLERANCE_PER_CLASS"]
+__all__ = ["Scores", "ScoreAccumulator", "score_arrays", "state_size", "SUM_TOLERANCE_PER_CLASS"]
 
 #: Rows of probabilities must sum to 1 within this times the number of classes: 16 float32
 #: epsilons per class, since prediction files are often written from float32 models or with
-#: about 7 significant digits. Tighter data is of course accepted.
+#: about 7 significant digits (float16 columns: 16 float16 epsilons per class).
 SUM_TOLERANCE_PER_CLASS = 16.0 * float(np.finfo(np.float32).eps)
+_EPS32 = float(np.finfo(np.float32).eps)
+
+# Positions in a score state (see state_size).
+_LOSS, _HITS, _BRIER, _WEIGHT, _ROWS, _INF, _TOTALS = range(7)
 
 #: Values of a batch processed at a time (32768 rows of 10 classes: 2.5 MB stay in cache).
 _CHUNK_VALUES = 10 << 15
@@ -50,7 +55,9 @@ class Scores:
     rows whose true class is ``classes[k]`` (NaN when there are none). ``infinite_rows``
     counts rows whose true class got probability 0 (infinite cross-entropy) and
     ``first_infinite_rows`` lists the first few of them, numbered as in error messages
-    (1-based rows for files, 0-based indices for arrays).
+    (1-based rows for files, 0-based indices for arrays). With sample weights every metric is
+    a weighted mean (``weight_sum`` the total weight; None without weights) and
+    ``class_counts`` still counts rows.
     """
 
     classes: tuple
@@ -67,6 +74,7 @@ class Scores:
     first_infinite_rows: tuple
     clip: Optional[float]
     calibration: CalibrationCurve = field(repr=False)
+    weight_sum: Optional[float] = None
 
     def to_dict(self) -> dict:
         """Plain Python values (for JSON); non-finite numbers become None."""
@@ -91,6 +99,7 @@ class Scores:
             ],
             "infinite_rows": {"count": self.infinite_rows, "first_rows": list(self.first_infinite_rows)},
             "clip": self.clip,
+            "weight_sum": self.weight_sum,
             "calibration": {
                 "bin_edges": [float(e) for e in curve.bin_edges],
                 "confidence": [num(v) for v in curve.confidence],
@@ -107,6 +116,10 @@ def _array_where(i: int, k: Optional[int]) -> str:
 class ScoreAccumulator:
     """Validates batches of predictions and accumulates every metric of :class:`Scores`.
 
+    Every metric is a ratio of sums, and the sums are held in one float64 vector, the
+    *state* (:attr:`state`): states of disjoint parts of the data add up (:meth:`merge`), so
+    the metrics of a file split across processes or Dask partitions are those of the whole.
+
     Parameters
     ----------
     classes : sequence of str
@@ -120,7 +133,7 @@ class ScoreAccumulator:
         Cross-entropy of a row is ``-log(max(p_true, clip))``: finite even when the true class
         got probability 0. Only the cross-entropy metrics are affected.
     n_bins : int, default 15
-        Bins of the reliability curve (expected calibration error).
+        Bins of the reliability curve (expected calibration error), at most 10,000.
     where : callable, optional
         ``where(row, class_index_or_None)`` -> location text for error messages, ``row`` being
         the 0-based row in the whole input. Default: ``predictions[row, k]``.
@@ -130,6 +143,17 @@ class ScoreAccumulator:
         Appended to the message of a value outside [0, 1].
     error : type, default ValueError
         The exception raised for bad values (a subclass of ValueError).
+    precision : dtype, optional
+        The dtype the predictions were stored in, when batches arrive converted (a float16
+        file read as float32): it sets the row-sum tolerance.
+
+    Notes
+    -----
+    Rows of probabilities must sum to 1 within ``16 * C * eps``, eps being the machine epsilon
+    of the least precise class column or ``precision`` (float32's at least: float16 columns
+    get float16's).
+    Probability batches are scored by a compiled kernel in one pass per row when the kernels
+    are available; :meth:`_chunk_reference` is its readable specification.
 
     Examples
     --------
@@ -146,7 +170,8 @@ class ScoreAccumulator:
     """
 
     def __init__(self, classes: Sequence[str], *, logits=False, normalize=False, clip=None,
-                 n_bins=15, where: Optional[Callable] = None, row_base=0, hint="", error=ValueError):
+                 n_bins=15, where: Optional[Callable] = None, row_base=0, hint="", error=ValueError,
+                 precision=None):
         self.classes = tuple(str(c) for c in classes)
         C = len(self.classes)
         if C < 2:
@@ -155,22 +180,24 @@ class ScoreAccumulator:
         self.normalize = bool(normalize)
         self.clip = None if clip is None else _checks.check_scalar(clip, "clip", low=0.0, high=1.0,
                                                                     low_open=True, high_open=True)
+        self.n_bins = check_n_bins(n_bins)
         self._where = where or _array_where
         self._row_base = int(row_base)
         self._hint = hint
         self._error_type = error
-        self._tol = SUM_TOLERANCE_PER_CLASS * C
-        self._calibration = CalibrationAccumulator(n_bins=n_bins)
-        self.n_rows = 0
-        self._loss_sum = 0.0
-        self._hits = 0
-        self._brier_sum = 0.0
-        self._class_counts = np.zeros(C, dtype=np.int64)
-        self._class_loss = np.zeros(C)
-        self._n_inf = 0
+        self._eps = _EPS32
+        if precision is not None and np.dtype(precision).kind == "f":
+            self._eps = max(_EPS32, float(np.finfo(precision).eps))
+        #: The sums (see :func:`state_layout`); states of disjoint rows add up.
+        self.state = np.zeros(state_size(C, self.n_bins))
+        self.weighted = False
         self._first_inf: list[int] = []
         self._cols = np.arange(0)
         self._local = threading.local()  # each thread's cache-sized buffer
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.state[_ROWS])
 
     # -- validation ---------------------------------------------------------------------------
     def _error(self, start: int, i: int, k: Optional[int], message: str) -> ValueError:
@@ -180,7 +207,7 @@ class ScoreAccumulator:
         i = int(np.argmax(bad.any(axis=0)))
         return i, int(np.argmax(bad[:, i]))
 
-    def _check_probs(self, p: np.ndarray, top: np.ndarray, start: int) -> np.ndarray:
+    def _check_probs(self, p: np.ndarray, top: np.ndarray, start: int, tol: float) -> np.ndarray:
         """Validate probabilities ``p`` whose column maxima are ``top``; rescale if normalising."""
         if self.normalize:
             if not (p.min() >= 0 and np.isfinite(top).all()):
@@ -199,12 +226,12 @@ class ScoreAccumulator:
                     else f"probability {float(v)!r} is outside [0, 1]{self._hint}")
             raise self._error(start, i, k, what)
         total = p.sum(axis=0)
-        off = np.abs(total - 1.0) > self._tol
+        off = ~(np.abs(total - 1.0) <= tol)
         if off.any():
             i = int(np.argmax(off))
             raise self._error(start, i, None,
                               f"the probabilities of classes {', '.join(self.classes)} sum to "
-                              f"{float(total[i]):.10g}, not 1 (tolerance {self._tol:.1e}); pass "
+                              f"{float(total[i]):.10g}, not 1 (tolerance {tol:.1e}); pass "
                               "--normalize (normalize=True) to rescale rows")
         return p
 
@@ -219,126 +246,205 @@ class ScoreAccumulator:
             raise self._error(start, i, None, "every logit of the row is -inf: no class is possible")
         return log_softmax(z, axis=0)
 
+    def _tolerance(self, scores) -> float:
+        """Row-sum tolerance: 16 C epsilons of the least precise class column (float32's at least)."""
+        eps = self._eps
+        for column in (scores if not isinstance(scores, np.ndarray) else (scores,)):
+            if column.dtype.kind == "f":
+                eps = max(eps, float(np.finfo(column.dtype).eps))
+        return 16.0 * eps * len(self.classes)
+
     # -- accumulation -------------------------------------------------------------------------
-    def update(self, scores, labels: np.ndarray, *, start: Optional[int] = None) -> np.ndarray:
+    def update(self, scores, labels: np.ndarray, *, weights=None, start: Optional[int] = None
+               ) -> np.ndarray:
         """Validate a batch and add it; return the per-row cross-entropy in nats.
 
         ``scores`` is class-major: a ``(C, n)`` array, or a sequence of C columns (1-D arrays of
         length n, as :class:`~crossent.evaluation.io.Batch` holds them); ``labels`` holds the n
-        true class indices. ``start`` is the 0-based row of the batch's first row in the whole
-        input (default: right after the rows added so far). The losses are clipped if ``clip``
-        is set.
+        true class indices; ``weights`` (optional) n finite non-negative sample weights.
+        ``start`` is the 0-based row of the batch's first row in the whole input (default:
+        right after the rows added so far). The losses are clipped if ``clip`` is set.
         """
         C = len(self.classes)
         if len(scores) != C:
             raise ValueError(f"a batch has {len(scores)} classes, expected {C}")
         n = len(labels)
         start = self.n_rows if start is None else int(start)
+        if weights is not None:
+            weights = self._check_weights(weights, n, start)
+            self.weighted = True
         if not isinstance(scores, np.ndarray) and C > _LOOP_CLASSES:
             scores = np.stack(scores)
+        tol = self._tolerance(scores)
         loss = np.empty(n)
-        # Slices of about 2.5 MB are copied to a float64 buffer that stays in the CPU cache
-        # across the passes of _chunk; slices run on a few threads (NumPy releases the GIL) and
+        # Slices of about 2.5 MB are copied to a buffer that stays in the CPU cache while they
+        # are scored; slices run on a few threads (NumPy and the kernel release the GIL) and
         # their sums are added in row order, so the result does not depend on the threads.
         step = max(1, _CHUNK_VALUES // C)
         if self._cols.size < step:
             self._cols = np.arange(step)
         starts = range(0, n, step)
         pool = _pool() if len(starts) > 1 else None
+        args = (scores, labels, weights, tol, start, loss)
         if pool is None:
-            parts = [self._chunk(scores, labels, s, min(n, s + step), start, loss) for s in starts]
+            parts = [self._chunk(*args, s, min(n, s + step)) for s in starts]
         else:
-            futures = [pool.submit(self._chunk, scores, labels, s, min(n, s + step), start, loss)
-                       for s in starts]
+            futures = [pool.submit(self._chunk, *args, s, min(n, s + step)) for s in starts]
             try:
                 parts = [f.result() for f in futures]  # the first error in row order is raised
             finally:
                 for f in futures:
                     f.cancel()
-        for part in parts:
-            self._add(part)
-        self.n_rows += n
+        for state, inf_rows in parts:
+            self._add(state, inf_rows)
         return loss
 
-    def _chunk(self, scores, labels: np.ndarray, lo: int, hi: int, start: int, loss_out: np.ndarray):
-        """Validate and score rows [lo, hi) of a batch; write their losses; return their sums."""
-        C, m = len(self.classes), hi - lo
-        buf = getattr(self._local, "buf", None)
-        if buf is None or buf.shape[0] != C or buf.shape[1] < m:
-            buf = self._local.buf = np.empty((C, max(m, _CHUNK_VALUES // C)))
-        p = buf[:, :m]
+    def _check_weights(self, weights, n: int, start: int) -> np.ndarray:
+        w = np.asarray(weights)
+        if w.shape != (n,) or w.dtype.kind not in "fiub":
+            raise TypeError(f"weights must be {n} real numbers, got shape {w.shape} and dtype {w.dtype}")
+        w = np.ascontiguousarray(w, dtype=np.float64)
+        bad = ~(np.isfinite(w) & (w >= 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise self._error(start, i, None, f"sample weight {_describe(w[i])} is not finite and >= 0")
+        return w
+
+    def _buffer(self, dtype, m: int) -> np.ndarray:
+        """This thread's cache-sized buffer, as a C-contiguous (C, m) array of ``dtype``."""
+        C = len(self.classes)
+        bufs = getattr(self._local, "bufs", None)
+        if bufs is None:
+            bufs = self._local.bufs = {}
+        b = bufs.get(dtype)
+        if b is None or b.size < C * m:
+            b = bufs[dtype] = np.empty(C * max(m, _CHUNK_VALUES // C), dtype=dtype)
+        return b[:C * m].reshape(C, m)
+
+    def _chunk(self, scores, labels, weights, tol, start, loss_out, lo: int, hi: int):
+        """Validate and score rows [lo, hi) of a batch; write their losses; return
+        (state of these rows, 0-based rows of their first infinite losses)."""
+        m = hi - lo
+        ext = None if self.logits else kernels()
+        dtypes = {s.dtype for s in (scores if not isinstance(scores, np.ndarray) else (scores,))}
+        single = dtypes <= {np.dtype(np.float32), np.dtype(np.float16)}
+        p = self._buffer(np.float32 if (ext is not None and single) else np.float64, m)
         if isinstance(scores, np.ndarray):
             np.copyto(p, scores[:, lo:hi])
         else:
-            for k in range(C):
-                p[k] = scores[k][lo:hi]
-        labels = labels[lo:hi]
-        cols = self._cols[:m]
+            for k, column in enumerate(scores):
+                p[k] = column[lo:hi]
+        labels = np.ascontiguousarray(labels[lo:hi], dtype=np.int64)
+        w = None if weights is None else weights[lo:hi]
         at = start + lo
+        if ext is not None:
+            state = np.zeros(self.state.size)
+            log_clip = -math.inf if self.clip is None else math.log(self.clip)
+            bad = ext.score_probs(p, labels, w, tol, self.normalize, log_clip, loss_out[lo:hi], state)
+            if bad < 0:
+                inf = np.flatnonzero(np.isinf(loss_out[lo:hi]))[:_FIRST_ROWS] if state[_INF] else _NO_ROWS
+                return state, inf + at
+            # an invalid row: the reference raises the error that names it
+        return self._chunk_reference(p.astype(np.float64, copy=False), labels, w, tol, at, loss_out[lo:hi])
+
+    def _chunk_reference(self, p: np.ndarray, labels: np.ndarray, w, tol, at, loss_out):
+        """The state of rows of class-major probabilities (or logits) ``p``, in NumPy: the
+        readable specification of the compiled ``score_probs`` kernel."""
+        C, m = p.shape
+        cols = self._cols[:m] if self._cols.size >= m else np.arange(m)
         if self.logits:
             log_p = self._check_logits(p, at)
             with np.errstate(under="ignore"):
                 p = np.exp(log_p)  # probabilities for accuracy, Brier and calibration
-            top = p.max(axis=0)
             log_true = log_p[labels, cols]
             p_true = np.exp(log_true)
         else:
-            top = p.max(axis=0)
-            q = self._check_probs(p, top, at)
-            if q is not p:  # normalised
-                p, top = q, q.max(axis=0)
+            p = self._check_probs(p, p.max(axis=0), at, tol)
             p_true = p[labels, cols]
             with np.errstate(divide="ignore"):
                 log_true = np.log(p_true)
+        top = p.max(axis=0)
         if self.clip is not None:
             log_true = np.maximum(log_true, math.log(self.clip))
         loss = -log_true
-        loss_out[lo:hi] = loss
-        inf = np.isinf(loss)
-        inf_rows = np.flatnonzero(inf)[:_FIRST_ROWS] + at if inf.any() else _NO_ROWS
+        loss_out[:] = loss
         # Accuracy as argmax: the first class reaching the top probability is the prediction.
-        hit = p_true == top
-        if hit.any():
-            tied = hit & (np.add.reduce(p == top, axis=0, dtype=np.uint8) > 1)
-            if tied.any():
-                rows = np.flatnonzero(tied)
-                hit[rows] = np.argmax(p[:, rows], axis=0) == labels[rows]
-        # Brier summed over rows: sum_n sum_c (p_nc - [c = y_n])^2 = sum_nc p_nc^2 - 2 sum_n p_ny + n
-        squares = float(np.einsum("ij,ij->", p, p))
+        hit = np.argmax(p, axis=0) == labels
+        w = np.ones(m) if w is None else w
         with np.errstate(invalid="ignore"):
-            class_loss = np.bincount(labels, weights=loss, minlength=C)
-        return (float(np.sum(loss)), int(np.count_nonzero(hit)), squares - 2.0 * float(np.sum(p_true)) + m,
-                np.bincount(labels, minlength=C), class_loss, int(np.count_nonzero(inf)), inf_rows,
-                self._calibration.sums(top, hit))
+            w_loss = np.where(w == 0, 0.0, w * loss)  # a weight 0 removes even an infinite loss
+        # Brier of a row: sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1
+        brier = np.einsum("ij,ij->j", p, p) - 2.0 * p_true + 1.0
+        w_hit = np.where(hit, w, 0.0)
+        which = np.minimum((top * self.n_bins).astype(np.intp), self.n_bins - 1)
+        inf = np.isinf(loss)
+        state = np.concatenate([
+            [w_loss.sum(), w_hit.sum(), (w * brier).sum(), w.sum(), m, np.count_nonzero(inf)],
+            np.bincount(labels, minlength=C), np.bincount(labels, weights=w, minlength=C),
+            np.bincount(labels, weights=w_loss, minlength=C),
+            np.bincount(which, minlength=self.n_bins), np.bincount(which, weights=w, minlength=self.n_bins),
+            np.bincount(which, weights=w_hit, minlength=self.n_bins),
+            np.bincount(which, weights=w * top, minlength=self.n_bins)]).astype(np.float64)
+        return state, (np.flatnonzero(inf)[:_FIRST_ROWS] + at if inf.any() else _NO_ROWS)
 
-    def _add(self, part) -> None:
-        loss_sum, hits, brier_sum, class_counts, class_loss, n_inf, inf_rows, calibration = part
-        self._loss_sum += loss_sum
-        self._hits += hits
-        self._brier_sum += brier_sum
-        self._class_counts += class_counts
+    def _add(self, state, inf_rows) -> None:
         with np.errstate(invalid="ignore"):
-            self._class_loss += class_loss
-        self._n_inf += n_inf
+            self.state += state
         room = _FIRST_ROWS - len(self._first_inf)
         self._first_inf.extend(int(r) + self._row_base for r in inf_rows[:room])
-        self._calibration.add(*calibration)
+
+    def merge(self, other: "ScoreAccumulator") -> "ScoreAccumulator":
+        """Add the sums of ``other`` (disjoint rows scored with the same options); return self.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from crossent.evaluation import ScoreAccumulator, score_arrays
+        >>> p = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]]); y = np.array([0, 1, 1])
+        >>> a, b = ScoreAccumulator(["0", "1"]), ScoreAccumulator(["0", "1"])
+        >>> _ = a.update(p[:2].T, y[:2]); _ = b.update(p[2:].T, y[2:], start=2)
+        >>> bool(a.merge(b).result().cross_entropy == score_arrays(p, y).cross_entropy)
+        True
+        """
+        if other.classes != self.classes or other.state.size != self.state.size:
+            raise ValueError("merge: the accumulators score different classes or bins")
+        self._add(other.state, np.asarray(other._first_inf, dtype=np.int64) - other._row_base)
+        self._first_inf.sort()
+        self.weighted |= other.weighted
+        return self
 
     def result(self) -> Scores:
         """The metrics of every row added so far."""
         if self.n_rows == 0:
             raise ValueError("no rows to score")
-        N = self.n_rows
-        C = len(self.classes)
-        ce = self._loss_sum / N
-        # sklearn's brier_score_loss convention: the binary score is (p_1 - y)^2, half the sum.
-        brier = self._brier_sum / N / (2.0 if C == 2 else 1.0)
+        C, B = len(self.classes), self.n_bins
+        st = self.state
+        loss_sum, hits, brier_sum, W = (float(v) for v in st[[_LOSS, _HITS, _BRIER, _WEIGHT]])
+        class_rows, class_w, class_loss = (st[_TOTALS + j * C:_TOTALS + (j + 1) * C] for j in range(3))
+        b0 = _TOTALS + 3 * C
+        bin_rows, bin_w, bin_hits, bin_conf = (st[b0 + j * B:b0 + (j + 1) * B] for j in range(4))
+        weighted = self.weighted
         with np.errstate(invalid="ignore", divide="ignore"):
-            per_class = self._class_loss / self._class_counts
-        curve = self._calibration.curve()
-        return Scores(self.classes, N, ce, ce / math.log(2.0), math.exp(ce) if ce < 709 else math.inf,
-                      self._hits / N, brier, curve.ece, self._class_counts.copy(), per_class,
-                      self._n_inf, tuple(self._first_inf), self.clip, curve)
+            ce = loss_sum / W if W > 0 else math.nan
+            # sklearn's brier_score_loss convention: the binary score is (p_1 - y)^2, half the sum.
+            brier = brier_sum / W / (2.0 if C == 2 else 1.0) if W > 0 else math.nan
+            per_class = class_loss / class_w
+        curve = curve_from_sums(bin_rows, bin_w if weighted else None, bin_hits, bin_conf)
+        return Scores(self.classes, self.n_rows, ce, ce / math.log(2.0), math.exp(ce) if ce < 709 else math.inf,
+                      hits / W if W > 0 else math.nan, brier, curve.ece, class_rows.astype(np.int64),
+                      per_class, int(st[_INF]), tuple(self._first_inf), self.clip, curve,
+                      float(W) if weighted else None)
+
+
+def state_size(n_classes: int, n_bins: int) -> int:
+    """Length of a score state: 6 totals, 3 sums per class and 4 per calibration bin.
+
+    The layout: weighted loss sum, weighted correct predictions, weighted Brier sum, weight
+    sum, rows, rows of infinite loss; per class the rows, weights and weighted losses of the
+    rows of that true class; per bin the rows, weights, weighted correct predictions and
+    weighted top probabilities.
+    """
+    return _TOTALS + 3 * n_classes + 4 * n_bins
 
 
 def _pool() -> Optional[ThreadPoolExecutor]:
@@ -361,8 +467,8 @@ def _describe(v) -> str:
     return repr(v)
 
 
-def score_arrays(predictions, labels, *, classes=None, logits=False, normalize=False, clip=None,
-                 n_bins=15, batch_size=1 << 18):
+def score_arrays(predictions, labels, *, sample_weight=None, classes=None, logits=False,
+                 normalize=False, clip=None, n_bins=15, batch_size=1 << 18):
     r"""Score predictions held in memory: cross-entropy, accuracy, Brier score, calibration.
 
     .. math::
@@ -372,7 +478,9 @@ def score_arrays(predictions, labels, *, classes=None, logits=False, normalize=F
         \mathrm{ECE} = \sum_k \frac{n_k}{N}\,\lvert\mathrm{acc}_k - \mathrm{conf}_k\rvert
 
     For two classes the Brier score is halved, i.e. :math:`(p_{n1} - y_n)^2`, as
-    ``sklearn.metrics.brier_score_loss``. Bits are nats / log 2; perplexity is exp(H).
+    ``sklearn.metrics.brier_score_loss``. Bits are nats / log 2; perplexity is exp(H). With
+    sample weights :math:`w_n` every mean is weighted, :math:`\sum_n w_n x_n / \sum_n w_n`
+    (as ``sklearn.metrics.log_loss(..., sample_weight=w)``).
 
     Parameters
     ----------
@@ -380,6 +488,8 @@ def score_arrays(predictions, labels, *, classes=None, logits=False, normalize=F
         Probabilities (rows summing to 1), or logits with ``logits=True``.
     labels : array_like of int, shape (N,)
         True class indices in [0, C).
+    sample_weight : array_like, shape (N,), optional
+        Finite non-negative weight of each row.
     classes : sequence of str, optional
         Class names (default ``"0", ..., "C-1"``).
     logits, normalize, clip, n_bins
@@ -425,8 +535,14 @@ def score_arrays(predictions, labels, *, classes=None, logits=False, normalize=F
     names = [str(k) for k in range(C)] if classes is None else list(classes)
     if len(names) != C:
         raise ValueError(f"classes names {len(names)} classes, but predictions has {C} columns")
-    acc = ScoreAccumulator(names, logits=logits, normalize=normalize, clip=clip, n_bins=n_bins)
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight)
+        if w.shape != (N,):
+            raise ValueError(f"sample_weight has shape {w.shape}, but predictions has {N} rows")
+    acc = ScoreAccumulator(names, logits=logits, normalize=normalize, clip=clip, n_bins=n_bins,
+                           precision=getattr(predictions, "dtype", None))
     step = int(_checks.check_scalar(batch_size, "batch_size", low=1))
     for s in range(0, N, step):
-        acc.update(x[s:s + step].T, y[s:s + step], start=s)
+        acc.update(x[s:s + step].T, y[s:s + step], weights=None if w is None else w[s:s + step], start=s)
     return acc.result()

@@ -26,6 +26,7 @@ import numpy as np
 from .bootstrap import PairedBootstrap, bucket_of, bucketed_paired_bootstrap, paired_bootstrap, verdict
 from .io import DEFAULT_BATCH_ROWS, KeyIndex, PredictionFile, PredictionFileError, _fail, _show, read_truth
 from .metrics import ScoreAccumulator, Scores
+from .multilabel import MultilabelAccumulator
 
 __all__ = ["score_file", "compare_files", "Comparison", "PairComparison", "EXACT_LIMIT", "N_BUCKETS"]
 
@@ -80,7 +81,10 @@ def _no_progress(description, total):
     return lambda n: None
 
 
-def _accumulator(pf: PredictionFile, logits, normalize, clip, n_bins) -> ScoreAccumulator:
+def _accumulator(pf: PredictionFile, logits, normalize, clip, n_bins):
+    if pf.multilabel:
+        return MultilabelAccumulator(pf.classes, logits=logits, clip=clip, where=pf.where, row_base=1,
+                                     error=PredictionFileError)
     hint = "" if pf.explicit_classes else (
         f" (the class columns are {', '.join(pf.classes)}: every numeric column other than "
         "--label and --id; choose them with --classes)")
@@ -128,30 +132,36 @@ class _Join:
                         row=r + 1, column=self.id)
 
 
-def _open(path, *, label, truth, id, classes, batch_size):
+def _open(path, *, label, truth, id, classes, batch_size, weight=None, multilabel=False):
     if truth is not None:
+        if multilabel:
+            raise PredictionFileError(f"{truth}: multi-label scoring reads the label columns from "
+                                      "the prediction file; a truth file is not supported")
         if id is None:
             raise PredictionFileError(f"{truth}: a truth file is joined to the predictions by an "
                                       "id column: give --id")
-        return PredictionFile(path, id=id, classes=classes, batch_size=batch_size,
+        return PredictionFile(path, id=id, classes=classes, batch_size=batch_size, weight=weight,
                               exclude=() if label is None else (label,))
     if label is None:
         raise PredictionFileError(f"{path}: name the label column (--label), or give a truth file")
-    return PredictionFile(path, label=label, id=id, classes=classes, batch_size=batch_size)
+    return PredictionFile(path, label=label, id=id, classes=classes, batch_size=batch_size,
+                          weight=weight, multilabel=multilabel)
 
 
-def score_file(path, *, label=None, truth=None, id=None, classes=None, logits=False, normalize=False,
-               clip=None, n_bins=15, batch_size=DEFAULT_BATCH_ROWS, progress: Optional[Progress] = None
-               ) -> Scores:
+def score_file(path, *, label=None, truth=None, id=None, classes=None, weight=None, multilabel=False,
+               logits=False, normalize=False, clip=None, n_bins=15, batch_size=DEFAULT_BATCH_ROWS,
+               progress: Optional[Progress] = None):
     """Score a prediction file: every metric of :func:`~crossent.evaluation.score_arrays`.
 
     Parameters
     ----------
     path : str or os.PathLike
-        CSV (``.csv``, ``.tsv``, optionally compressed), Parquet or NPZ; see
-        :class:`~crossent.evaluation.io.PredictionFile` for which columns are classes.
-    label : str
-        The label column: in ``path``, or in ``truth`` when that is given.
+        CSV (``.csv``, ``.tsv``, optionally compressed), Parquet or NPZ, or a glob or directory
+        of Parquet files; see :class:`~crossent.evaluation.io.PredictionFile` for which columns
+        are classes.
+    label : str, or sequence of str with ``multilabel``
+        The label column: in ``path``, or in ``truth`` when that is given. Multi-label: the 0/1
+        label columns, one per class column, in order.
     truth : str or os.PathLike, optional
         A file with the id and label columns, joined to ``path`` by ``id`` (each id exactly once
         on both sides).
@@ -159,16 +169,23 @@ def score_file(path, *, label=None, truth=None, id=None, classes=None, logits=Fa
         The id column (never a class).
     classes : sequence of str, optional
         The class columns, in order.
+    weight : str, optional
+        A column of sample weights: every metric is a weighted mean (as scikit-learn's
+        ``sample_weight``).
+    multilabel : bool, default False
+        Score independent per-class probabilities against 0/1 label columns (per-class binary
+        cross-entropy and its mean): returns :class:`~crossent.evaluation.MultilabelScores`.
     logits, normalize, clip, n_bins
         As in :class:`~crossent.evaluation.ScoreAccumulator`.
     batch_size : int
-        Rows per batch; memory is a few batches' worth (plus the truth file's ids and labels).
+        Rows per batch; memory is a few batches' worth (plus the truth file's ids and labels,
+        or the ids of ``id``, which must be unique).
     progress : callable, optional
         ``progress(description, total_rows_or_None)`` returning ``advance(n_rows)``.
 
     Returns
     -------
-    Scores
+    Scores or MultilabelScores
         Rows numbered from 1 (``first_infinite_rows``).
 
     Raises
@@ -188,20 +205,30 @@ def score_file(path, *, label=None, truth=None, id=None, classes=None, logits=Fa
     (0.490415, 1.0, ('cat', 'dog'))
     """
     progress = progress or _no_progress
-    pf = _open(path, label=label, truth=truth, id=id, classes=classes, batch_size=batch_size)
+    pf = _open(path, label=label, truth=truth, id=id, classes=classes, batch_size=batch_size,
+               weight=weight, multilabel=multilabel)
     acc = _accumulator(pf, logits, normalize, clip, n_bins)
-    join = None
+    join, ids = None, None
     if truth is not None:
         t = read_truth(truth, id=id, label=label, classes=pf.classes, batch_size=batch_size)
         join = _Join(t.index, t.labels, t.path, id)
         join.start()
+    elif id is not None:
+        ids = []  # an id column is unique wherever it is given
     advance = progress(os.path.basename(str(path)), pf.num_rows)
     for batch in _prefetch(pf.batches()):
-        labels = batch.labels if join is None else join.labels[join.positions(pf, batch)]
-        acc.update(batch.scores, labels, start=batch.start)
+        if pf.multilabel:
+            acc.update(batch.scores, batch.targets, weights=batch.weights, start=batch.start)
+        else:
+            labels = batch.labels if join is None else join.labels[join.positions(pf, batch)]
+            acc.update(batch.scores, labels, weights=batch.weights, start=batch.start)
+        if ids is not None:
+            ids.append(batch.ids)
         advance(batch.size)
     if join is not None:
         join.finish(pf)
+    if ids is not None:
+        KeyIndex(np.concatenate(ids), pf.path, id)  # raises on a duplicate, naming both rows
     return acc.result()
 
 
@@ -326,12 +353,18 @@ def compare_files(paths: Sequence, *, label=None, truth=None, id=None, classes=N
                                     batch_size, progress)
     else:
         n, counts = _compare_lockstep(models, exact_limit, n_buckets, seed, progress)
-    scores = [m.acc.result() for m in models]
-    names = _names(paths)
     exact = all(m.chunks is not None for m in models) and n <= exact_limit
+    return _comparison(_names(paths), [m.acc.result() for m in models], [m.sums for m in models],
+                       [m.losses(n) for m in models] if exact else None, counts, n_resamples,
+                       confidence, seed, n_buckets)
+
+
+def _comparison(names, scores, sums, losses, counts, n_resamples, confidence, seed, n_buckets):
+    """Each pair's paired bootstrap: over examples when ``losses`` (per model) are given, else
+    over the buckets of ``sums`` (per model) holding ``counts`` examples."""
     pairs = []
-    for i in range(len(models)):
-        for j in range(i + 1, len(models)):
+    for i in range(len(scores)):
+        for j in range(i + 1, len(scores)):
             bad = [k for k in (i, j) if scores[k].infinite_rows]
             if bad:
                 k = bad[0]
@@ -343,14 +376,15 @@ def compare_files(paths: Sequence, *, label=None, truth=None, id=None, classes=N
                     f"({count} {many} the true class probability 0, first: {rows}); pass a clip "
                     "(--clip EPS) for a finite comparison")))
                 continue
-            if exact:
-                r = paired_bootstrap(models[i].losses(n), models[j].losses(n), n_resamples=n_resamples,
+            if losses is not None:
+                r = paired_bootstrap(losses[i], losses[j], n_resamples=n_resamples,
                                      confidence=confidence, seed=seed)
             else:
-                r = bucketed_paired_bootstrap(models[i].sums, models[j].sums, counts,
+                r = bucketed_paired_bootstrap(sums[i], sums[j], counts,
                                               n_resamples=n_resamples, confidence=confidence, seed=seed)
             pairs.append(PairComparison(i, j, r, verdict(names[i], names[j], r)))
-    return Comparison(names, scores, pairs, "examples" if exact else "buckets", int(n_buckets))
+    return Comparison(list(names), scores, pairs, "examples" if losses is not None else "buckets",
+                      int(n_buckets))
 
 
 def _compare_lockstep(models, exact_limit, n_buckets, seed, progress):
