@@ -3,6 +3,8 @@ and the seeds' claim: squared error trains slower than cross-entropy at the same
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -253,3 +255,118 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(FloatingPointError, match="learning_rate=1000.0 is too large"), \
             np.errstate(over="ignore"):
         SoftmaxRegression(alpha=1.0, learning_rate=1e3, max_iter=300).fit(X, y)
+
+
+# ----------------------------------------------------------------------------- saving and loading
+def test_save_load_round_trip_predicts_identically(tmp_path, digits):
+    from crossent.models import load
+
+    X, y, X_te, _ = digits
+    names = np.array([f"digit {d}" for d in range(10)])[y]
+    model = SoftmaxRegression(solver="lbfgs", alpha=1e-3, class_weight={"digit 3": 2.0},
+                              max_iter=30).fit(X, names)
+    features = [f"pixel{j}" for j in range(X.shape[1])]
+    mean, std = np.linspace(-1, 1, X.shape[1]), np.linspace(0.5, 2, X.shape[1])
+    path = tmp_path / "digits.json"
+    model.save(path, feature_names=features, target_name="digit", mean=mean, std=std)
+    again = load(path)
+    assert type(again) is SoftmaxRegression and again.get_params() == model.get_params()
+    assert again.classes_.tolist() == model.classes_.tolist()
+    assert np.array_equal(again.coef_, model.coef_) and np.array_equal(again.intercept_, model.intercept_)
+    assert np.array_equal(again.predict_proba(X_te), model.predict_proba(X_te))
+    assert (again.predict(X_te) == model.predict(X_te)).all()
+    assert again.feature_names_in_.tolist() == features and again.target_name_ == "digit"
+    assert np.array_equal(again.feature_mean_, mean) and np.array_equal(again.feature_std_, std)
+    # Saving the loaded model keeps what it records; refitting forgets it.
+    again.save(tmp_path / "copy.json")
+    assert load(tmp_path / "copy.json").feature_names_in_.tolist() == features
+    assert again.fit(X, names).feature_mean_ is None
+
+    # Binary model, integer classes and an integer-keyed class_weight (JSON keys are strings).
+    binary = LogisticRegression(solver="lbfgs", class_weight={0: 3.0}, random_state=np.int64(4),
+                                alpha=np.float64(0.01)).fit(X, y == 3)
+    binary.save(tmp_path / "binary.json")
+    loaded = load(tmp_path / "binary.json")
+    assert type(loaded) is LogisticRegression and loaded.class_weight == {0: 3.0}
+    assert loaded.classes_.tolist() == [False, True] and loaded.feature_names_in_ is None
+    assert np.array_equal(loaded.predict_proba(X_te), binary.predict_proba(X_te))
+
+
+def test_load_reads_the_version_1_file_of_crossent_train(tmp_path):
+    from crossent.models import load
+
+    # The layout `crossent train --save` wrote before models saved themselves.
+    document = {"format": "crossent.SoftmaxRegression/1", "target": "species", "loss": "ce",
+                "params": SoftmaxRegression(solver="lbfgs").get_params(),
+                "classes": ["a", "b"], "feature_names": ["x"], "mean": [1.0], "std": [2.0],
+                "coef": [[-1.5], [1.5]], "intercept": [0.25, -0.25]}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+    model = load(path)
+    assert model.target_name_ == "species" and model.feature_names_in_.tolist() == ["x"]
+    # softmax of (z_a, z_b) = (-1.5 x + 0.25, 1.5 x - 0.25): p_b = sigma(3 x - 0.5).
+    x = 0.4
+    np.testing.assert_allclose(model.predict_proba([[x]])[0, 1], 1 / (1 + np.exp(-(3 * x - 0.5))),
+                               rtol=1e-14)
+
+
+def test_bad_model_files_give_errors_naming_the_file(tmp_path):
+    from crossent.models import load
+
+    model = SoftmaxRegression(max_iter=3).fit(np.eye(3), ["a", "b", "c"])
+    good = tmp_path / "good.json"
+    model.save(good, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
+    document = json.loads(good.read_text())
+
+    def written(name, content):
+        path = tmp_path / name
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+        return path
+
+    def fails(path, match, error=ValueError):
+        with pytest.raises(error, match=match) as info:
+            load(path)
+        assert str(info.value).startswith(f"{path}: ")
+
+    fails(tmp_path / "missing.json", "no such file", FileNotFoundError)
+    fails(written("text.json", "coef = [1, 2]"), "not a JSON model file")
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    fails(binary, "not a JSON model file")
+    fails(written("list.json", [1, 2]), "not a model saved by 'crossent train --save'")
+    fails(written("other.json", {"weights": [1, 2]}), "expected format 'crossent.model'")
+    fails(written("newer.json", {**document, "version": 3}), "newer crossent .*version 3")
+    fails(written("version.json", {**document, "version": "2"}), "version must be an integer")
+    fails(written("nocoef.json", {k: v for k, v in document.items() if k != "coef"}),
+          "damaged model file: missing entry 'coef'")
+    fails(written("shape.json", {**document, "intercept": [0.0, 0.0]}),
+          r"coef must have shape \(3, n_features\) and intercept \(3,\)")
+    fails(written("ragged.json", {**document, "coef": [[1.0, 2.0, 3.0], [1.0], [2.0]]}), "damaged")
+    fails(written("names.json", {**document, "feature_names": ["a", "b"]}),
+          "feature_names has 2 names, but the model has 3 features")
+    fails(written("std.json", {**document, "std": [1.0, 0.0, 1.0]}), "std must be positive")
+    fails(written("nan.json", {**document, "coef": [[float("nan")] * 3] * 3}), "must be finite")
+    fails(written("param.json", {**document, "params": {**document["params"], "C": 1.0}}),
+          "unknown parameter 'C'")
+    fails(written("loss.json", {**document, "params": {**document["params"], "loss": "hinge"}}),
+          "loss must be one of")
+    fails(written("kind.json", {**document, "model": "SVC"}), "model must be one of")
+    fails(written("one.json", {**document, "classes": ["a", "a", "b"]}), "distinct class names")
+    assert load(good).feature_mean_.tolist() == [0.0, 0.0, 0.0]  # the original still loads
+
+
+def test_save_rejects_what_it_cannot_write(tmp_path):
+    model = SoftmaxRegression(max_iter=3).fit(np.eye(3), [0, 1, 2])
+    with pytest.raises(NotFittedError):
+        SoftmaxRegression().save(tmp_path / "m.json")
+    with pytest.raises(ValueError, match="mean and std go together"):
+        model.save(tmp_path / "m.json", mean=[0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match=r"std must have shape \(3,\)"):
+        model.save(tmp_path / "m.json", mean=[0.0, 0.0, 0.0], std=[1.0, 1.0])
+    with pytest.raises(ValueError, match="feature_names has 1 names"):
+        model.save(tmp_path / "m.json", feature_names=["a"])
+    with pytest.raises(TypeError, match="target_name must be a string"):
+        model.save(tmp_path / "m.json", target_name=3)
+    with pytest.raises(TypeError, match="parameter random_state=.*cannot be saved"):
+        model.set_params(random_state=np.random.default_rng(0)).save(tmp_path / "m.json")
+    assert not (tmp_path / "m.json").exists()

@@ -19,7 +19,9 @@ cross-entropy and focal gradients come from crossent's own fused losses
 from __future__ import annotations
 
 import inspect
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -33,11 +35,21 @@ from .losses import (
     value_and_grad,
 )
 
-__all__ = ["SoftmaxRegression", "LogisticRegression", "NotFittedError"]
+__all__ = ["SoftmaxRegression", "LogisticRegression", "NotFittedError", "load"]
 
 _LOSSES = ("cross_entropy", "mse", "focal")
 _SOLVERS = ("gd", "lbfgs")
 _SCHEDULES = ("constant", "inverse_sqrt", "cosine")
+
+# The model file (JSON). Version 1 is what `crossent train --save` wrote before the models saved
+# themselves: {"format": "crossent.SoftmaxRegression/1", "target", "loss", "params", "classes",
+# "feature_names", "mean", "std", "coef", "intercept"}; version 2 adds "version" and "model"
+# (the class name) and allows the feature names, target and standardisation to be null.
+_FORMAT = "crossent.model"
+_FORMAT_VERSION = 2
+_FORMAT_V1 = "crossent.SoftmaxRegression/1"
+# What save records beside the fitted parameters; fit resets them to None.
+_METADATA = ("feature_names_in_", "target_name_", "feature_mean_", "feature_std_")
 
 _softmax_ce = value_and_grad(softmax_cross_entropy)
 _softmax_focal = value_and_grad(softmax_focal_loss)
@@ -220,6 +232,8 @@ class _LinearClassifier:
         b = np.zeros(k)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
+        for name in _METADATA:
+            setattr(self, name, None)
         self.loss_curve_ = []
         self.accuracy_curve_ = []
         if self.solver == "lbfgs":
@@ -318,6 +332,69 @@ class _LinearClassifier:
     def score(self, X, y):
         """Accuracy: the fraction of rows whose predicted class equals ``y``."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path, *, feature_names=None, target_name=None, mean=None, std=None):
+        """Write the fitted model to ``path`` as JSON, read back by :func:`load`.
+
+        The file holds the hyperparameters, the classes, ``coef_`` and ``intercept_`` (floats
+        written exactly: a loaded model predicts bit for bit the same), and optionally the names
+        of the features, the name of the target column and the standardisation
+        ``(X_raw - mean) / std`` that produced the features the model was fitted on. Each of
+        these defaults to what the model already records (``feature_names_in_``,
+        ``target_name_``, ``feature_mean_``, ``feature_std_``, set by :func:`load`).
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (its folder must exist).
+        feature_names : sequence of str, optional
+            One name per feature, length ``n_features_in_``.
+        target_name : str, optional
+            The name of the column holding the classes.
+        mean, std : array_like, optional
+            Both or neither: the per-feature mean and (positive) scale, shape ``(n_features_in_,)``.
+
+        Examples
+        --------
+        >>> import numpy as np, tempfile, os
+        >>> from crossent.models import LogisticRegression, load
+        >>> model = LogisticRegression(solver="lbfgs").fit([[-1.0], [0.5], [1.0]], ["no", "no", "yes"])
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.json")
+        >>> model.save(path, feature_names=["dose"], target_name="outcome")
+        >>> again = load(path)
+        >>> again.feature_names_in_.tolist(), again.target_name_
+        (['dose'], 'outcome')
+        >>> bool((again.predict_proba([[0.2]]) == model.predict_proba([[0.2]])).all())
+        True
+        """
+        self._check_fitted()
+        d = self.n_features_in_
+        names = feature_names if feature_names is not None else getattr(self, "feature_names_in_", None)
+        target = target_name if target_name is not None else getattr(self, "target_name_", None)
+        mean = mean if mean is not None else getattr(self, "feature_mean_", None)
+        std = std if std is not None else getattr(self, "feature_std_", None)
+        document = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "model": type(self).__name__,
+            "params": _encode_params(self.get_params()),
+            "classes": _encode_classes(self.classes_),
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+            "feature_names": None if names is None else _check_feature_names(names, d, "feature_names"),
+            "target": None if target is None else _check_target_name(target, "target_name"),
+            "mean": None,
+            "std": None,
+        }
+        if (mean is None) != (std is None):
+            raise ValueError("mean and std go together: give both (the standardisation "
+                             "(X - mean) / std) or neither")
+        if mean is not None:
+            document["mean"], document["std"] = (
+                _check_standardisation(mean, std, d, ("mean", "std")))
+        Path(path).write_text(json.dumps(document, indent=1, allow_nan=False) + "\n",
+                              encoding="utf-8")
 
 
 class SoftmaxRegression(_LinearClassifier):
@@ -500,6 +577,181 @@ class LogisticRegression(_LinearClassifier):
 
     def _predict_index(self, logits):
         return (logits[:, 0] > 0).astype(np.intp)
+
+
+_MODELS = {"SoftmaxRegression": SoftmaxRegression, "LogisticRegression": LogisticRegression}
+
+
+def load(path):
+    """Read a model written by :meth:`SoftmaxRegression.save` (or ``crossent train --save``).
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    SoftmaxRegression or LogisticRegression
+        Fitted, with ``classes_``, ``coef_``, ``intercept_`` and ``n_features_in_``, and what the
+        file records beside them: ``feature_names_in_`` (array of str), ``target_name_``,
+        ``feature_mean_`` and ``feature_std_`` (each None when the file has none). The model
+        predicts on the standardised features ``(X_raw - feature_mean_) / feature_std_``, as it
+        was fitted.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file is not a crossent model (not JSON, another format, a newer format version)
+        or is damaged (missing entries, shapes that disagree, non-finite numbers); the message
+        starts with the file's name.
+
+    Examples
+    --------
+    See :meth:`SoftmaxRegression.save`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a JSON model file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise OSError(f"{path}: cannot read the file ({exc.strerror or type(exc).__name__})") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a JSON model file ({exc})") from None
+    version = _format_version(document, path)
+    try:
+        return _model_from_document(document, version)
+    except (KeyError, TypeError, ValueError) as exc:
+        detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{path}: damaged model file: {detail}") from None
+
+
+def _format_version(document, path):
+    """The format version of a parsed model file (1 or 2), or a ValueError naming the file."""
+    if isinstance(document, dict) and document.get("format") == _FORMAT_V1:
+        return 1
+    if not isinstance(document, dict) or document.get("format") != _FORMAT:
+        found = document.get("format") if isinstance(document, dict) else None
+        raise ValueError(f"{path}: not a model saved by 'crossent train --save' or crossent.models "
+                         f"(expected format {_FORMAT!r}, found {found!r})")
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 2:
+        raise ValueError(f"{path}: damaged model file: version must be an integer >= 2, got {version!r}")
+    if version > _FORMAT_VERSION:
+        raise ValueError(f"{path}: written by a newer crossent (model format version {version}); "
+                         f"this crossent reads versions 1 to {_FORMAT_VERSION}")
+    return version
+
+
+def _model_from_document(document, version):
+    name = "SoftmaxRegression" if version == 1 else document["model"]
+    if name not in _MODELS:
+        raise ValueError(f"model must be one of {', '.join(_MODELS)}, got {name!r}")
+    cls = _MODELS[name]
+    params = document["params"]
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be an object, got {type(params).__name__}")
+    valid = cls._param_names()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter {unknown[0]!r} (valid parameters: {', '.join(valid)})")
+    model = cls(**_decode_params(params))
+    model._validated_options()
+    classes = np.array(document["classes"])
+    if classes.ndim != 1 or len(classes) < 2 or len(np.unique(classes)) != len(classes):
+        raise ValueError(f"classes must be a list of at least two distinct class names, "
+                         f"got {document['classes']!r}")
+    coef = np.array(document["coef"], dtype=np.float64)
+    intercept = np.array(document["intercept"], dtype=np.float64)
+    k = model._n_outputs(len(classes))
+    if coef.ndim != 2 or coef.shape[0] != k or coef.shape[1] < 1 or intercept.shape != (k,):
+        raise ValueError(f"coef must have shape ({k}, n_features) and intercept ({k},) for "
+                         f"{len(classes)} classes; got {coef.shape} and {intercept.shape}")
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        raise ValueError("coef and intercept must be finite numbers")
+    d = coef.shape[1]
+    names, target = document.get("feature_names"), document.get("target")
+    mean, std = document.get("mean"), document.get("std")
+    if (mean is None) != (std is None):
+        raise ValueError("mean and std go together: the file has one without the other")
+    model._check_classes(classes)
+    model.classes_, model.coef_, model.intercept_, model.n_features_in_ = classes, coef, intercept, d
+    model.feature_names_in_ = (None if names is None else
+                               np.array(_check_feature_names(names, d, "feature_names"), dtype=object))
+    model.target_name_ = None if target is None else _check_target_name(target, "target")
+    model.feature_mean_, model.feature_std_ = (
+        (None, None) if mean is None else
+        tuple(np.array(v) for v in _check_standardisation(mean, std, d, ("mean", "std"))))
+    return model
+
+
+def _check_feature_names(names, n_features, name):
+    if isinstance(names, str) or not all(isinstance(f, str) for f in names):
+        raise TypeError(f"{name} must be a list of strings, got {names!r}")
+    names = list(names)
+    if len(names) != n_features:
+        raise ValueError(f"{name} has {len(names)} names, but the model has {n_features} features")
+    return names
+
+
+def _check_target_name(target, name):
+    if not isinstance(target, str):
+        raise TypeError(f"{name} must be a string, got {target!r}")
+    return target
+
+
+def _check_standardisation(mean, std, n_features, names):
+    """``mean`` and ``std`` as lists of floats: finite, shape (n_features,), std positive."""
+    out = []
+    for values, name in zip((mean, std), names):
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != (n_features,):
+            raise ValueError(f"{name} must have shape ({n_features},) (one value per feature), "
+                             f"got {arr.shape}")
+        _checks.check_finite_values(arr, name)
+        out.append(arr)
+    if (out[1] <= 0).any():
+        raise ValueError(f"{names[1]} must be positive, got {out[1][np.argmax(out[1] <= 0)]!r} "
+                         f"at feature {int(np.argmax(out[1] <= 0))}")
+    return out[0].tolist(), out[1].tolist()
+
+
+def _encode_classes(classes):
+    values = classes.tolist()
+    if not all(isinstance(c, (str, bool, int, float)) for c in values):
+        bad = next(c for c in values if not isinstance(c, (str, bool, int, float)))
+        raise TypeError(f"the class {bad!r} ({type(bad).__name__}) cannot be saved; "
+                        f"classes must be strings, integers, floats or booleans")
+    return values
+
+
+def _encode_params(params):
+    """The hyperparameters as JSON values; a class_weight dict becomes [class, weight] pairs
+    (JSON object keys are strings only, and the classes may be integers)."""
+    encoded = {}
+    for name, value in params.items():
+        if name == "class_weight" and isinstance(value, dict):
+            value = {"pairs": [[_encode_classes(np.array([c]))[0], float(w)] for c, w in value.items()]}
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if value is not None and not isinstance(value, (str, bool, int, float, dict)):
+            raise TypeError(f"the parameter {name}={value!r} cannot be saved as JSON")
+        encoded[name] = value
+    return encoded
+
+
+def _decode_params(params):
+    decoded = dict(params)
+    weights = decoded.get("class_weight")
+    if isinstance(weights, dict):
+        decoded["class_weight"] = {c: w for c, w in weights["pairs"]}
+    return decoded
 
 
 def _same(a, b):
