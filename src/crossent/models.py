@@ -51,6 +51,9 @@ _FORMAT_V1 = "crossent.SoftmaxRegression/1"
 # What save records beside the fitted parameters; fit resets them to None.
 _METADATA = ("feature_names_in_", "target_name_", "feature_mean_", "feature_std_")
 
+# Rows of X per block of the objective's pass (see _LinearClassifier._objective).
+_BLOCK_BYTES = 8 << 20
+
 _softmax_ce = value_and_grad(softmax_cross_entropy)
 _softmax_focal = value_and_grad(softmax_focal_loss)
 _sigmoid_ce = value_and_grad(sigmoid_binary_cross_entropy)
@@ -65,8 +68,9 @@ class _LinearClassifier:
     """Shared machinery: validation, the gradient-descent and L-BFGS loops, prediction.
 
     Subclasses define ``_n_outputs(n_classes)`` (columns of the logits), ``_check_classes``,
-    ``_loss_sum(logits, y, class_weight)`` (the summed per-row loss and its gradient with respect
-    to the logits) and ``_proba(logits)``.
+    ``_loss_sum(logits, y, class_weight, out=None)`` (the summed per-row loss and its gradient
+    with respect to the float64 logits, written into ``out`` where the loss can), ``_proba(logits)``
+    and ``_predict_index(logits)``.
     """
 
     def __init__(self, *, loss="cross_entropy", alpha=0.0, label_smoothing=0.0, gamma=2.0,
@@ -141,7 +145,7 @@ class _LinearClassifier:
 
     @staticmethod
     def _check_X(X, n_features=None):
-        x = _checks.check_floating(X, "X").astype(np.float64, copy=False)
+        x = _checks.check_floating(X, "X")  # float32 stays float32; other dtypes become float64
         if x.ndim != 2:
             raise ValueError(f"X must have shape (n_samples, n_features), got {x.shape}")
         if x.shape[0] == 0:
@@ -176,15 +180,50 @@ class _LinearClassifier:
 
     # ------------------------------------------------------------------ training
     def _objective(self, W, b, X, y, cw):
-        """Mean loss + alpha/2 |W|^2, and its gradients with respect to W and b."""
-        logits = X @ W + b
-        total, g = self._loss_sum(logits, y, cw)
-        n = X.shape[0]
+        r""":math:`J` at ``(W, b)``, its gradients, and the number of rows predicted right.
+
+        ``W`` has the layout of ``coef_``, ``(K, D)``. The rows go through in blocks of about
+        ``_BLOCK_BYTES`` of ``X``, each read twice while it is still in cache: the logits
+        :math:`Z_B = X_B W^\top + b` (a float32 product for float32 ``X``, widened to float64),
+        the summed loss and its gradient :math:`G_B = \partial \sum_{n\in B}\ell_n/\partial Z_B`
+        in float64 (written over :math:`Z_B`), then :math:`\partial J/\partial W \mathrel{+}=
+        G_B^\top X_B / N` and :math:`\partial J/\partial b \mathrel{+}= \mathbf{1}^\top G_B / N`
+        (chain rule through :math:`Z = XW^\top + b`), summed over blocks in float64. No
+        ``N x K`` array is allocated.
+        """
+        n, d = X.shape
+        k = W.shape[0]
+        rows = max(1, min(n, _BLOCK_BYTES // (max(d, 1) * X.itemsize)))
+        logits = np.empty((rows, k))
+        narrow = None if X.dtype == np.float64 else np.empty((rows, k), dtype=X.dtype)
+        Wx = W.astype(X.dtype, copy=False)
+        total, correct = 0.0, 0
+        gW, gb = np.zeros_like(W), np.zeros_like(b)
+        for start in range(0, n, rows):
+            Xb, yb = X[start:start + rows], y[start:start + rows]
+            z = logits[:Xb.shape[0]]
+            if narrow is None:
+                np.matmul(Xb, Wx.T, out=z)
+            else:
+                zx = narrow[:Xb.shape[0]]
+                np.matmul(Xb, Wx.T, out=zx)
+                np.copyto(z, zx)
+            z += b
+            correct += int(np.count_nonzero(self._predict_index(z) == yb))
+            value, g = self._loss_sum(z, yb, cw, out=z)
+            total += value
+            if narrow is not None:
+                np.copyto(zx, g)
+                g = zx
+            gW += g.T @ Xb
+            if self.fit_intercept:
+                gb += g.sum(axis=0, dtype=np.float64)
         alpha = float(self.alpha)
-        value = float(total) / n + 0.5 * alpha * float(np.sum(W * W))
-        gW = X.T @ g / n + alpha * W
-        gb = g.sum(axis=0) / n if self.fit_intercept else np.zeros_like(b)
-        return value, gW, gb
+        value = total / n + 0.5 * alpha * float(np.vdot(W, W))
+        gW /= n
+        gW += alpha * W
+        gb /= n
+        return value, gW, gb, correct
 
     def _step_size(self, epoch):
         lr = float(self.learning_rate)
@@ -194,11 +233,9 @@ class _LinearClassifier:
             return lr * 0.5 * (1.0 + math.cos(math.pi * epoch / self.max_iter))
         return lr
 
-    def _record(self, W, b, X, y, cw):
-        value = self._objective(W, b, X, y, cw)[0]
+    def _record(self, value, correct, n):
         self.loss_curve_.append(value)
-        self.accuracy_curve_.append(float(np.mean(self._predict_index(X @ W + b) == y)))
-        return value
+        self.accuracy_curve_.append(correct / n)
 
     def fit(self, X, y, *, callback=None):
         """Fit the model to ``X`` (shape ``(N, D)``) and labels ``y`` (shape ``(N,)``).
@@ -206,7 +243,8 @@ class _LinearClassifier:
         Parameters
         ----------
         X : array_like
-            Features, finite numbers.
+            Features, finite numbers. float32 features are trained on in float32 (the matrix
+            products in float32 BLAS, the loss and every sum in float64); other dtypes in float64.
         y : array_like
             Class labels of any sortable type (ints, strings); ``classes_`` keeps them sorted.
         callback : callable, optional
@@ -228,7 +266,7 @@ class _LinearClassifier:
         self._check_classes(classes)
         cw = self._class_weights(classes, yi)
         k = self._n_outputs(len(classes))
-        W = np.zeros((X.shape[1], k))
+        W = np.zeros((k, X.shape[1]))
         b = np.zeros(k)
         self.classes_ = classes
         self.n_features_in_ = X.shape[1]
@@ -244,27 +282,28 @@ class _LinearClassifier:
         return self
 
     def _publish(self, W, b):
-        self.coef_, self.intercept_ = W.T.copy(), b.copy()
+        self.coef_, self.intercept_ = W.copy(), b.copy()
 
     def _fit_gd(self, W, b, X, y, cw, callback):
         n = X.shape[0]
         rng = np.random.default_rng(self.random_state)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        previous = self._objective(W, b, X, y, cw)[0]
+        previous, gW, gb, _ = self._objective(W, b, X, y, cw)
         self.n_iter_ = 0
         for epoch in range(self.max_iter):
             lr = self._step_size(epoch)
             if batch < n:
                 order = rng.permutation(n)
-                blocks = ((X[rows], y[rows]) for rows in
-                          (order[start:start + batch] for start in range(0, n, batch)))
+                for rows in (order[start:start + batch] for start in range(0, n, batch)):
+                    _, gW, gb, _ = self._objective(W, b, X[rows], y[rows], cw)
+                    W -= lr * gW
+                    b -= lr * gb
             else:
-                blocks = ((X, y),)
-            for Xb, yb in blocks:
-                _, gW, gb = self._objective(W, b, Xb, yb, cw)
                 W -= lr * gW
                 b -= lr * gb
-            value = self._record(W, b, X, y, cw)
+            # The whole set's objective at the new parameters; full batch, also the next gradient.
+            value, gW, gb, correct = self._objective(W, b, X, y, cw)
+            self._record(value, correct, n)
             self.n_iter_ = epoch + 1
             if callback is not None:
                 self._publish(W, b)
@@ -284,27 +323,33 @@ class _LinearClassifier:
         except ImportError as exc:
             raise ImportError("solver='lbfgs' needs SciPy: pip install scipy "
                               "(or use solver='gd')") from exc
-        d, k = W.shape
+        k, d = W.shape
+        n = X.shape[0]
+        last = {}  # the latest evaluation: L-BFGS-B reports the point it evaluated last
 
         def unpack(theta):
-            return theta[:d * k].reshape(d, k), theta[d * k:]
+            return theta[:k * d].reshape(k, d), theta[k * d:]
 
         def fun(theta):
             Wt, bt = unpack(theta)
-            value, gW, gb = self._objective(Wt, bt, X, y, cw)
+            value, gW, gb, correct = self._objective(Wt, bt, X, y, cw)
+            last.update(theta=theta.copy(), value=value, correct=correct)
             return value, np.concatenate([gW.ravel(), gb])
 
         def on_iteration(theta):
-            Wt, bt = unpack(theta)
-            self._record(Wt, bt, X, y, cw)
+            if not np.array_equal(theta, last["theta"]):
+                fun(theta)
+            self._record(last["value"], last["correct"], n)
             if callback is not None:
-                self._publish(Wt, bt)
+                self._publish(*unpack(theta))
                 callback(len(self.loss_curve_), self)
 
         tol = 1e-10 if self.tol is None else float(self.tol)
+        # scikit-learn's settings: projected-gradient tolerance tol, relative-decrease tolerance
+        # 64 eps, up to 50 line-search steps.
         result = minimize(fun, np.concatenate([W.ravel(), b]), jac=True, method="L-BFGS-B",
                           callback=on_iteration,
-                          options={"maxiter": int(self.max_iter), "gtol": tol,
+                          options={"maxiter": int(self.max_iter), "gtol": tol, "maxls": 50,
                                    "ftol": 64 * np.finfo(float).eps})
         self.n_iter_ = int(result.nit)
         return unpack(result.x)
@@ -484,13 +529,16 @@ class SoftmaxRegression(_LinearClassifier):
         eps = float(self.label_smoothing)
         return t if eps == 0 else (1.0 - eps) * t + eps / n_classes
 
-    def _loss_sum(self, logits, y, cw):
+    def _loss_sum(self, logits, y, cw, out=None):
         n_classes = logits.shape[1]
         if self.loss == "cross_entropy":
-            return _softmax_ce(logits, y, weight=cw, label_smoothing=float(self.label_smoothing),
-                               reduction="sum")
+            value, g = _softmax_ce(logits, y, weight=cw, label_smoothing=float(self.label_smoothing),
+                                   reduction="sum", out=out)
+            return float(value), g
         if self.loss == "focal":
-            return _softmax_focal(logits, y, alpha=cw, gamma=float(self.gamma), reduction="sum")
+            value, g = _softmax_focal(logits, y, alpha=cw, gamma=float(self.gamma), reduction="sum",
+                                      out=out)
+            return float(value), g
         # Squared error on the probabilities, l = 1/2 sum_c (p_c - t_c)^2. With r = p - t and the
         # softmax Jacobian dp_c/dz_k = p_c (delta_ck - p_k):
         #   dl/dz_k = sum_c r_c p_c (delta_ck - p_k) = p_k r_k - p_k sum_c p_c r_c,
@@ -547,13 +595,14 @@ class LogisticRegression(_LinearClassifier):
             raise ValueError(f"LogisticRegression needs exactly two classes in y, got {len(classes)} "
                              f"({classes.tolist()[:5]}); use SoftmaxRegression for more")
 
-    def _loss_sum(self, logits, y, cw):
+    def _loss_sum(self, logits, y, cw, out=None):
         z = logits[:, 0]
         t = y.astype(np.float64)
         weight = None if cw is None else cw[y]
         eps = float(self.label_smoothing)
         if self.loss == "cross_entropy":
-            value, g = _sigmoid_ce(z, t, weight=weight, label_smoothing=eps, reduction="sum")
+            value, g = _sigmoid_ce(z, t, weight=weight, label_smoothing=eps, reduction="sum",
+                                   out=None if out is None else out[:, 0])
         elif self.loss == "focal":
             # The summed loss's gradient is the per-row gradient, so row weights scale it.
             value, g = _sigmoid_focal(z, t, alpha=None, gamma=float(self.gamma), reduction="sum")
@@ -568,7 +617,7 @@ class LogisticRegression(_LinearClassifier):
             row = 1.0 if weight is None else weight
             value = float(np.sum(0.5 * r * r * row))
             g = r * p * q * row
-        return value, np.asarray(g, dtype=np.float64)[:, None]
+        return float(value), np.asarray(g, dtype=np.float64)[:, None]
 
     def _proba(self, logits):
         z = logits[:, 0]
