@@ -370,3 +370,112 @@ def test_save_rejects_what_it_cannot_write(tmp_path):
     with pytest.raises(TypeError, match="parameter random_state=.*cannot be saved"):
         model.set_params(random_state=np.random.default_rng(0)).save(tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
+
+
+# ----------------------------------------------------------------------------- training core
+def _softmax_data(n_rows, n_features, n_classes, seed=0):
+    """Features of unequal scales and classes drawn from a softmax of a random linear model."""
+    rng = np.random.default_rng(seed)
+    scales = np.linspace(0.3, 3.0, n_features)
+    X = rng.standard_normal((n_rows, n_features)) * scales
+    logits = X @ (rng.standard_normal((n_features, n_classes)) / scales[:, None])
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    y = (probs.cumsum(axis=1) < rng.random((n_rows, 1))).sum(axis=1)
+    return X, np.minimum(y, n_classes - 1)
+
+
+def _objective_by_hand(coef, intercept, X, y, alpha):
+    """J = mean(logsumexp(z) - z_y) + alpha/2 |W|^2 in float64, with SciPy's logsumexp."""
+    from scipy.special import logsumexp
+
+    z = X.astype(np.float64) @ coef.T + intercept
+    return float(np.mean(logsumexp(z, axis=1) - z[np.arange(len(y)), y])
+                 + 0.5 * alpha * np.sum(coef * coef))
+
+
+@pytest.mark.parametrize("block_rows", [7, 64, 10_000])
+def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows):
+    import crossent.models as models
+
+    X, y = _softmax_data(300, 6, 4, seed=1)
+    rng = np.random.default_rng(2)
+    W, b = rng.standard_normal((4, 6)) * 0.5, rng.standard_normal(4)
+    monkeypatch.setattr(models, "_BLOCK_BYTES", block_rows * 6 * 8)  # block_rows float64 rows
+    model = SoftmaxRegression(alpha=0.01)
+    value, gW, gb, correct = model._objective(W, b, X, y, None)
+    assert value == pytest.approx(_objective_by_hand(W, b, X, y, 0.01), rel=1e-13)
+    # dJ/dz = (softmax(z) - onehot(y)) / N, chained through z = X W^T + b.
+    z = X @ W.T + b
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    r = (p - np.eye(4)[y]) / len(y)
+    np.testing.assert_allclose(gW, r.T @ X + 0.01 * W, rtol=1e-11, atol=1e-15)
+    np.testing.assert_allclose(gb, r.sum(axis=0), rtol=1e-11, atol=1e-15)
+    assert correct == int(np.sum(np.argmax(z, axis=1) == y))
+    binary = LogisticRegression(alpha=0.01)
+    value, gW, gb, correct = binary._objective(W[:1], b[:1], X, (y > 1).astype(np.intp), None)
+    t = (y > 1).astype(float)
+    zb = X @ W[0] + b[0]
+    assert value == pytest.approx(np.mean(np.logaddexp(0, zb) - t * zb)
+                                  + 0.005 * np.sum(W[0] ** 2), rel=1e-13)
+    np.testing.assert_allclose(gW[0], X.T @ (1 / (1 + np.exp(-zb)) - t) / len(t) + 0.01 * W[0],
+                               rtol=1e-11)
+    assert correct == int(np.sum((zb > 0) == (t == 1)))
+
+
+def test_lbfgs_reaches_sklearns_optimum_tightly():
+    X, y = _softmax_data(3000, 12, 5)
+    C = 0.5
+    alpha = 1.0 / (C * len(y))
+    sk = SkLogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
+    ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=10_000).fit(X, y)
+    j_sk = _objective_by_hand(sk.coef_, sk.intercept_, X, y, alpha)
+    j_ours = _objective_by_hand(ours.coef_, ours.intercept_, X, y, alpha)
+    assert abs(j_ours - j_sk) < 1e-13
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-7)
+    np.testing.assert_allclose(ours.intercept_, sk.intercept_, atol=1e-7)
+
+
+def test_float32_data_trains_to_the_float64_optimum():
+    # float32 features: float32 products, float64 loss and sums. The optimum is that of the
+    # float32 values (read exactly in float64 by scikit-learn), to float32's resolution: the
+    # logits carry float32 rounding, so L-BFGS ends where J's changes drown in it, within
+    # eps32 * J (about 4e-8 here) of the optimal J.
+    X, y = _softmax_data(3000, 12, 5, seed=3)
+    X32 = X.astype(np.float32)
+    alpha = 1.0 / len(y)
+    sk = SkLogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(X32.astype(np.float64), y)
+    ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-6, max_iter=10_000).fit(X32, y)
+    assert ours.coef_.dtype == np.float64
+    j_sk = _objective_by_hand(sk.coef_, sk.intercept_, X32, y, alpha)
+    j_ours = _objective_by_hand(ours.coef_, ours.intercept_, X32, y, alpha)
+    assert 0 <= j_ours - j_sk < np.finfo(np.float32).eps * j_sk
+    np.testing.assert_allclose(ours.coef_, sk.coef_, atol=2e-3)
+    np.testing.assert_allclose(ours.intercept_, sk.intercept_, atol=2e-3)
+    # The float32 objective agrees with the float64 one to float32's rounding of the logits.
+    model = SoftmaxRegression(alpha=alpha)
+    W, b = sk.coef_, sk.intercept_
+    value32, gW32, _, _ = model._objective(W, b, X32, y, None)
+    value64, gW64, _, _ = model._objective(W, b, X32.astype(np.float64), y, None)
+    assert value32 == pytest.approx(value64, rel=1e-6)
+    np.testing.assert_allclose(gW32, gW64, atol=1e-6)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "gd"])
+def test_curves_hold_each_iterations_objective_and_accuracy(solver):
+    X, y = _softmax_data(400, 5, 3, seed=4)
+    alpha = 1e-3
+    seen = []
+
+    def check(epoch, model):
+        seen.append((model.loss_curve_[-1], _objective_by_hand(model.coef_, model.intercept_, X, y,
+                                                                alpha),
+                     model.accuracy_curve_[-1], model.score(X, y)))
+
+    model = SoftmaxRegression(solver=solver, alpha=alpha, max_iter=15, tol=None,
+                              learning_rate=0.3).fit(X, y, callback=check)
+    assert len(seen) == len(model.loss_curve_) == model.n_iter_ > 5
+    for recorded, direct, accuracy, score in seen:
+        assert recorded == pytest.approx(direct, rel=1e-12)
+        assert accuracy == score
