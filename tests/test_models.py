@@ -425,16 +425,42 @@ def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows):
 
 
 def test_lbfgs_reaches_sklearns_optimum_tightly():
+    # The optimum by scikit-learn's Newton solver (quadratic convergence: gradient ~1e-16) and by
+    # its L-BFGS. Both L-BFGS runs stop on the relative decrease (64 eps) with J equal to the
+    # optimum's to rounding; the coefficients then agree to ~1e-6, the flattest direction's slack.
     X, y = _softmax_data(3000, 12, 5)
     C = 0.5
     alpha = 1.0 / (C * len(y))
+    newton = SkLogisticRegression(C=C, solver="newton-cholesky", tol=1e-14, max_iter=100).fit(X, y)
     sk = SkLogisticRegression(C=C, tol=1e-12, max_iter=10_000).fit(X, y)
     ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=10_000).fit(X, y)
-    j_sk = _objective_by_hand(sk.coef_, sk.intercept_, X, y, alpha)
+    j_newton = _objective_by_hand(newton.coef_, newton.intercept_, X, y, alpha)
     j_ours = _objective_by_hand(ours.coef_, ours.intercept_, X, y, alpha)
-    assert abs(j_ours - j_sk) < 1e-13
+    assert abs(j_ours - j_newton) < 1e-13
+    for reference in (newton, sk):
+        np.testing.assert_allclose(ours.coef_, reference.coef_, atol=1e-5)
+        np.testing.assert_allclose(ours.intercept_, reference.intercept_, atol=1e-5)
+    # Standardised features: our L-BFGS coordinates are scikit-learn's, and so are the iterates.
+    Z = (X - X.mean(axis=0)) / X.std(axis=0)
+    sk = SkLogisticRegression(C=C, tol=1e-8, max_iter=10_000).fit(Z, y)
+    ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-8, max_iter=10_000).fit(Z, y)
     np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-7)
-    np.testing.assert_allclose(ours.intercept_, sk.intercept_, atol=1e-7)
+
+
+def test_lbfgs_reaches_the_optimum_on_shifted_and_scaled_features():
+    # Columns far from zero and of scales 1e-2 to 1e2 (L-BFGS runs on centred, scaled
+    # coordinates, and must still land on the optimum in the model's own): Newton's optimum.
+    X, y = _softmax_data(2000, 8, 3, seed=5)
+    scales = np.logspace(-2, 2, 8)
+    shifted = X * scales + 50.0 * scales
+    alpha = 1e-3
+    newton = SkLogisticRegression(C=1.0 / (alpha * len(y)), solver="newton-cholesky", tol=1e-14,
+                                  max_iter=100).fit(shifted, y)
+    ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-9, max_iter=10_000).fit(shifted, y)
+    j_newton = _objective_by_hand(newton.coef_, newton.intercept_, shifted, y, alpha)
+    assert abs(_objective_by_hand(ours.coef_, ours.intercept_, shifted, y, alpha) - j_newton) < 1e-12
+    np.testing.assert_allclose(ours.coef_ * scales, newton.coef_ * scales, atol=1e-5)
+    np.testing.assert_allclose(ours.predict_proba(shifted), newton.predict_proba(shifted), atol=1e-6)
 
 
 def test_float32_data_trains_to_the_float64_optimum():

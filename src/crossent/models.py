@@ -326,34 +326,65 @@ class _LinearClassifier:
                               "(or use solver='gd')") from exc
         k, d = W.shape
         n = X.shape[0]
+        centre, scale = self._feature_spread(X)
+        tol = 1e-10 if self.tol is None else float(self.tol)
         last = {}  # the latest evaluation: L-BFGS-B reports the point it evaluated last
 
-        def unpack(theta):
-            return theta[:k * d].reshape(k, d), theta[k * d:]
+        # L-BFGS works on (V, c) with W = V / scale and b = c - W centre: the same objective
+        # written for features centred and scaled to unit spread (J(W, b) is unchanged, the
+        # intercept being unpenalised), so unequal feature scales and means far from zero do not
+        # slow it; the optimum is the same point.
+        def to_model(theta):
+            Wt = theta[:k * d].reshape(k, d) / scale
+            return Wt, theta[k * d:] - Wt @ centre
 
         def fun(theta):
-            Wt, bt = unpack(theta)
+            Wt, bt = to_model(theta)
             value, gW, gb, correct = self._objective(Wt, bt, X, y, cw)
-            last.update(theta=theta.copy(), value=value, correct=correct)
-            return value, np.concatenate([gW.ravel(), gb])
+            largest = max(float(np.max(np.abs(gW))), float(np.max(np.abs(gb))))
+            last.update(theta=theta.copy(), value=value, correct=correct, largest=largest)
+            # Chain rule through W = V / scale and b = c - W centre:
+            # dJ/dV = (dJ/dW - dJ/db centre^T) / scale, dJ/dc = dJ/db.
+            return value, np.concatenate([((gW - np.outer(gb, centre)) / scale).ravel(), gb])
 
         def on_iteration(theta):
             if not np.array_equal(theta, last["theta"]):
                 fun(theta)
             self._record(last["value"], last["correct"], n)
             if callback is not None:
-                self._publish(*unpack(theta))
+                self._publish(*to_model(theta))
                 callback(len(self.loss_curve_), self)
+            if last["largest"] <= tol:  # the gradient in the model's own (W, b), as documented
+                raise StopIteration
 
-        tol = 1e-10 if self.tol is None else float(self.tol)
-        # scikit-learn's settings: projected-gradient tolerance tol, relative-decrease tolerance
-        # 64 eps, up to 50 line-search steps.
+        # scikit-learn's other settings: relative-decrease tolerance 64 eps, up to 50 line-search
+        # steps. The gradient test is ours above (gtol=0 leaves it to the callback).
         result = minimize(fun, np.concatenate([W.ravel(), b]), jac=True, method="L-BFGS-B",
                           callback=on_iteration,
-                          options={"maxiter": int(self.max_iter), "gtol": tol, "maxls": 50,
+                          options={"maxiter": int(self.max_iter), "gtol": 0.0, "maxls": 50,
                                    "ftol": 64 * np.finfo(float).eps})
-        self.n_iter_ = int(result.nit)
-        return unpack(result.x)
+        self.n_iter_ = len(self.loss_curve_)
+        return to_model(result.x)
+
+    def _feature_spread(self, X):
+        """Per-feature centre (the mean; 0 without an intercept) and spread (the root-mean-square
+        distance to the centre; 1 where that is 0, not finite, or lost in the centre's rounding),
+        in float64, by blocks of rows. They only choose L-BFGS's coordinates."""
+        n, d = X.shape
+        rows = max(1, _BLOCK_BYTES // (max(d, 1) * 8))
+        centre = np.zeros(d)
+        if self.fit_intercept:
+            for start in range(0, n, rows):
+                centre += X[start:start + rows].sum(axis=0, dtype=np.float64)
+            centre /= n
+        squares = np.zeros(d)
+        for start in range(0, n, rows):
+            r = X[start:start + rows] - centre
+            squares += np.einsum("ij,ij->j", r, r)
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = np.sqrt(squares / n)
+        usable = np.isfinite(spread) & (spread > 1e-8 * np.abs(centre)) & (spread > 0)
+        return centre, np.where(usable, spread, 1.0)
 
     # ------------------------------------------------------------------ prediction
     def decision_function(self, X):
