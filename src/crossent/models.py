@@ -14,6 +14,10 @@ the ``C`` of :class:`sklearn.linear_model.LogisticRegression` through
 :math:`\ell_n` is cross-entropy, squared error on the probabilities, or focal loss; the
 cross-entropy and focal gradients come from crossent's own fused losses
 (:func:`crossent.value_and_grad`).
+
+A fitted model is saved as JSON by :meth:`SoftmaxRegression.save` (with, optionally, the
+feature names, the target's name and the standardisation of the features) and read back by
+:func:`load`.
 """
 
 from __future__ import annotations
@@ -503,7 +507,9 @@ class SoftmaxRegression(_LinearClassifier):
         Weight of each class's rows; "balanced" is ``N / (C * count(c))`` as in scikit-learn.
     solver : {"gd", "lbfgs"}, default "gd"
         Gradient descent (full batch, or mini-batches of ``batch_size`` shuffled each epoch), or
-        SciPy's L-BFGS-B for the exact optimum.
+        SciPy's L-BFGS-B for the exact optimum (run on centred, unit-spread coordinates of the
+        same objective, so unstandardised features do not slow it; scikit-learn's line-search
+        and relative-decrease settings).
     learning_rate : float, default 0.5
         Step size of gradient descent (on standardised features 0.1 to 1 is typical).
     schedule : {"constant", "inverse_sqrt", "cosine"}, default "constant"
@@ -531,6 +537,15 @@ class SoftmaxRegression(_LinearClassifier):
     accuracy_curve_ : list of float
         Training accuracy after each epoch.
     n_iter_ : int
+    feature_names_in_, target_name_, feature_mean_, feature_std_
+        What :meth:`save` records beside the model (set by :func:`load`; None after ``fit``).
+
+    Notes
+    -----
+    float32 ``X`` is trained on in float32: the products :math:`XW^\top` and :math:`G^\top X`
+    run in float32 BLAS, by blocks of rows, while the loss, its gradient and every sum over
+    blocks are float64. Rows go through in blocks that are read twice while in cache, and no
+    ``N x C`` array is allocated.
 
     References
     ----------
