@@ -488,6 +488,27 @@ def test_float32_data_trains_to_the_float64_optimum():
     np.testing.assert_allclose(gW32, gW64, atol=1e-6)
 
 
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse", "focal"])
+def test_float32_objective_is_the_float64_one_for_every_loss(monkeypatch, loss):
+    import crossent.models as models
+
+    X, y = _softmax_data(500, 6, 3, seed=6)
+    monkeypatch.setattr(models, "_BLOCK_BYTES", 100 * 6 * 4)  # 100 float32 rows per block
+    rng = np.random.default_rng(7)
+    W, b = rng.standard_normal((3, 6)) * 0.3, rng.standard_normal(3) * 0.3
+    for model, Wm, bm, labels in (
+            (SoftmaxRegression(loss=loss, alpha=0.1, class_weight={0: 2.0, 2: 0.5}), W, b, y),
+            (LogisticRegression(loss=loss, alpha=0.1, class_weight={1: 3.0}), W[:1], b[:1],
+             (y == 2).astype(np.intp))):
+        cw = model._class_weights(np.unique(labels), labels)
+        v64, gW64, gb64, c64 = model._objective(Wm, bm, X, labels, cw)
+        v32, gW32, gb32, c32 = model._objective(Wm, bm, X.astype(np.float32), labels, cw)
+        assert v32 == pytest.approx(v64, rel=1e-6)
+        np.testing.assert_allclose(gW32, gW64, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(gb32, gb64, rtol=1e-5, atol=1e-6)
+        assert abs(c32 - c64) <= 1
+
+
 @pytest.mark.parametrize("solver", ["lbfgs", "gd"])
 def test_curves_hold_each_iterations_objective_and_accuracy(solver):
     X, y = _softmax_data(400, 5, 3, seed=4)

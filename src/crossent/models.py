@@ -220,8 +220,8 @@ class _LinearClassifier:
             if self.fit_intercept:
                 gb += ones[:m] @ g  # column sums by BLAS (numpy's axis-0 sum is slower here)
             if narrow is not None:
+                np.copyto(narrow[:m], g)
                 g = narrow[:m]
-                np.copyto(g, z)
             gW += g.T @ Xb
         alpha = float(self.alpha)
         value = total / n + 0.5 * alpha * float(np.vdot(W, W))
