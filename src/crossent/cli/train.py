@@ -192,12 +192,12 @@ def _load_model(path: Path):
         model = load_model(path)
     except (OSError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    if model.feature_names_in_ is None:
-        raise CliError(f"{path}: the model has no feature names, so the columns to read are "
-                       f"unknown (save it with feature_names=...)")
     if not isinstance(model, SoftmaxRegression):
         raise CliError(f"{path}: a {type(model).__name__}; crossent train predicts with "
                        f"SoftmaxRegression models")
+    if model.feature_names_in_ is None:
+        raise CliError(f"{path}: the model has no feature names, so the columns to read are "
+                       f"unknown (save it with feature_names=...)")
     d = model.n_features_in_
     mean = model.feature_mean_ if model.feature_mean_ is not None else np.zeros(d)
     std = model.feature_std_ if model.feature_std_ is not None else np.ones(d)
