@@ -371,7 +371,7 @@ class _LinearClassifier:
         return to_model(result.x)
 
     def _feature_spread(self, X):
-        """Per-feature centre (the mean; 0 without an intercept) and spread (the root-mean-square
+        """Per-feature centre (the mean; 0 without an intercept) and scale (from the root-mean-square
         distance to the centre; 1 where that is 0, not finite, or lost in the centre's rounding),
         in float64, by blocks of rows. They only choose L-BFGS's coordinates."""
         n, d = X.shape
@@ -388,7 +388,10 @@ class _LinearClassifier:
         with np.errstate(over="ignore", invalid="ignore"):
             spread = np.sqrt(squares / n)
         usable = np.isfinite(spread) & (spread > 1e-8 * np.abs(centre)) & (spread > 0)
-        return centre, np.where(usable, spread, 1.0)
+        # The curvature of J along a weight of feature j is about spread_j^2 (data) + alpha
+        # (penalty): scaling by sqrt(spread^2 + alpha) evens out both, so nearly constant
+        # features do not turn the penalty into a steep direction.
+        return centre, np.where(usable, np.sqrt(spread * spread + float(self.alpha)), 1.0)
 
     # ------------------------------------------------------------------ prediction
     def decision_function(self, X):
