@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -18,12 +17,12 @@ from rich.table import Table
 from ..datasets import train_test_split
 from ..losses import softmax_cross_entropy
 from ..models import SoftmaxRegression
+from ..models import load as load_model
 from ._app import CliError, app, check_input_file, check_output_file, console
 
 __all__: list[str] = []
 
 _LOSSES = {"ce": "cross_entropy", "mse": "mse", "focal": "focal"}
-_MODEL_FORMAT = "crossent.SoftmaxRegression/1"
 _OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -146,50 +145,26 @@ def _write_predictions(out: Path, probs, classes, target: Optional[str], labels,
         pacsv.write_csv(table, out)
 
 
-def _save_model(path: Path, model, *, features, mean, std, target, loss):
-    document = {
-        "format": _MODEL_FORMAT,
-        "target": target,
-        "loss": loss,
-        "params": model.get_params(),
-        "classes": model.classes_.tolist(),
-        "feature_names": list(features),
-        "mean": mean.tolist(),
-        "std": std.tolist(),
-        "coef": model.coef_.tolist(),
-        "intercept": model.intercept_.tolist(),
-    }
+def _save_model(path: Path, model, *, features, mean, std, target):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    model.save(path, feature_names=features, target_name=target, mean=mean, std=std)
 
 
 def _load_model(path: Path):
-    if not path.is_file():
-        raise CliError(f"{path}: no such file")
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CliError(f"{path}: not a JSON model file ({exc})") from None
-    if not isinstance(document, dict) or document.get("format") != _MODEL_FORMAT:
-        raise CliError(f"{path}: not a model saved by 'crossent train --save' "
-                       f"(expected format {_MODEL_FORMAT!r})")
-    try:
-        model = SoftmaxRegression(**document["params"])
-        model.classes_ = np.array(document["classes"])
-        model.coef_ = np.array(document["coef"], dtype=np.float64)
-        model.intercept_ = np.array(document["intercept"], dtype=np.float64)
-        features = [str(f) for f in document["feature_names"]]
-        mean = np.array(document["mean"], dtype=np.float64)
-        std = np.array(document["std"], dtype=np.float64)
-        target = document["target"]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CliError(f"{path}: damaged model file ({type(exc).__name__}: {exc})") from None
-    k, d = len(model.classes_), len(features)
-    if model.coef_.shape != (k, d) or model.intercept_.shape != (k,) or mean.shape != (d,) \
-            or std.shape != (d,):
-        raise CliError(f"{path}: damaged model file (shapes do not match {k} classes and {d} features)")
-    model.n_features_in_ = d
-    return model, features, mean, std, target
+        model = load_model(path)
+    except (OSError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    if not isinstance(model, SoftmaxRegression):
+        raise CliError(f"{path}: a {type(model).__name__}; crossent train predicts with "
+                       f"SoftmaxRegression models")
+    if model.feature_names_in_ is None:
+        raise CliError(f"{path}: the model has no feature names, so the columns to read are "
+                       f"unknown (save it with feature_names=...)")
+    d = model.n_features_in_
+    mean = model.feature_mean_ if model.feature_mean_ is not None else np.zeros(d)
+    std = model.feature_std_ if model.feature_std_ is not None else np.ones(d)
+    return model, list(model.feature_names_in_), mean, std, model.target_name_
 
 
 def _metrics_table(title, rows):
@@ -287,7 +262,7 @@ def train_cmd(
                       f"(crossent score {out} --label {target}"
                       f"{'' if id_column is None else f' --id {id_column}'})")
     if save is not None:
-        _save_model(save, model, features=features, mean=mean, std=std, target=target, loss=loss)
+        _save_model(save, model, features=features, mean=mean, std=std, target=target)
         console.print(f"model: {save}")
 
 
