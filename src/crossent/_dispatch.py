@@ -5,7 +5,10 @@ laid the data out as C-contiguous float32/float64 blocks — ``(N, C)`` rows for
 family, any shape for the element-wise binary family — with int64 labels and float64 weights.
 Each function returns ``(loss, grad)``: the per-row (per-element) losses as float64, and, when
 ``need_grad``, ``grad_scale`` times the gradient of each row's own loss, in the input's dtype
-(``None`` otherwise). The reference path computes in float64.
+(``None`` otherwise). The element-wise losses take ``total=True`` to return the float64 sum of
+the losses instead (the kernels then write no per-element array). Dense targets are passed to
+the kernels in their own dtype when it is float32 or float64 (no conversion copy). The
+reference path computes in float64.
 """
 
 from __future__ import annotations
@@ -43,15 +46,30 @@ def _rows(ext_fn, x, *args, need_grad, grad_scale):
     return loss, grad
 
 
-def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale):
-    """Call an element-wise kernel on flat views; results take x's shape."""
+def _targets(t, shape):
+    """Targets of ``shape`` as a C-contiguous float32 or float64 array, copied only when their
+    dtype or layout needs it (float16 and integers become float64)."""
+    t = np.broadcast_to(t, shape)
+    dtype = t.dtype if t.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(t, dtype=dtype)
+
+
+def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale, total):
+    """Call an element-wise kernel on flat views; results take x's shape. ``total``: return the
+    float64 sum of the losses instead of the per-element losses."""
     x = np.ascontiguousarray(x)
     flat = x.reshape(-1)
-    t = _f64(np.broadcast_to(targets, x.shape)).reshape(-1)
-    loss = np.empty(flat.shape[0], dtype=np.float64)
+    t = _targets(targets, x.shape).reshape(-1)
+    loss = None if total else np.empty(flat.shape[0], dtype=np.float64)
     grad = np.empty_like(flat) if need_grad else None
-    ext_fn(flat, t, *args, loss, grad, grad_scale)
-    return loss.reshape(x.shape), None if grad is None else grad.reshape(x.shape)
+    s = ext_fn(flat, t, *args, loss, grad, grad_scale)
+    return (s if total else loss.reshape(x.shape)), None if grad is None else grad.reshape(x.shape)
+
+
+def _reference_elementwise(loss, grad, grad_scale, dtype, need_grad, total):
+    """The reference's element-wise (loss, grad) in the kernels' form."""
+    return (float(np.sum(loss, dtype=np.float64)) if total else loss), \
+        _scaled(grad, grad_scale, dtype, need_grad)
 
 
 def _broadcast(w, shape):
@@ -95,7 +113,7 @@ def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, s
 def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
     ext = kernels()
     if ext is not None:
-        return _rows(ext.softmax_ce_dense, x, _f64(targets), _f64(weight), label_smoothing,
+        return _rows(ext.softmax_ce_dense, x, _targets(targets, x.shape), _f64(weight), label_smoothing,
                      z_loss, softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.softmax_cross_entropy_dense(
         x.astype(np.float64), targets.astype(np.float64), weight, label_smoothing, z_loss, softcap)
@@ -121,32 +139,32 @@ def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad):
 
 
 def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
-                                 need_grad):
+                                 need_grad, total=False):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(weight, x.shape),
                             _broadcast(pos_weight, x.shape), label_smoothing,
-                            need_grad=need_grad, grad_scale=grad_scale)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total)
     loss, grad = _reference.sigmoid_binary_cross_entropy(
         x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
-    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+    return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
 
 
-def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad):
+def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad, total=False):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.bce, probs, targets, _broadcast(weight, probs.shape),
-                            need_grad=need_grad, grad_scale=grad_scale)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total)
     loss, grad = _reference.binary_cross_entropy(
         probs.astype(np.float64), targets.astype(np.float64), weight)
-    return loss, _scaled(grad, grad_scale, probs.dtype, need_grad)
+    return _reference_elementwise(loss, grad, grad_scale, probs.dtype, need_grad, total)
 
 
-def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
+def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.sigmoid_focal, x, targets,
                             None if alpha is None else float(alpha), gamma,
-                            need_grad=need_grad, grad_scale=grad_scale)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total)
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
-    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+    return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)

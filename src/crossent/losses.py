@@ -348,8 +348,14 @@ def _binary_inputs(x, targets, name_x):
     return arr, np.ascontiguousarray(t), float(arr.size)
 
 
-def _finish_elementwise(loss, g, reduction, dtype, out=None):
-    value = _reduce(loss.reshape(-1), reduction, float(loss.size), dtype, loss.shape)
+def _finish_elementwise(loss, g, reduction, dtype, n, out=None):
+    """``loss``: the element-wise losses ("none") or their float64 sum (kernels' ``total``)."""
+    if reduction == "none":
+        value = loss.astype(dtype, copy=False)
+    elif reduction == "mean":
+        value = dtype.type(loss / n if n > 0 else 0.0)
+    else:
+        value = dtype.type(loss)
     return value, (None if g is None else _into(out, g))
 
 
@@ -360,8 +366,8 @@ def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=No
     w = _checks.check_broadcast_weight(weight, x.shape, "weight")
     pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
     loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
-                                                     need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, out)
+                                                     need_grad, total=reduction != "none")
+    return _finish_elementwise(loss, g, reduction, x.dtype, n, out)
 
 
 def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
@@ -412,8 +418,9 @@ def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need
     p, t, n = _binary_inputs(probs, targets, "probs")
     _checks.check_unit_interval(p, "probs")
     w = _checks.check_broadcast_weight(weight, p.shape, "weight")
-    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, p.dtype, out)
+    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad,
+                                             total=reduction != "none")
+    return _finish_elementwise(loss, g, reduction, p.dtype, n, out)
 
 
 def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
@@ -463,8 +470,9 @@ def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="me
     gamma = _check_gamma(gamma)
     a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x, t, n = _binary_inputs(logits, targets, "logits")
-    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, out)
+    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad,
+                                      total=reduction != "none")
+    return _finish_elementwise(loss, g, reduction, x.dtype, n, out)
 
 
 def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean"):
