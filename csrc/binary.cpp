@@ -85,6 +85,11 @@ double scalar_block(int64_t i0, int64_t i1, double* loss_out, T* grad, double gr
 }
 
 // ------------------------------------------------------------------ SIMD paths (type T)
+// Losses are summed in T over chunks of kSumChunk elements (a vector of partial sums, each over
+// kSumChunk / lanes terms: at most 64, relative error < 64 ulp of T at worst), and the chunk
+// sums in float64.
+constexpr int64_t kSumChunk = 256;
+
 // The shared terms of x: e = e^(-|x|), L = log(1 + e), sigma(x), sigma(-x) from one exp, one
 // log1p and one division (sigma(|x|) = 1/(1+e), sigma(-|x|) = e/(1+e)); then
 // log sigma(x) = min(x, 0) - L and log sigma(-x) = -max(x, 0) - L.
@@ -104,69 +109,89 @@ CROSSENT_INLINE SigmoidParts<T> sigmoid_parts(T x) {
 }
 
 template <typename T, typename TT, bool LossOut, bool Grad>
-T sigmoid_bce_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1, T eps,
+double sigmoid_bce_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1, T eps,
                    double* __restrict loss_out, T* __restrict grad, T scale) {
   const T a = T(1) - eps, b = eps / T(2);
-  T part = 0;
-#pragma omp simd reduction(+ : part)
-  for (int64_t i = i0; i < i1; ++i) {
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+  for (int64_t i = c0; i < c1; ++i) {
     const T ti = narrow<T>(t[i]);
-    const T tp = ti * a + b, omt = narrow<T>(TT(1) - t[i]) * a + b;
+    const T tp = ti * a + b, omt = narrow<T>(one_minus(t[i], T())) * a + b;
     const SigmoidParts<T> s = sigmoid_parts(x[i]);
     const T l = -(zero_times(tp, s.ls) + zero_times(omt, s.lsn));
     if (LossOut) loss_out[i] = static_cast<double>(l);
     if (Grad) grad[i] = (omt * s.sp - tp * s.sn) * scale;
-    part += l;
+    chunk += l;
+  }
+    part += static_cast<double>(chunk);
   }
   return part;
 }
 
 // -log p and -log(1-p) with libm-free log and log1p, and the two reciprocals of the gradient.
 template <typename T, typename TT, bool LossOut, bool Grad>
-T bce_simd(const T* __restrict p, const TT* __restrict t, int64_t i0, int64_t i1,
+double bce_simd(const T* __restrict p, const TT* __restrict t, int64_t i0, int64_t i1,
            double* __restrict loss_out, T* __restrict grad, T scale) {
-  T part = 0;
-#pragma omp simd reduction(+ : part)
-  for (int64_t i = i0; i < i1; ++i) {
-    const T pi = p[i], ti = narrow<T>(t[i]), omt = narrow<T>(TT(1) - t[i]);
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+  for (int64_t i = c0; i < c1; ++i) {
+    const T pi = p[i], ti = narrow<T>(t[i]), omt = narrow<T>(one_minus(t[i], T()));
     const T l = -(zero_times(ti, vlog(pi)) + zero_times(omt, vlog1p(-pi)));
     if (LossOut) loss_out[i] = static_cast<double>(l);
     if (Grad) grad[i] = (zero_times(ti, -T(1) / pi) + zero_times(omt, T(1) / (T(1) - pi))) * scale;
-    part += l;
+    chunk += l;
+  }
+    part += static_cast<double>(chunk);
   }
   return part;
 }
 
 // u = 1 - p_t = t sigma(-x) + (1-t) sigma(x) directly (two non-negative terms, no
 // cancellation), log u by the math layer, u^gamma = exp(gamma log u) (gamma log u <= 0).
-// Where u is below kTiny (a logit beyond about +-87 in float, +-708 in double, whose sigmoid the
-// exp flushed) or NaN, *handback is set and the caller recomputes the block in float64.
+// u is at least min(sigma(x), sigma(-x)) >= e^(-|x|)/2, a normal number unless |x| exceeds
+// kLarge; a block holding such a logit (or NaN) is handed back (*handback) and the caller
+// recomputes it in float64.
+template <typename T>
+bool needs_handback(const T* __restrict x, int64_t i0, int64_t i1) {
+  constexpr T kLarge = sizeof(T) == 4 ? T(80) : T(700);
+  T big = 0;
+#pragma omp simd reduction(+ : big)
+  for (int64_t i = i0; i < i1; ++i) big += (x[i] < kLarge && x[i] > -kLarge) ? T(0) : T(1);
+  return big != T(0);
+}
+
 template <typename T, typename TT, bool LossOut, bool Grad>
-T sigmoid_focal_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1,
-                     bool has_alpha, T alpha, T gamma, double* __restrict loss_out,
-                     T* __restrict grad, T scale, bool* handback) {
-  constexpr T kTiny = sizeof(T) == 4 ? T(1e-30) : T(1e-300);
-  T part = 0;
-  int bad = 0;
-#pragma omp simd reduction(+ : part) reduction(| : bad)
-  for (int64_t i = i0; i < i1; ++i) {
-    const T ti = narrow<T>(t[i]), omt = narrow<T>(TT(1) - t[i]);
-    const SigmoidParts<T> s = sigmoid_parts(x[i]);
-    const T ce = -(zero_times(ti, s.ls) + zero_times(omt, s.lsn));
-    const T u = ti * s.sn + omt * s.sp;
-    bad |= u >= kTiny ? 0 : 1;
-    const T uc = u >= kTiny ? u : T(1);
-    const T ug = exp_nonpos(gamma * vlog(uc));
-    const T at = has_alpha ? alpha * ti + (T(1) - alpha) * omt : T(1);
-    const T l = at * ug * ce;
-    if (LossOut) loss_out[i] = static_cast<double>(l);
-    if (Grad) {
-      const T r = (T(1) - T(2) * ti) * s.sp * s.sn / uc;
-      grad[i] = at * ug * (zero_times(gamma, r * ce) + s.sp - ti) * scale;
+double sigmoid_focal_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1,
+                          T a_pos, T a_neg, T gamma, double* __restrict loss_out,
+                          T* __restrict grad, T scale) {
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+    for (int64_t i = c0; i < c1; ++i) {
+      const T ti = narrow<T>(t[i]), omt = narrow<T>(one_minus(t[i], T()));
+      const SigmoidParts<T> s = sigmoid_parts(x[i]);
+      const T ce = -(zero_times(ti, s.ls) + zero_times(omt, s.lsn));
+      const T u = ti * s.sn + omt * s.sp;
+      const T ug = exp_nonpos(gamma * vlog(u));
+      const T at = a_pos * ti + a_neg * omt;  // alpha_t (a_pos = a_neg = 1: no balancing)
+      const T l = at * ug * ce;
+      if (LossOut) loss_out[i] = static_cast<double>(l);
+      if (Grad) {
+        const T r = (T(1) - T(2) * ti) * s.sp * s.sn / u;
+        grad[i] = at * ug * (zero_times(gamma, r * ce) + s.sp - ti) * scale;
+      }
+      chunk += l;
     }
-    part += l;
+    part += static_cast<double>(chunk);
   }
-  *handback = bad != 0;
   return part;
 }
 
@@ -193,8 +218,7 @@ double sigmoid_bce(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
   }
   const T eps = static_cast<T>(opt.label_smoothing), scale = static_cast<T>(grad_scale);
   return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-    return static_cast<double>(
-        CROSSENT_DISPATCH_OUTPUTS(sigmoid_bce_simd, x, t, i0, i1, eps, loss_out, grad, scale));
+    return CROSSENT_DISPATCH_OUTPUTS(sigmoid_bce_simd, x, t, i0, i1, eps, loss_out, grad, scale);
   });
 }
 
@@ -210,21 +234,20 @@ double bce(const T* p, int64_t n, const TT* t, const BinaryOptions& opt, double*
   }
   const T scale = static_cast<T>(grad_scale);
   return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-    return static_cast<double>(
-        CROSSENT_DISPATCH_OUTPUTS(bce_simd, p, t, i0, i1, loss_out, grad, scale));
+    return CROSSENT_DISPATCH_OUTPUTS(bce_simd, p, t, i0, i1, loss_out, grad, scale);
   });
 }
 
 template <typename T, typename TT>
 double sigmoid_focal(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
                      double* loss_out, T* grad, double grad_scale) {
-  const T alpha = static_cast<T>(opt.alpha), gamma = static_cast<T>(opt.gamma);
-  const T scale = static_cast<T>(grad_scale);
+  const T a_pos = opt.has_alpha ? static_cast<T>(opt.alpha) : T(1);
+  const T a_neg = opt.has_alpha ? static_cast<T>(1.0 - opt.alpha) : T(1);
+  const T gamma = static_cast<T>(opt.gamma), scale = static_cast<T>(grad_scale);
   return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-    bool handback = false;
-    const T s = CROSSENT_DISPATCH_OUTPUTS(sigmoid_focal_simd, x, t, i0, i1, opt.has_alpha,
-                                          alpha, gamma, loss_out, grad, scale, &handback);
-    if (!handback) return static_cast<double>(s);
+    if (!needs_handback(x, i0, i1))
+      return CROSSENT_DISPATCH_OUTPUTS(sigmoid_focal_simd, x, t, i0, i1, a_pos, a_neg, gamma,
+                                       loss_out, grad, scale);
     return scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
       return sigmoid_focal_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
                                opt.has_alpha, opt.alpha, opt.gamma, g);

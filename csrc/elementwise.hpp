@@ -1,5 +1,5 @@
 // The common frame of the element-wise kernels: blocks of kBlock elements (a SIMD loop each,
-// summing in the input's type; block sums added in float64), split over the OpenMP threads in
+// summing in float64), split over the OpenMP threads in
 // contiguous runs of blocks. The sum is deterministic for a given number of threads: each
 // thread's run is summed in order and the runs are added in thread order.
 #pragma once
@@ -60,6 +60,13 @@ template <typename T, typename TT>
 inline T narrow(TT t) {
   const T r = static_cast<T>(t);
   return (r == T(0) && t != TT(0)) ? std::numeric_limits<T>::denorm_min() : r;
+}
+
+// 1 - t in the wider of t's type and T (exact for t in [1/2, 1] by Sterbenz' lemma).
+template <typename T, typename TT>
+inline decltype(T() + TT()) one_minus(TT t, T) {
+  using W = decltype(T() + TT());
+  return W(1) - static_cast<W>(t);
 }
 
 CROSSENT_LEVEL_END
