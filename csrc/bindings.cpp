@@ -259,6 +259,28 @@ double sigmoid_focal(Flat<const T> logits, Flat<const TT> targets, std::optional
                          loss_out ? loss_out->data() : nullptr, g, grad_scale);
 }
 
+// Per row of p (and q): the measure into value, the row sums into sum_p (sum_q); returns the
+// count of entries outside [0, 1] (and of overflowing KL ratios).
+template <typename T>
+int64_t measure_rows(int kind, Matrix<const T> p, std::optional<Matrix<const T>> q, Vector value,
+                     Vector sum_p, std::optional<Vector> sum_q) {
+  const int64_t N = dim(p, 0), C = check_rows(dim(p, 1), "p");
+  if (kind < 0 || kind > 3)
+    throw std::invalid_argument("kind must be 0 (entropy), 1 (cross-entropy), 2 (KL) or 3 (JS), got " +
+                                std::to_string(kind));
+  if ((kind == 0) != !q) throw std::invalid_argument("q is needed by every measure but the entropy");
+  if (q && (dim(*q, 0) != N || dim(*q, 1) != C))
+    throw std::invalid_argument("q must have the shape of p");
+  if ((kind == 0) != !sum_q) throw std::invalid_argument("sum_q goes with q");
+  check_loss_out(value, N);
+  check_loss_out(sum_p, N);
+  if (sum_q) check_loss_out(*sum_q, N);
+  const auto& k = crossent::kernels_for<T>();
+  nb::gil_scoped_release release;
+  return k.measure_rows(kind, p.data(), q ? q->data() : nullptr, N, C, value.data(),
+                        sum_p.data(), sum_q ? sum_q->data() : nullptr);
+}
+
 // The math layer element-wise, for its tests: out = f(x).
 template <typename T>
 void math(const std::string& function, Flat<const T> x, Flat<T> out) {
@@ -347,6 +369,10 @@ void define_all(nb::module_& m) {
         "out"_a.noconvert().none(), "log_space"_a,
         "Per row of x: logsumexp into lse_out, and softmax (or log_softmax when log_space) "
         "into out (which may be x itself).");
+  m.def("measure_rows", &measure_rows<T>, "kind"_a, "p"_a.noconvert(), "q"_a.noconvert().none(),
+        "value"_a.noconvert(), "sum_p"_a.noconvert(), "sum_q"_a.noconvert().none(),
+        "Per row: entropy (0), cross-entropy (1), KL (2) or JS (3) divergence into value, the "
+        "row sums into sum_p / sum_q; returns the count of entries outside [0, 1].");
   m.def("_math", &math<T>, "function"_a, "x"_a.noconvert(), "out"_a.noconvert(),
         "The math layer's function (exp, exp_nonpos, log, log1p, log_sigmoid, softplus, tanh) "
         "element-wise at the active SIMD level, for its tests.");

@@ -39,6 +39,10 @@ struct TypedKernels {
                         int64_t ignore_index, double* loss_out, T* grad, double grad_scale);
   void (*normalize_rows)(const T* x, int64_t n_rows, int64_t n_classes, double* lse_out, T* out,
                          bool log_space);
+  // Measures of probability rows with their validation (measures.hpp): returns the count of
+  // bad entries; kind 0 entropy, 1 cross-entropy, 2 KL, 3 JS.
+  int64_t (*measure_rows)(int kind, const T* p, const T* q, int64_t n_rows, int64_t n_classes,
+                          double* value, double* sum_p, double* sum_q);
   // The math layer element-wise (for its tests): out[i] = f(x[i]), f numbered as kMathNames.
   void (*math)(int function, const T* x, T* out, int64_t n);
   DenseTargetKernels<T, float> targets_f32;

@@ -2,6 +2,7 @@
 // element-wise evaluation for its tests.
 #include "binary.hpp"
 #include "kernel_table.hpp"
+#include "measures.hpp"
 #include "simd_math.hpp"
 #include "softmax_ce.hpp"
 #include "softmax_misc.hpp"
@@ -35,7 +36,8 @@ DenseTargetKernels<T, TT> dense_target_kernels() {
 
 template <typename T>
 TypedKernels<T> typed_kernels() {
-  return {&softmax_ce_index<T>, &nll<T>, &softmax_focal<T>, &normalize_rows<T>, &math<T>,
+  return {&softmax_ce_index<T>, &nll<T>,           &softmax_focal<T>,
+          &normalize_rows<T>,   &measure_rows<T>, &math<T>,
           dense_target_kernels<T, float>(), dense_target_kernels<T, double>()};
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _reference
+from . import _checks, _reference
 from ._backend import kernels
 
 __all__: list[str] = []  # private module
@@ -168,3 +168,36 @@ def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False):
                             need_grad=need_grad, grad_scale=grad_scale, total=total)
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
+
+
+_MEASURES = {"entropy": 0, "cross_entropy": 1, "kl_divergence": 2, "js_divergence": 3}
+
+
+def measure(name, p, q, axis):
+    """The measure ``name`` of each row of ``p`` (and ``q``) along ``axis`` from the compiled
+    kernel, which validates the rows in the same read: float64 values of the batch shape, or
+    None when the kernel cannot take the case (no kernels, not float32/float64 arrays of one
+    dtype and shape, an axis out of range) or any row fails its check (an entry outside
+    [0, 1], a sum off 1, a KL ratio beyond the range) — the caller's NumPy path then validates
+    and names the offending entry, or computes the case in float64."""
+    ext = kernels()
+    arrays = [p] if q is None else [p, q]
+    if ext is None or not all(isinstance(a, np.ndarray) for a in arrays):
+        return None
+    dtype = p.dtype
+    if dtype not in (np.float32, np.float64) or any(a.dtype != dtype or a.shape != p.shape
+                                                    for a in arrays):
+        return None
+    if p.ndim == 0 or not -p.ndim <= axis < p.ndim or p.shape[axis] == 0:
+        return None
+    rows = [np.ascontiguousarray(np.moveaxis(a, axis, -1)).reshape(-1, p.shape[axis]) for a in arrays]
+    n, c = rows[0].shape
+    value, sum_p = np.empty(n), np.empty(n)
+    sum_q = None if q is None else np.empty(n)
+    bad = ext.measure_rows(_MEASURES[name], rows[0], None if q is None else rows[1], value,
+                           sum_p, sum_q)
+    tol = _checks.sum_tolerance(c, dtype)
+    sums = [sum_p] if q is None else [sum_p, sum_q]
+    if bad or any(np.any(np.abs(s - 1.0) > tol) for s in sums):
+        return None
+    return value.reshape(np.moveaxis(p, axis, -1).shape[:-1])
