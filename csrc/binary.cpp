@@ -204,64 +204,79 @@ double sigmoid_focal_simd(const T* __restrict x, const TT* __restrict t, int64_t
 
 }  // namespace
 
+// Each kernel: the blocks' losses summed, and *n_bad = the count of targets (and, for bce,
+// probabilities) outside [0, 1] — checked in the same pass; the caller raises when it is not 0.
 template <typename T, typename TT>
 double sigmoid_bce(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
-                   double* loss_out, T* grad, double grad_scale) {
-  if (opt.weight || opt.pos_weight) {
-    return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-      return scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+                   double* loss_out, T* grad, double grad_scale, int64_t* n_bad) {
+  const T eps = static_cast<T>(opt.label_smoothing), scale = static_cast<T>(grad_scale);
+  const bool weighted = opt.weight || opt.pos_weight;
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
+    if (weighted)
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
         return sigmoid_bce_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
                                opt.weight ? opt.weight[i] : 1.0,
                                opt.pos_weight ? opt.pos_weight[i] : 1.0, opt.label_smoothing, g);
       });
-    });
-  }
-  const T eps = static_cast<T>(opt.label_smoothing), scale = static_cast<T>(grad_scale);
-  return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-    return CROSSENT_DISPATCH_OUTPUTS(sigmoid_bce_simd, x, t, i0, i1, eps, loss_out, grad, scale);
+    else
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(sigmoid_bce_simd, x, t, i0, i1, eps, loss_out, grad, scale);
+    b.bad = count_outside_unit(t, i0, i1);
+    return b;
   });
+  *n_bad = sums.bad;
+  return sums.loss;
 }
 
 template <typename T, typename TT>
 double bce(const T* p, int64_t n, const TT* t, const BinaryOptions& opt, double* loss_out,
-           T* grad, double grad_scale) {
-  if (opt.weight) {
-    return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-      return scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+           T* grad, double grad_scale, int64_t* n_bad) {
+  const T scale = static_cast<T>(grad_scale);
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
+    if (opt.weight)
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
         return bce_ref(static_cast<double>(p[i]), static_cast<double>(t[i]), opt.weight[i], g);
       });
-    });
-  }
-  const T scale = static_cast<T>(grad_scale);
-  return sum_blocks(n, [&](int64_t i0, int64_t i1) {
-    return CROSSENT_DISPATCH_OUTPUTS(bce_simd, p, t, i0, i1, loss_out, grad, scale);
+    else
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(bce_simd, p, t, i0, i1, loss_out, grad, scale);
+    b.bad = count_outside_unit(t, i0, i1) + count_outside_unit(p, i0, i1);
+    return b;
   });
+  *n_bad = sums.bad;
+  return sums.loss;
 }
 
 template <typename T, typename TT>
 double sigmoid_focal(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
-                     double* loss_out, T* grad, double grad_scale) {
+                     double* loss_out, T* grad, double grad_scale, int64_t* n_bad) {
   const T a_pos = opt.has_alpha ? static_cast<T>(opt.alpha) : T(1);
   const T a_neg = opt.has_alpha ? static_cast<T>(1.0 - opt.alpha) : T(1);
   const T gamma = static_cast<T>(opt.gamma), scale = static_cast<T>(grad_scale);
-  return sum_blocks(n, [&](int64_t i0, int64_t i1) {
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
     if (!needs_handback(x, i0, i1))
-      return CROSSENT_DISPATCH_OUTPUTS(sigmoid_focal_simd, x, t, i0, i1, a_pos, a_neg, gamma,
-                                       loss_out, grad, scale);
-    return scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
-      return sigmoid_focal_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
-                               opt.has_alpha, opt.alpha, opt.gamma, g);
-    });
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(sigmoid_focal_simd, x, t, i0, i1, a_pos, a_neg, gamma,
+                                         loss_out, grad, scale);
+    else
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+        return sigmoid_focal_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
+                                 opt.has_alpha, opt.alpha, opt.gamma, g);
+      });
+    b.bad = count_outside_unit(t, i0, i1);
+    return b;
   });
+  *n_bad = sums.bad;
+  return sums.loss;
 }
 
-#define CROSSENT_INSTANTIATE(T, TT)                                                             \
-  template double sigmoid_bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&,      \
-                                     double*, T*, double);                                    \
-  template double bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, double*, T*, \
-                             double);                                                         \
-  template double sigmoid_focal<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&,    \
-                                       double*, T*, double);
+#define CROSSENT_INSTANTIATE(T, TT)                                                        \
+  template double sigmoid_bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, \
+                                     double*, T*, double, int64_t*);                     \
+  template double bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, double*, \
+                             T*, double, int64_t*);                                      \
+  template double sigmoid_focal<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, \
+                                       double*, T*, double, int64_t*);
 CROSSENT_INSTANTIATE(float, float)
 CROSSENT_INSTANTIATE(float, double)
 CROSSENT_INSTANTIATE(double, float)

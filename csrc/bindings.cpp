@@ -5,10 +5,12 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -211,7 +213,7 @@ T* check_flat_grad(std::optional<Flat<T>>& grad, int64_t n) {
 }
 
 template <typename T, typename TT>
-double sigmoid_bce(Flat<const T> logits, Flat<const TT> targets,
+std::pair<double, int64_t> sigmoid_bce(Flat<const T> logits, Flat<const TT> targets,
                    std::optional<ConstVector> weight, std::optional<ConstVector> pos_weight,
                    double label_smoothing, std::optional<Vector> loss_out,
                    std::optional<Flat<T>> grad, double grad_scale) {
@@ -224,12 +226,14 @@ double sigmoid_bce(Flat<const T> logits, Flat<const TT> targets,
   T* g = check_flat_grad(grad, n);
   const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  return k.sigmoid_bce(logits.data(), n, targets.data(), opt,
-                       loss_out ? loss_out->data() : nullptr, g, grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.sigmoid_bce(logits.data(), n, targets.data(), opt,
+                                     loss_out ? loss_out->data() : nullptr, g, grad_scale, &n_bad);
+  return {total, n_bad};
 }
 
 template <typename T, typename TT>
-double bce(Flat<const T> probs, Flat<const TT> targets, std::optional<ConstVector> weight,
+std::pair<double, int64_t> bce(Flat<const T> probs, Flat<const TT> targets, std::optional<ConstVector> weight,
            std::optional<Vector> loss_out, std::optional<Flat<T>> grad, double grad_scale) {
   const int64_t n = check_flat(dim(probs, 0), targets, loss_out);
   crossent::BinaryOptions opt;
@@ -237,12 +241,14 @@ double bce(Flat<const T> probs, Flat<const TT> targets, std::optional<ConstVecto
   T* g = check_flat_grad(grad, n);
   const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  return k.bce(probs.data(), n, targets.data(), opt, loss_out ? loss_out->data() : nullptr, g,
-               grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.bce(probs.data(), n, targets.data(), opt,
+                             loss_out ? loss_out->data() : nullptr, g, grad_scale, &n_bad);
+  return {total, n_bad};
 }
 
 template <typename T, typename TT>
-double sigmoid_focal(Flat<const T> logits, Flat<const TT> targets, std::optional<double> alpha,
+std::pair<double, int64_t> sigmoid_focal(Flat<const T> logits, Flat<const TT> targets, std::optional<double> alpha,
                      double gamma, std::optional<Vector> loss_out, std::optional<Flat<T>> grad,
                      double grad_scale) {
   const int64_t n = check_flat(dim(logits, 0), targets, loss_out);
@@ -255,8 +261,11 @@ double sigmoid_focal(Flat<const T> logits, Flat<const TT> targets, std::optional
   T* g = check_flat_grad(grad, n);
   const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  return k.sigmoid_focal(logits.data(), n, targets.data(), opt,
-                         loss_out ? loss_out->data() : nullptr, g, grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.sigmoid_focal(logits.data(), n, targets.data(), opt,
+                                       loss_out ? loss_out->data() : nullptr, g, grad_scale,
+                                       &n_bad);
+  return {total, n_bad};
 }
 
 // Per row of p (and q): the measure into value, the row sums into sum_p (sum_q); returns the
@@ -337,15 +346,18 @@ void define_dense_targets(nb::module_& m) {
   m.def("sigmoid_bce", &sigmoid_bce<T, TT>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "weight"_a.noconvert().none(), "pos_weight"_a.noconvert().none(), "label_smoothing"_a,
         "loss_out"_a.noconvert().none(), "grad"_a.noconvert().none(), "grad_scale"_a,
-        "Element-wise binary cross-entropy of logits (flat arrays); returns the sum.");
+        "Element-wise binary cross-entropy of logits (flat arrays); returns (sum of the losses, "
+        "count of targets outside [0, 1]).");
   m.def("bce", &bce<T, TT>, "probs"_a.noconvert(), "targets"_a.noconvert(),
         "weight"_a.noconvert().none(), "loss_out"_a.noconvert().none(),
         "grad"_a.noconvert().none(), "grad_scale"_a,
-        "Element-wise binary cross-entropy of probabilities (flat arrays); returns the sum.");
+        "Element-wise binary cross-entropy of probabilities (flat arrays); returns (sum, count "
+        "of targets and probabilities outside [0, 1]).");
   m.def("sigmoid_focal", &sigmoid_focal<T, TT>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert().none(),
         "grad"_a.noconvert().none(), "grad_scale"_a,
-        "Element-wise sigmoid focal loss (flat arrays); returns the sum.");
+        "Element-wise sigmoid focal loss (flat arrays); returns (sum, count of targets outside "
+        "[0, 1]).");
 }
 
 template <typename T>

@@ -17,13 +17,14 @@ struct DenseTargetKernels {
                            const SoftmaxCEOptions& opt, double* loss_out, T* grad,
                            double grad_scale);
   // Element-wise over n elements: returns the sum of the losses (float64); loss_out (may be
-  // nullptr) receives each element's loss, grad (may be nullptr) grad_scale * dl/dx.
+  // nullptr) receives each element's loss, grad (may be nullptr) grad_scale * dl/dx, *n_bad
+  // the count of inputs outside [0, 1] (targets; and probabilities for bce).
   double (*sigmoid_bce)(const T* logits, int64_t n, const TT* targets, const BinaryOptions& opt,
-                        double* loss_out, T* grad, double grad_scale);
+                        double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
   double (*bce)(const T* probs, int64_t n, const TT* targets, const BinaryOptions& opt,
-                double* loss_out, T* grad, double grad_scale);
+                double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
   double (*sigmoid_focal)(const T* logits, int64_t n, const TT* targets, const BinaryOptions& opt,
-                          double* loss_out, T* grad, double grad_scale);
+                          double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
 };
 
 template <typename T>

@@ -277,10 +277,27 @@ def _binary_call(fn, x, t, *args, grad_scale=1.0):
     """Run an element-wise kernel with per-element losses, and again for the sum alone: the
     returned sum equals the per-element losses' sum and the sum-only call gives it too."""
     loss, g = np.empty(x.size), np.empty_like(x)
-    total = fn(x, t, *args, loss, g, grad_scale)
-    np.testing.assert_equal(fn(x, t, *args, None, None, grad_scale), total)
+    total, n_bad = fn(x, t, *args, loss, g, grad_scale)
+    assert n_bad == 0  # every target (and probability) drawn lies in [0, 1]
+    np.testing.assert_equal(fn(x, t, *args, None, None, grad_scale), (total, 0))
     np.testing.assert_allclose(total, np.sum(loss), rtol=1e-6 if x.dtype == np.float32 else 1e-12)
     return loss, g
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n", [1, 17, 2048, 70_000])
+def test_binary_kernels_count_inputs_outside_the_unit_interval(level, n):
+    x = np.zeros(n)
+    t = np.full(n, 0.5, dtype=np.float32)
+    t[[0, -1]] = [1.5, np.nan] if n > 1 else [np.nan]
+    p = np.full(n, 0.5)
+    p[n // 2] = -0.25
+    expected_t = 2 if n > 1 else 1
+    with at_level(level):
+        assert ext.sigmoid_bce(x, t, None, None, 0.0, None, None, 1.0)[1] == expected_t
+        assert ext.sigmoid_focal(x, t, 0.25, 2.0, None, None, 1.0)[1] == expected_t
+        assert ext.bce(p, t, None, None, None, 1.0)[1] == expected_t + 1
+        assert ext.bce(p, t, np.ones(n), None, None, 1.0)[1] == expected_t + 1
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -496,7 +513,7 @@ def test_measure_kernels_match_the_numpy_path(level, dtype, data):
     p = rng.dirichlet(np.full(c, conc), n)
     q = rng.dirichlet(np.full(c, conc), n)
     p[p < data.draw(st.sampled_from([0.0, 1e-3]))] = 0.0
-    if data.draw(st.booleans()):
+    if c > 1 and data.draw(st.booleans()):
         q[:, 0] = data.draw(st.sampled_from([0.0, 1e-310, 1e-40]))
     p /= p.sum(axis=1, keepdims=True)
     q /= q.sum(axis=1, keepdims=True)

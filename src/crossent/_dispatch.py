@@ -7,7 +7,9 @@ Each function returns ``(loss, grad)``: the per-row (per-element) losses as floa
 ``need_grad``, ``grad_scale`` times the gradient of each row's own loss, in the input's dtype
 (``None`` otherwise). The element-wise losses take ``total=True`` to return the float64 sum of
 the losses instead (the kernels then write no per-element array). Dense targets are passed to
-the kernels in their own dtype when it is float32 or float64 (no conversion copy). The
+the kernels in their own dtype when it is float32 or float64 (no conversion copy). The binary
+losses check that targets (and probabilities) lie in [0, 1] here, in the kernels' own pass on
+the compiled path, and name the first entry outside. The
 reference path computes in float64.
 """
 
@@ -54,15 +56,25 @@ def _targets(t, shape):
     return np.ascontiguousarray(t, dtype=dtype)
 
 
-def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale, total):
+def _check_unit(arrays):
+    """Raise ValueError naming the first entry outside [0, 1] of the (name, array) pairs."""
+    for name, a in arrays:
+        _checks.check_unit_interval(np.asarray(a), name)
+
+
+def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale, total, unit):
     """Call an element-wise kernel on flat views; results take x's shape. ``total``: return the
-    float64 sum of the losses instead of the per-element losses."""
+    float64 sum of the losses instead of the per-element losses. ``unit``: the (name, array)
+    pairs that must lie in [0, 1]; the kernel counts the entries outside in the same pass, and
+    when there are any the first is named (ValueError)."""
     x = np.ascontiguousarray(x)
     flat = x.reshape(-1)
     t = _targets(targets, x.shape).reshape(-1)
     loss = None if total else np.empty(flat.shape[0], dtype=np.float64)
     grad = np.empty_like(flat) if need_grad else None
-    s = ext_fn(flat, t, *args, loss, grad, grad_scale)
+    s, n_bad = ext_fn(flat, t, *args, loss, grad, grad_scale)
+    if n_bad:
+        _check_unit(unit)
     return (s if total else loss.reshape(x.shape)), None if grad is None else grad.reshape(x.shape)
 
 
@@ -144,7 +156,9 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
     if ext is not None:
         return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(weight, x.shape),
                             _broadcast(pos_weight, x.shape), label_smoothing,
-                            need_grad=need_grad, grad_scale=grad_scale, total=total)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total,
+                            unit=[("targets", targets)])
+    _check_unit([("targets", targets)])
     loss, grad = _reference.sigmoid_binary_cross_entropy(
         x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
@@ -154,7 +168,9 @@ def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad, total=Fa
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.bce, probs, targets, _broadcast(weight, probs.shape),
-                            need_grad=need_grad, grad_scale=grad_scale, total=total)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total,
+                            unit=[("targets", targets), ("probs", probs)])
+    _check_unit([("targets", targets), ("probs", probs)])
     loss, grad = _reference.binary_cross_entropy(
         probs.astype(np.float64), targets.astype(np.float64), weight)
     return _reference_elementwise(loss, grad, grad_scale, probs.dtype, need_grad, total)
@@ -165,7 +181,9 @@ def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False):
     if ext is not None:
         return _elementwise(ext.sigmoid_focal, x, targets,
                             None if alpha is None else float(alpha), gamma,
-                            need_grad=need_grad, grad_scale=grad_scale, total=total)
+                            need_grad=need_grad, grad_scale=grad_scale, total=total,
+                            unit=[("targets", targets)])
+    _check_unit([("targets", targets)])
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
 
