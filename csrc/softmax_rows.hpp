@@ -132,28 +132,46 @@ void row_scale_chunks(T* __restrict g, int64_t C, const T* shifts, T m,
 // Pass 2 with label smoothing: also W = sum w_c, D = sum w_c (m - x_c) and C' over unmasked
 // classes; a masked class stores -0.0 (its exp is +0) so pass 3 can still tell it apart after
 // an in-place pass has overwritten the logits.
-template <typename T>
-double row_expsum_smooth(const T* x, T* g, int64_t C, T m, const double* w,
-                                         double* w_sum_out, double* wdev_out, int64_t* count_out) {
-  double s = 0.0, w_sum = 0.0, wdev = 0.0;
-  int64_t count = 0;
+template <bool HasW, bool HasG, typename T>
+double row_expsum_smooth_impl(const T* x, T* g, int64_t C, T m,
+                              const double* __restrict w, double* w_sum_out, double* wdev_out,
+                              int64_t* count_out) {
+  double s = 0.0, w_sum = 0.0, wdev = 0.0, count = 0.0;
   const T ninf = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(+ : s, w_sum, wdev, count)
-  for (int64_t c = 0; c < C; ++c) {
-    const T xc = x[c];
-    const T e = exp_nonpos(static_cast<T>(xc - m));
-    const bool live = xc != ninf;
-    const double wc = live ? (w ? w[c] : 1.0) : 0.0;
-    if (g) g[c] = live ? e : T(-0.0);
-    s += static_cast<double>(e);
-    w_sum += wc;
-    wdev += live ? wc * (static_cast<double>(m) - static_cast<double>(xc)) : 0.0;
-    count += live ? 1 : 0;
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T ps = 0, pw = 0, pd = 0, pc = 0;  // sums in T per chunk (one vector type), float64 across
+#pragma omp simd reduction(+ : ps, pw, pd, pc)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T xc = x[c];
+      const T e = exp_nonpos(static_cast<T>(xc - m));
+      const bool live = xc != ninf;
+      const T wc = live ? (HasW ? static_cast<T>(w[c]) : T(1)) : T(0);
+      if (HasG) g[c] = live ? e : T(-0.0);
+      ps += e;
+      pw += wc;
+      pd += live ? wc * (m - xc) : T(0);
+      pc += live ? T(1) : T(0);
+    }
+    s += static_cast<double>(ps);
+    w_sum += static_cast<double>(pw);
+    wdev += static_cast<double>(pd);
+    count += static_cast<double>(pc);
   }
   *w_sum_out = w_sum;
   *wdev_out = wdev;
-  *count_out = count;
+  *count_out = static_cast<int64_t>(count);
   return s;
+}
+
+template <typename T>
+double row_expsum_smooth(const T* x, T* g, int64_t C, T m, const double* w, double* w_sum_out,
+                         double* wdev_out, int64_t* count_out) {
+  if (w)
+    return g ? row_expsum_smooth_impl<true, true>(x, g, C, m, w, w_sum_out, wdev_out, count_out)
+             : row_expsum_smooth_impl<true, false>(x, g, C, m, w, w_sum_out, wdev_out, count_out);
+  return g ? row_expsum_smooth_impl<false, true>(x, g, C, m, w, w_sum_out, wdev_out, count_out)
+           : row_expsum_smooth_impl<false, false>(x, g, C, m, w, w_sum_out, wdev_out, count_out);
 }
 
 // Pass 3: g_c = e_c k (k = grad_scale A / s), in place in the cache-resident gradient row.
@@ -165,13 +183,20 @@ void row_scale(T* __restrict g, int64_t C, T k) {
 
 // Pass 3 with label smoothing: g_c = e_c k - grad_scale (eps/C') w_c on unmasked classes.
 template <typename T>
-void row_scale_smooth(T* __restrict g, int64_t C, T k, const double* w,
-                                      double b) {
+void row_scale_smooth(T* __restrict g, int64_t C, T k, const double* w, double b) {
+  if (w) {
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) {
+      const T e = g[c];
+      g[c] = e * k - (std::signbit(e) ? T(0) : static_cast<T>(b * w[c]));
+    }
+    return;
+  }
+  const T bt = static_cast<T>(b);
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c) {
     const T e = g[c];
-    const T sub = std::signbit(e) ? T(0) : static_cast<T>(b * (w ? w[c] : 1.0));
-    g[c] = e * k - sub;
+    g[c] = e * k - (std::signbit(e) ? T(0) : bt);
   }
 }
 
