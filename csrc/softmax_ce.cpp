@@ -335,34 +335,41 @@ int64_t row_unmasked(const T* __restrict x, int64_t C) {
 
 // Pass 2 of a dense row (the row in cache after pass 1): s = sum e_c, e_c = exp(x_c - m),
 // stored into g when given; S1 = sum w_c t~_c and S2 = sum w_c t~_c (x_c - m), so that
-// l = sum_c w_c t~_c (lse - x_c) = S1 log s - S2. Sums in T per chunk, chunks in float64.
+// l = sum_c w_c t~_c (lse - x_c) = S1 log s - S2 (S2 = -inf when a masked class has target
+// mass: the loss is inf). Sums in T per chunk, chunks in float64.
 template <bool Weighted, typename T, typename TT>
 void dense_sums(const T* __restrict x, const TT* __restrict t, T* __restrict g, int64_t C, T m,
                 T a, T eps_c, const double* __restrict w, double* s_out, double* s1_out,
                 double* s2_out) {
   const T ninf = -std::numeric_limits<T>::infinity();
-  double s = 0.0, s1 = 0.0, s2 = 0.0;
+  double s = 0.0, s1 = 0.0, s2 = 0.0, masked_mass = 0.0;
+  const bool a_pos = a != T(0);
   for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T ps = 0, p1 = 0, p2 = 0;
-#pragma omp simd reduction(+ : ps, p1, p2)
+    T ps = 0, p1 = 0, p2 = 0, pm = 0;
+#pragma omp simd reduction(+ : ps, p1, p2, pm)
     for (int64_t c = c0; c < c1; ++c) {
       const T d = x[c] - m;
       const T e = exp_nonpos(d);
       if (g) g[c] = e;
-      const T tt = a * narrow<T>(t[c]) + (x[c] != ninf ? eps_c : T(0));
+      const bool live = x[c] != ninf;
+      const T tt = a * narrow<T>(t[c]) + (live ? eps_c : T(0));
       const T wt = Weighted ? static_cast<T>(w[c]) * tt : tt;
       ps += e;
       p1 += wt;
-      p2 += zero_times(wt, d);
+      p2 += live ? wt * d : T(0);
+      // a masked class (log p = -inf) with target mass costs inf; decided on the inputs
+      // themselves, so a mass that rounds to 0 in T still counts
+      pm += (!live && a_pos && t[c] != TT(0) && (!Weighted || w[c] != 0.0)) ? T(1) : T(0);
     }
     s += static_cast<double>(ps);
     s1 += static_cast<double>(p1);
     s2 += static_cast<double>(p2);
+    masked_mass += static_cast<double>(pm);
   }
   *s_out = s;
   *s1_out = s1;
-  *s2_out = s2;
+  *s2_out = masked_mass > 0.0 ? -std::numeric_limits<double>::infinity() : s2;
 }
 
 // Pass 3: g_c = e_c k - grad_scale w_c t~_c.
