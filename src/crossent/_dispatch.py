@@ -39,12 +39,22 @@ def _i64(labels):
     return np.ascontiguousarray(labels, dtype=np.int64)
 
 
-def _rows(ext_fn, x, *args, need_grad, grad_scale):
-    """Call a row kernel: per-row float64 losses, and the scaled gradient when asked for."""
+def _rows(ext_fn, x, *args, need_grad, grad_scale, out=None):
+    """Call a row kernel: per-row float64 losses, and the scaled gradient when asked for (into
+    ``out``, a C-contiguous buffer of x's shape and dtype, when given)."""
     x = np.ascontiguousarray(x)
     loss = np.empty(x.shape[0], dtype=np.float64)
-    grad = np.empty_like(x) if need_grad else None
+    grad = (np.empty_like(x) if out is None else out) if need_grad else None
     ext_fn(x, *args, loss, grad, grad_scale)
+    return loss, grad
+
+
+def _reference_rows(loss, grad, grad_scale, dtype, need_grad, out):
+    """The reference's (loss, grad) in the kernels' form, the gradient in ``out`` if given."""
+    grad = _scaled(grad, grad_scale, dtype, need_grad)
+    if need_grad and out is not None:
+        out[...] = grad
+        grad = out
     return loss, grad
 
 
@@ -122,32 +132,36 @@ def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, s
     return loss, grad
 
 
-def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
+def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad,
+                     out=None):
+    """``out``: as for :func:`softmax_ce_index`, but it may not be ``x`` itself."""
     ext = kernels()
     if ext is not None:
         return _rows(ext.softmax_ce_dense, x, _targets(targets, x.shape), _f64(weight), label_smoothing,
-                     z_loss, softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale)
+                     z_loss, softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale, out=out)
     loss, grad = _reference.softmax_cross_entropy_dense(
         x.astype(np.float64), targets.astype(np.float64), weight, label_smoothing, z_loss, softcap)
-    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+    return _reference_rows(loss, grad, grad_scale, x.dtype, need_grad, out)
 
 
-def nll(log_probs, labels, weight, ignore_index, grad_scale, need_grad):
+def nll(log_probs, labels, weight, ignore_index, grad_scale, need_grad, out=None):
+    """``out``: as for :func:`softmax_ce_dense`."""
     ext = kernels()
     if ext is not None:
         return _rows(ext.nll, log_probs, _i64(labels), _f64(weight), ignore_index,
-                     need_grad=need_grad, grad_scale=grad_scale)
+                     need_grad=need_grad, grad_scale=grad_scale, out=out)
     loss, grad = _reference.nll(log_probs.astype(np.float64), labels, weight, ignore_index)
-    return loss, _scaled(grad, grad_scale, log_probs.dtype, need_grad)
+    return _reference_rows(loss, grad, grad_scale, log_probs.dtype, need_grad, out)
 
 
-def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad):
+def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad, out=None):
+    """``out``: as for :func:`softmax_ce_dense`."""
     ext = kernels()
     if ext is not None:
         return _rows(ext.softmax_focal, x, _i64(labels), _f64(alpha), gamma, ignore_index,
-                     need_grad=need_grad, grad_scale=grad_scale)
+                     need_grad=need_grad, grad_scale=grad_scale, out=out)
     loss, grad = _reference.softmax_focal(x.astype(np.float64), labels, alpha, gamma, ignore_index)
-    return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+    return _reference_rows(loss, grad, grad_scale, x.dtype, need_grad, out)
 
 
 def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,

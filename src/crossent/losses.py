@@ -42,6 +42,15 @@ class _Rows(_layout.Rows):
         return value, _into(out, self.restore(grad))
 
 
+def _distinct_out_rows(rows, out, *others):
+    """``out`` as rows a kernel may write directly, unless it shares memory with the input
+    block or ``others`` (only softmax cross-entropy with class indices computes in place)."""
+    o = rows.out_rows(out)
+    if o is None or any(np.may_share_memory(o, a) for a in (rows.block, *others)):
+        return None
+    return o
+
+
 def _into(out, grad):
     """The gradient in the caller's ``out`` buffer (copied unless a kernel wrote it there)."""
     if out is None:
@@ -173,8 +182,10 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
                          "cannot ignore rows: give those rows zero targets, or pass indices")
     _checks.check_unit_interval(t, "targets")
     denominator = sample.total(x.shape[0])
-    loss, g = _dispatch.softmax_ce_dense(x, rows.rows_of(t), w, eps, zl, cap,
-                                         _grad_scale(reduction, denominator), need_grad)
+    t_rows = rows.rows_of(t)
+    loss, g = _dispatch.softmax_ce_dense(x, t_rows, w, eps, zl, cap,
+                                         _grad_scale(reduction, denominator), need_grad,
+                                         out=_distinct_out_rows(rows, out, t_rows))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
@@ -281,7 +292,7 @@ def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, sam
     sample = _SampleWeights(sample_weight, where, rows.batch_shape)
     denominator = _counted_weight(y, w, ignore_index, sample)
     loss, g = _dispatch.nll(rows.block, y, w, ignore_index, _grad_scale(reduction, denominator),
-                            need_grad)
+                            need_grad, out=_distinct_out_rows(rows, out))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
@@ -349,7 +360,8 @@ def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignor
     sample = _SampleWeights(sample_weight, where, rows.batch_shape)
     denominator = _counted_weight(y, None, ignore_index, sample)
     loss, g = _dispatch.softmax_focal(rows.block, y, a, gamma, ignore_index,
-                                      _grad_scale(reduction, denominator), need_grad)
+                                      _grad_scale(reduction, denominator), need_grad,
+                                      out=_distinct_out_rows(rows, out))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
