@@ -80,6 +80,12 @@ EXERCISE = textwrap.dedent(
                     ext.bce(np.abs(np.tanh(flat)), tt, tf, None, gf, 1.0)
                     ext.sigmoid_focal(flat, tt, 0.25, 2.0, lf, gf, 1.0)
                     ext.sigmoid_focal(flat, tt, None, 0.5, None, gf, 1.0)
+                pr = np.abs(x) / np.maximum(np.abs(x).sum(axis=1, keepdims=True), 1)
+                pr = np.where(np.isfinite(pr), pr, 0).astype(dtype)
+                vals, s1, s2 = np.empty(n), np.empty(n), np.empty(n)
+                ext.measure_rows(0, pr, None, vals, s1, None)
+                for kind in (1, 2, 3):
+                    ext.measure_rows(kind, pr, pr[::-1].copy(), vals, s1, s2)
                 out = np.empty_like(flat)
                 for name in ("exp", "exp_nonpos", "log", "log1p", "log_sigmoid", "softplus", "tanh"):
                     ext._math(name, flat, out)
