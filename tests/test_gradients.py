@@ -208,7 +208,8 @@ def test_sigmoid_focal_gradient_at_infinite_logits_with_hard_targets_is_zero(bac
     assert np.all(np.abs(near) < 1e-12)
 
 
-@pytest.mark.parametrize("which", ["dense_logits", "dense_targets", "nll", "focal"])
+@pytest.mark.parametrize("which", ["dense_logits", "dense_targets", "nll", "focal", "binary",
+                                   "binary_targets"])
 def test_out_shared_with_an_input_still_gets_the_right_gradient(backend, which):
     """Kernels that cannot compute in place are not handed an ``out`` that aliases an input."""
     rng = np.random.default_rng(0)
@@ -218,9 +219,11 @@ def test_out_shared_with_an_input_still_gets_the_right_gradient(backend, which):
     loss, first, second = {"dense_logits": (crossent.softmax_cross_entropy, x, t),
                            "dense_targets": (crossent.softmax_cross_entropy, x, t),
                            "nll": (crossent.nll_loss, x - 3, y),
-                           "focal": (crossent.softmax_focal_loss, x, y)}[which]
+                           "focal": (crossent.softmax_focal_loss, x, y),
+                           "binary": (crossent.sigmoid_focal_loss, x, t),
+                           "binary_targets": (crossent.sigmoid_binary_cross_entropy, x, t)}[which]
     expected = crossent.grad(loss)(first, second)
-    if which == "dense_targets":
+    if which in ("dense_targets", "binary_targets"):
         buf = t.copy()
         g = crossent.grad(loss)(first, buf, out=buf)
     else:

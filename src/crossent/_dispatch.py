@@ -72,16 +72,17 @@ def _check_unit(arrays):
         _checks.check_unit_interval(np.asarray(a), name)
 
 
-def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale, total, unit):
+def _elementwise(ext_fn, x, targets, *args, need_grad, grad_scale, total, unit, out=None):
     """Call an element-wise kernel on flat views; results take x's shape. ``total``: return the
     float64 sum of the losses instead of the per-element losses. ``unit``: the (name, array)
     pairs that must lie in [0, 1]; the kernel counts the entries outside in the same pass, and
-    when there are any the first is named (ValueError)."""
+    when there are any the first is named (ValueError). ``out``: a C-contiguous buffer of x's
+    shape and dtype, sharing no memory with the inputs, that receives the gradient."""
     x = np.ascontiguousarray(x)
     flat = x.reshape(-1)
     t = _targets(targets, x.shape).reshape(-1)
     loss = None if total else np.empty(flat.shape[0], dtype=np.float64)
-    grad = np.empty_like(flat) if need_grad else None
+    grad = (np.empty_like(flat) if out is None else out.reshape(-1)) if need_grad else None
     s, n_bad = ext_fn(flat, t, *args, loss, grad, grad_scale)
     if n_bad:
         _check_unit(unit)
@@ -165,38 +166,38 @@ def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad, 
 
 
 def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
-                                 need_grad, total=False):
+                                 need_grad, total=False, out=None):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(weight, x.shape),
                             _broadcast(pos_weight, x.shape), label_smoothing,
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
-                            unit=[("targets", targets)])
+                            unit=[("targets", targets)], out=out)
     _check_unit([("targets", targets)])
     loss, grad = _reference.sigmoid_binary_cross_entropy(
         x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
 
 
-def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad, total=False):
+def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad, total=False, out=None):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.bce, probs, targets, _broadcast(weight, probs.shape),
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
-                            unit=[("targets", targets), ("probs", probs)])
+                            unit=[("targets", targets), ("probs", probs)], out=out)
     _check_unit([("targets", targets), ("probs", probs)])
     loss, grad = _reference.binary_cross_entropy(
         probs.astype(np.float64), targets.astype(np.float64), weight)
     return _reference_elementwise(loss, grad, grad_scale, probs.dtype, need_grad, total)
 
 
-def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False):
+def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False, out=None):
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.sigmoid_focal, x, targets,
                             None if alpha is None else float(alpha), gamma,
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
-                            unit=[("targets", targets)])
+                            unit=[("targets", targets)], out=out)
     _check_unit([("targets", targets)])
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)

@@ -433,6 +433,14 @@ def _binary_inputs(x, targets, name_x):
     return arr, np.ascontiguousarray(t), float(arr.size)
 
 
+def _elementwise_out(out, *inputs):
+    """``out`` if a kernel may write the gradient straight into it (C-contiguous, sharing no
+    memory with the inputs), else None (the gradient is then copied into it)."""
+    if out is None or not out.flags.c_contiguous or any(np.may_share_memory(out, a) for a in inputs):
+        return None
+    return out
+
+
 def _totals(reduction, sample):
     """Whether the kernel may return the sum of the losses alone (no per-element losses)."""
     return reduction != "none" and sample.r is None
@@ -463,7 +471,8 @@ def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=No
     sample = _SampleWeights(sample_weight, where, x.shape)
     n = sample.total(n)
     loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
-                                                     need_grad, total=_totals(reduction, sample))
+                                                     need_grad, total=_totals(reduction, sample),
+                                                     out=_elementwise_out(out, x, t))
     return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)
 
 
@@ -527,7 +536,8 @@ def _binary_cross_entropy(probs, targets, *, weight=None, sample_weight=None, wh
     sample = _SampleWeights(sample_weight, where, p.shape)
     n = sample.total(n)
     loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad,
-                                             total=_totals(reduction, sample))
+                                             total=_totals(reduction, sample),
+                                             out=_elementwise_out(out, p, t))
     return _finish_elementwise(loss, g, reduction, p.dtype, n, out, sample)
 
 
@@ -590,7 +600,8 @@ def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, sample_weight
     sample = _SampleWeights(sample_weight, where, x.shape)
     n = sample.total(n)
     loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad,
-                                      total=_totals(reduction, sample))
+                                      total=_totals(reduction, sample),
+                                      out=_elementwise_out(out, x, t))
     return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)
 
 
