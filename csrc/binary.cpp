@@ -1,17 +1,22 @@
 #include "binary.hpp"
 
-#include "parallel.hpp"
-
 #include <cmath>
+#include <limits>
 
-namespace crossent {
+#include "elementwise.hpp"
+#include "simd_math.hpp"
+
+CROSSENT_LEVEL_BEGIN
 namespace {
 
-// coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0.
-inline double zero_times(double coef, double value) { return coef == 0.0 ? 0.0 : coef * value; }
+// ------------------------------------------------------------------ scalar float64 reference
+// One element in float64 with libm, the formulas of crossent/_reference.py: the path for
+// weighted calls and for the rare blocks the SIMD path hands back (see sigmoid_focal).
 
 // log sigma(x) = min(x, 0) - log1p(e^(-|x|))
-inline double log_sigmoid(double x) { return std::fmin(x, 0.0) - std::log1p(std::exp(-std::fabs(x))); }
+inline double log_sigmoid_ref(double x) {
+  return std::fmin(x, 0.0) - std::log1p(std::exp(-std::fabs(x)));
+}
 
 // log(e^a + e^b) = max + log1p(e^(-|a - b|)), as numpy.logaddexp (equal arguments: a + log 2).
 inline double logaddexp(double a, double b) {
@@ -22,85 +27,259 @@ inline double logaddexp(double a, double b) {
   return d;  // NaN
 }
 
-}  // namespace
-
 // t' = t (1-eps) + eps/2 and 1 - t' = (1-t)(1-eps) + eps/2 (formed without cancellation);
 //   l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)],
 //   dl/dx = w [(1-t') sigma(x) - pw t' sigma(-x)]  (log(1 - sigma(x)) = log sigma(-x)).
-template <typename T>
-void sigmoid_bce(const T* logits, int64_t n, const double* targets, const double* weight,
-                 const double* pos_weight, double eps, double* loss_out, T* grad,
-                 double grad_scale) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = static_cast<double>(logits[i]);
-    const double t = targets[i] * (1.0 - eps) + eps / 2.0;
-    const double omt = (1.0 - targets[i]) * (1.0 - eps) + eps / 2.0;
-    const double pw = pos_weight ? pos_weight[i] : 1.0;
-    const double w = weight ? weight[i] : 1.0;
-    const double ls = log_sigmoid(x), lsn = log_sigmoid(-x);
-    loss_out[i] = -w * (zero_times(pw * t, ls) + zero_times(omt, lsn));
-    if (grad)
-      grad[i] = static_cast<T>(w * (omt * std::exp(ls) - pw * t * std::exp(lsn)) * grad_scale);
-  }
+inline double sigmoid_bce_ref(double x, double t0, double w, double pw, double eps,
+                              double* grad) {
+  const double t = t0 * (1.0 - eps) + eps / 2.0;
+  const double omt = (1.0 - t0) * (1.0 - eps) + eps / 2.0;
+  const double ls = log_sigmoid_ref(x), lsn = log_sigmoid_ref(-x);
+  *grad = w * (omt * std::exp(ls) - pw * t * std::exp(lsn));
+  return -w * (zero_times(pw * t, ls) + zero_times(omt, lsn));
 }
 
 // l = -w [t log p + (1-t) log(1-p)], dl/dp = w [-t/p + (1-t)/(1-p)], exact: 0 log 0 = 0,
 // and a zero weight zeroes its element even where a logarithm is infinite.
-template <typename T>
-void bce(const T* probs, int64_t n, const double* targets, const double* weight,
-         double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) {
-    const double p = static_cast<double>(probs[i]);
-    const double t = targets[i];
-    const double w = weight ? weight[i] : 1.0;
-    const double log_p = std::log(p);
-    const double log_1mp = std::log1p(-p);  // log(1 - p) without cancellation for small p
-    loss_out[i] = -zero_times(w, zero_times(t, log_p) + zero_times(1.0 - t, log_1mp));
-    if (grad)
-      grad[i] = static_cast<T>(
-          zero_times(w, zero_times(t, -1.0 / p) + zero_times(1.0 - t, 1.0 / (1.0 - p))) *
-          grad_scale);
-  }
+inline double bce_ref(double p, double t, double w, double* grad) {
+  const double log_p = std::log(p);
+  const double log_1mp = std::log1p(-p);  // log(1 - p) without cancellation for small p
+  *grad = zero_times(w, zero_times(t, -1.0 / p) + zero_times(1.0 - t, 1.0 / (1.0 - p)));
+  return -zero_times(w, zero_times(t, log_p) + zero_times(1.0 - t, log_1mp));
 }
 
 // u = 1 - p_t, log u = logaddexp(log t + log sigma(-x), log(1-t) + log sigma(x)),
 // alpha_t = alpha t + (1-alpha)(1-t), ce the binary cross-entropy:
 //   l = alpha_t u^gamma ce,
-//   dl/dx = alpha_t u^gamma [gamma (1-2t) exp(ls + lsn - log u) ce + sigma(x) - t].
-template <typename T>
-void sigmoid_focal(const T* logits, int64_t n, const double* targets, bool has_alpha,
-                   double alpha, double gamma, double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static) if (n >= kParallelMinElements)
-  for (int64_t i = 0; i < n; ++i) {
-    const double x = static_cast<double>(logits[i]);
-    const double t = targets[i];
-    const double ls = log_sigmoid(x), lsn = log_sigmoid(-x);
-    const double ce = -(zero_times(t, ls) + zero_times(1.0 - t, lsn));
-    const double log_u = logaddexp(std::log(t) + lsn, std::log1p(-t) + ls);
-    const double u_gamma = gamma != 0.0 ? std::exp(gamma * log_u) : 1.0;
-    const double alpha_t = has_alpha ? alpha * t + (1.0 - alpha) * (1.0 - t) : 1.0;
-    loss_out[i] = alpha_t * u_gamma * ce;
-    if (grad) {
-      const double ratio = (1.0 - 2.0 * t) * std::exp(ls + lsn - log_u);
-      grad[i] = static_cast<T>(alpha_t * u_gamma * (gamma * ratio * ce + std::exp(ls) - t) *
-                               grad_scale);
-    }
-  }
+//   dl/dx = alpha_t u^gamma [gamma r ce + sigma(x) - t],  r = (du/dx) / u
+//         = (1-2t) sigma(x) sigma(-x) / u = (1-2t) exp(ls + lsn - log u).
+// |r| <= max(sigma(x), sigma(-x)) <= 1, and u = 0 only where t is 0 or 1 and the logit is
+// infinite on the target's side, where ce = 0: the term r ce is then 0 (its limit), not
+// exp(-inf - -inf) * 0 = NaN.
+inline double sigmoid_focal_ref(double x, double t, bool has_alpha, double alpha, double gamma,
+                                double* grad) {
+  const double ls = log_sigmoid_ref(x), lsn = log_sigmoid_ref(-x);
+  const double ce = -(zero_times(t, ls) + zero_times(1.0 - t, lsn));
+  const double log_u = logaddexp(std::log(t) + lsn, std::log1p(-t) + ls);
+  const double u_gamma = gamma != 0.0 ? std::exp(gamma * log_u) : 1.0;
+  const double alpha_t = has_alpha ? alpha * t + (1.0 - alpha) * (1.0 - t) : 1.0;
+  const double r_ce =
+      log_u == -std::numeric_limits<double>::infinity() ? 0.0
+                                                        : (1.0 - 2.0 * t) * std::exp(ls + lsn - log_u) * ce;
+  *grad = alpha_t * u_gamma * (zero_times(gamma, r_ce) + std::exp(ls) - t);
+  return alpha_t * u_gamma * ce;
 }
 
-template void sigmoid_bce<float>(const float*, int64_t, const double*, const double*,
-                                 const double*, double, double*, float*, double);
-template void sigmoid_bce<double>(const double*, int64_t, const double*, const double*,
-                                  const double*, double, double*, double*, double);
-template void bce<float>(const float*, int64_t, const double*, const double*, double*, float*,
-                         double);
-template void bce<double>(const double*, int64_t, const double*, const double*, double*,
-                          double*, double);
-template void sigmoid_focal<float>(const float*, int64_t, const double*, bool, double, double,
-                                   double*, float*, double);
-template void sigmoid_focal<double>(const double*, int64_t, const double*, bool, double, double,
-                                    double*, double*, double);
+// Every element through a scalar reference `ref(i, &grad) -> loss`, summed in float64.
+template <typename T, typename F>
+double scalar_block(int64_t i0, int64_t i1, double* loss_out, T* grad, double grad_scale, F ref) {
+  double s = 0.0;
+  for (int64_t i = i0; i < i1; ++i) {
+    double g;
+    const double l = ref(i, &g);
+    if (loss_out) loss_out[i] = l;
+    if (grad) grad[i] = static_cast<T>(g * grad_scale);
+    s += l;
+  }
+  return s;
+}
 
-}  // namespace crossent
+// ------------------------------------------------------------------ SIMD paths (type T)
+// Losses are summed in T over chunks of kSumChunk elements (a vector of partial sums, each over
+// kSumChunk / lanes terms: at most 64, relative error < 64 ulp of T at worst), and the chunk
+// sums in float64.
+constexpr int64_t kSumChunk = 256;
+
+// The shared terms of x: e = e^(-|x|), L = log(1 + e), sigma(x), sigma(-x) from one exp, one
+// log1p and one division (sigma(|x|) = 1/(1+e), sigma(-|x|) = e/(1+e)); then
+// log sigma(x) = min(x, 0) - L and log sigma(-x) = -max(x, 0) - L.
+template <typename T>
+struct SigmoidParts {
+  T ls, lsn, sp, sn;
+};
+
+template <typename T>
+CROSSENT_INLINE SigmoidParts<T> sigmoid_parts(T x) {
+  const T e = exp_nonpos(x < T(0) ? x : -x);
+  const T L = vlog1p_unit(e);
+  const T r = T(1) / (T(1) + e);
+  const bool pos = x >= T(0);
+  return {(x < T(0) ? x : T(0)) - L, -(x > T(0) ? x : T(0)) - L, pos ? r : e * r,
+          pos ? e * r : r};
+}
+
+template <typename T, typename TT, bool LossOut, bool Grad>
+double sigmoid_bce_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1, T eps,
+                   double* __restrict loss_out, T* __restrict grad, T scale) {
+  const T a = T(1) - eps, b = eps / T(2);
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+  for (int64_t i = c0; i < c1; ++i) {
+    const T ti = narrow<T>(t[i]);
+    const T tp = ti * a + b, omt = narrow<T>(one_minus(t[i], T())) * a + b;
+    const SigmoidParts<T> s = sigmoid_parts(x[i]);
+    const T l = -(zero_times(tp, s.ls) + zero_times(omt, s.lsn));
+    if (LossOut) loss_out[i] = static_cast<double>(l);
+    if (Grad) grad[i] = (omt * s.sp - tp * s.sn) * scale;
+    chunk += l;
+  }
+    part += static_cast<double>(chunk);
+  }
+  return part;
+}
+
+// -log p and -log(1-p) with libm-free log and log1p, and the two reciprocals of the gradient.
+template <typename T, typename TT, bool LossOut, bool Grad>
+double bce_simd(const T* __restrict p, const TT* __restrict t, int64_t i0, int64_t i1,
+           double* __restrict loss_out, T* __restrict grad, T scale) {
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+  for (int64_t i = c0; i < c1; ++i) {
+    const T pi = p[i], ti = narrow<T>(t[i]), omt = narrow<T>(one_minus(t[i], T()));
+    const T l = -(zero_times(ti, vlog(pi)) + zero_times(omt, vlog1p(-pi)));
+    if (LossOut) loss_out[i] = static_cast<double>(l);
+    if (Grad) grad[i] = (zero_times(ti, -T(1) / pi) + zero_times(omt, T(1) / (T(1) - pi))) * scale;
+    chunk += l;
+  }
+    part += static_cast<double>(chunk);
+  }
+  return part;
+}
+
+// u = 1 - p_t = t sigma(-x) + (1-t) sigma(x) directly (two non-negative terms, no
+// cancellation), log u by the math layer, u^gamma = exp(gamma log u) (gamma log u <= 0).
+// u is at least min(sigma(x), sigma(-x)) >= e^(-|x|)/2, a normal number unless |x| exceeds
+// kLarge; a block holding such a logit (or NaN) is handed back (*handback) and the caller
+// recomputes it in float64.
+template <typename T>
+bool needs_handback(const T* __restrict x, int64_t i0, int64_t i1) {
+  constexpr T kLarge = sizeof(T) == 4 ? T(80) : T(700);
+  T big = 0;
+#pragma omp simd reduction(+ : big)
+  for (int64_t i = i0; i < i1; ++i) big += (x[i] < kLarge && x[i] > -kLarge) ? T(0) : T(1);
+  return big != T(0);
+}
+
+template <typename T, typename TT, bool LossOut, bool Grad>
+double sigmoid_focal_simd(const T* __restrict x, const TT* __restrict t, int64_t i0, int64_t i1,
+                          T a_pos, T a_neg, T gamma, double* __restrict loss_out,
+                          T* __restrict grad, T scale) {
+  double part = 0.0;
+  for (int64_t c0 = i0; c0 < i1; c0 += kSumChunk) {
+    const int64_t c1 = c0 + kSumChunk < i1 ? c0 + kSumChunk : i1;
+    T chunk = 0;
+#pragma omp simd reduction(+ : chunk)
+    for (int64_t i = c0; i < c1; ++i) {
+      const T ti = narrow<T>(t[i]), omt = narrow<T>(one_minus(t[i], T()));
+      const SigmoidParts<T> s = sigmoid_parts(x[i]);
+      const T ce = -(zero_times(ti, s.ls) + zero_times(omt, s.lsn));
+      const T u = ti * s.sn + omt * s.sp;
+      const T ug = exp_nonpos(gamma * vlog(u));
+      const T at = a_pos * ti + a_neg * omt;  // alpha_t (a_pos = a_neg = 1: no balancing)
+      const T l = at * ug * ce;
+      if (LossOut) loss_out[i] = static_cast<double>(l);
+      if (Grad) {
+        const T r = (T(1) - T(2) * ti) * s.sp * s.sn / u;
+        grad[i] = at * ug * (zero_times(gamma, r * ce) + s.sp - ti) * scale;
+      }
+      chunk += l;
+    }
+    part += static_cast<double>(chunk);
+  }
+  return part;
+}
+
+// Runs a SIMD block instantiation chosen by (loss_out given, grad given).
+#define CROSSENT_DISPATCH_OUTPUTS(FN, ...)                                       \
+  (loss_out ? (grad ? FN<T, TT, true, true>(__VA_ARGS__)                         \
+                    : FN<T, TT, true, false>(__VA_ARGS__))                       \
+            : (grad ? FN<T, TT, false, true>(__VA_ARGS__)                        \
+                    : FN<T, TT, false, false>(__VA_ARGS__)))
+
+}  // namespace
+
+// Each kernel: the blocks' losses summed, and *n_bad = the count of targets (and, for bce,
+// probabilities) outside [0, 1] — checked in the same pass; the caller raises when it is not 0.
+template <typename T, typename TT>
+double sigmoid_bce(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
+                   double* loss_out, T* grad, double grad_scale, int64_t* n_bad) {
+  const T eps = static_cast<T>(opt.label_smoothing), scale = static_cast<T>(grad_scale);
+  const bool weighted = opt.weight || opt.pos_weight;
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
+    if (weighted)
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+        return sigmoid_bce_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
+                               opt.weight ? opt.weight[i] : 1.0,
+                               opt.pos_weight ? opt.pos_weight[i] : 1.0, opt.label_smoothing, g);
+      });
+    else
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(sigmoid_bce_simd, x, t, i0, i1, eps, loss_out, grad, scale);
+    b.bad = count_outside_unit(t, i0, i1);
+    return b;
+  });
+  *n_bad = sums.bad;
+  return sums.loss;
+}
+
+template <typename T, typename TT>
+double bce(const T* p, int64_t n, const TT* t, const BinaryOptions& opt, double* loss_out,
+           T* grad, double grad_scale, int64_t* n_bad) {
+  const T scale = static_cast<T>(grad_scale);
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
+    if (opt.weight)
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+        return bce_ref(static_cast<double>(p[i]), static_cast<double>(t[i]), opt.weight[i], g);
+      });
+    else
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(bce_simd, p, t, i0, i1, loss_out, grad, scale);
+    b.bad = count_outside_unit(t, i0, i1) + count_outside_unit(p, i0, i1);
+    return b;
+  });
+  *n_bad = sums.bad;
+  return sums.loss;
+}
+
+template <typename T, typename TT>
+double sigmoid_focal(const T* x, int64_t n, const TT* t, const BinaryOptions& opt,
+                     double* loss_out, T* grad, double grad_scale, int64_t* n_bad) {
+  const T a_pos = opt.has_alpha ? static_cast<T>(opt.alpha) : T(1);
+  const T a_neg = opt.has_alpha ? static_cast<T>(1.0 - opt.alpha) : T(1);
+  const T gamma = static_cast<T>(opt.gamma), scale = static_cast<T>(grad_scale);
+  const BlockSums sums = sum_blocks(n, [&](int64_t i0, int64_t i1) {
+    BlockSums b;
+    if (!needs_handback(x, i0, i1))
+      b.loss = CROSSENT_DISPATCH_OUTPUTS(sigmoid_focal_simd, x, t, i0, i1, a_pos, a_neg, gamma,
+                                         loss_out, grad, scale);
+    else
+      b.loss = scalar_block(i0, i1, loss_out, grad, grad_scale, [&](int64_t i, double* g) {
+        return sigmoid_focal_ref(static_cast<double>(x[i]), static_cast<double>(t[i]),
+                                 opt.has_alpha, opt.alpha, opt.gamma, g);
+      });
+    b.bad = count_outside_unit(t, i0, i1);
+    return b;
+  });
+  *n_bad = sums.bad;
+  return sums.loss;
+}
+
+#define CROSSENT_INSTANTIATE(T, TT)                                                        \
+  template double sigmoid_bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, \
+                                     double*, T*, double, int64_t*);                     \
+  template double bce<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, double*, \
+                             T*, double, int64_t*);                                      \
+  template double sigmoid_focal<T, TT>(const T*, int64_t, const TT*, const BinaryOptions&, \
+                                       double*, T*, double, int64_t*);
+CROSSENT_INSTANTIATE(float, float)
+CROSSENT_INSTANTIATE(float, double)
+CROSSENT_INSTANTIATE(double, float)
+CROSSENT_INSTANTIATE(double, double)
+
+CROSSENT_LEVEL_END

@@ -1,23 +1,27 @@
 // Element-wise binary losses over flat arrays of n elements. Specification:
-// crossent/_reference.py. targets, weight and pos_weight are float64 arrays of n elements
-// (weights may be nullptr for all ones); grad (if not nullptr) receives grad_scale * dl/dx.
+// crossent/_reference.py. targets are read in their own dtype TT (float or double); the
+// options (options.hpp) hold the element weights. Each returns the float64 sum of the losses;
+// loss_out (if not nullptr) receives every element's loss, grad (if not nullptr)
+// grad_scale * dl/dx, and *n_bad the number of targets (and probabilities) outside [0, 1],
+// NaN included, counted in the same pass.
 #pragma once
 #include <cstdint>
 
-namespace crossent {
+#include "level.hpp"
+#include "options.hpp"
 
-template <typename T>
-void sigmoid_bce(const T* logits, int64_t n, const double* targets, const double* weight,
-                 const double* pos_weight, double label_smoothing, double* loss_out, T* grad,
-                 double grad_scale);
+CROSSENT_LEVEL_BEGIN
 
-template <typename T>
-void bce(const T* probs, int64_t n, const double* targets, const double* weight,
-         double* loss_out, T* grad, double grad_scale);
+template <typename T, typename TT>
+double sigmoid_bce(const T* logits, int64_t n, const TT* targets, const BinaryOptions& opt,
+                   double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
 
-// has_alpha false: no balancing (alpha_t = 1).
-template <typename T>
-void sigmoid_focal(const T* logits, int64_t n, const double* targets, bool has_alpha,
-                   double alpha, double gamma, double* loss_out, T* grad, double grad_scale);
+template <typename T, typename TT>
+double bce(const T* probs, int64_t n, const TT* targets, const BinaryOptions& opt,
+           double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
 
-}  // namespace crossent
+template <typename T, typename TT>
+double sigmoid_focal(const T* logits, int64_t n, const TT* targets, const BinaryOptions& opt,
+                     double* loss_out, T* grad, double grad_scale, int64_t* n_bad);
+
+CROSSENT_LEVEL_END

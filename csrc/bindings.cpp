@@ -5,21 +5,22 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#include "binary.hpp"
+#include "kernel_table.hpp"
 #include "score.hpp"
-#include "softmax_ce.hpp"
-#include "softmax_misc.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -102,6 +103,16 @@ crossent::SoftmaxCEOptions softmax_options(const std::optional<ConstVector>& wei
   return opt;
 }
 
+// The kernels of the active SIMD level for logits of type T and targets of type TT.
+template <typename T, typename TT>
+const crossent::DenseTargetKernels<T, TT>& dense_target_kernels() {
+  const auto& k = crossent::kernels_for<T>();
+  if constexpr (std::is_same_v<TT, float>)
+    return k.targets_f32;
+  else
+    return k.targets_f64;
+}
+
 template <typename T>
 void softmax_ce_index(Matrix<const T> logits, Labels labels, std::optional<ConstVector> weight,
                       std::optional<int64_t> ignore_index, double label_smoothing, double z_loss,
@@ -115,13 +126,14 @@ void softmax_ce_index(Matrix<const T> logits, Labels labels, std::optional<Const
   T* g = check_grad(grad, N, C);
   opt.has_ignore = ignore_index.has_value();
   opt.ignore_index = ignore_index.value_or(0);
+  const auto& k = crossent::kernels_for<T>();
   nb::gil_scoped_release release;
-  crossent::softmax_ce_index<T>(logits.data(), N, C, labels.data(), opt, loss_out.data(), g,
+  k.softmax_ce_index(logits.data(), N, C, labels.data(), opt, loss_out.data(), g,
                                 grad_scale);
 }
 
-template <typename T>
-void softmax_ce_dense(Matrix<const T> logits, Matrix<const double> targets,
+template <typename T, typename TT>
+void softmax_ce_dense(Matrix<const T> logits, Matrix<const TT> targets,
                       std::optional<ConstVector> weight, double label_smoothing, double z_loss,
                       double softcap, Vector loss_out, std::optional<Matrix<T>> grad,
                       double grad_scale) {
@@ -133,9 +145,9 @@ void softmax_ce_dense(Matrix<const T> logits, Matrix<const double> targets,
     throw std::invalid_argument("targets must have the shape of logits");
   check_loss_out(loss_out, N);
   T* g = check_grad(grad, N, C);
+  const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  crossent::softmax_ce_dense<T>(logits.data(), N, C, targets.data(), opt, loss_out.data(), g,
-                                grad_scale);
+  k.softmax_ce_dense(logits.data(), N, C, targets.data(), opt, loss_out.data(), g, grad_scale);
 }
 
 template <typename T>
@@ -148,8 +160,9 @@ void nll(Matrix<const T> log_probs, Labels labels, std::optional<ConstVector> we
   check_labels(labels, N, C, ignore_index.has_value(), ignore_index.value_or(0));
   check_loss_out(loss_out, N);
   T* g = check_grad(grad, N, C);
+  const auto& k = crossent::kernels_for<T>();
   nb::gil_scoped_release release;
-  crossent::nll<T>(log_probs.data(), N, C, labels.data(), w, ignore_index.has_value(),
+  k.nll(log_probs.data(), N, C, labels.data(), w, ignore_index.has_value(),
                    ignore_index.value_or(0), loss_out.data(), g, grad_scale);
 }
 
@@ -164,18 +177,21 @@ void softmax_focal(Matrix<const T> logits, Labels labels, std::optional<ConstVec
   check_labels(labels, N, C, ignore_index.has_value(), ignore_index.value_or(0));
   check_loss_out(loss_out, N);
   T* g = check_grad(grad, N, C);
+  const auto& k = crossent::kernels_for<T>();
   nb::gil_scoped_release release;
-  crossent::softmax_focal<T>(logits.data(), N, C, labels.data(), a, gamma,
-                             ignore_index.has_value(), ignore_index.value_or(0), loss_out.data(),
-                             g, grad_scale);
+  k.softmax_focal(logits.data(), N, C, labels.data(), a, gamma, ignore_index.has_value(),
+                  ignore_index.value_or(0), loss_out.data(), g, grad_scale);
 }
 
-// Element-wise losses: every array is flat with the input's n elements.
-int64_t check_flat(int64_t n, const ConstVector& targets, const Vector& loss_out) {
+// Element-wise losses: every array is flat with the input's n elements. Each returns the sum
+// of the losses; loss_out (optional) receives them one by one.
+
+template <typename TT>
+int64_t check_flat(int64_t n, const Flat<const TT>& targets, const std::optional<Vector>& loss_out) {
   if (dim(targets, 0) != n)
     throw std::invalid_argument("targets has " + std::to_string(dim(targets, 0)) +
                                 " elements, expected " + std::to_string(n));
-  check_loss_out(loss_out, n);
+  if (loss_out) check_loss_out(*loss_out, n);
   return n;
 }
 
@@ -197,41 +213,97 @@ T* check_flat_grad(std::optional<Flat<T>>& grad, int64_t n) {
   return grad->data();
 }
 
-template <typename T>
-void sigmoid_bce(Flat<const T> logits, ConstVector targets, std::optional<ConstVector> weight,
-                 std::optional<ConstVector> pos_weight, double label_smoothing, Vector loss_out,
-                 std::optional<Flat<T>> grad, double grad_scale) {
+template <typename T, typename TT>
+std::pair<double, int64_t> sigmoid_bce(Flat<const T> logits, Flat<const TT> targets,
+                   std::optional<ConstVector> weight, std::optional<ConstVector> pos_weight,
+                   double label_smoothing, std::optional<Vector> loss_out,
+                   std::optional<Flat<T>> grad, double grad_scale) {
   const int64_t n = check_flat(dim(logits, 0), targets, loss_out);
-  const double* w = check_elementwise(weight, n, "weight");
-  const double* pw = check_elementwise(pos_weight, n, "pos_weight");
+  crossent::BinaryOptions opt;
+  opt.weight = check_elementwise(weight, n, "weight");
+  opt.pos_weight = check_elementwise(pos_weight, n, "pos_weight");
   check_range(label_smoothing, 0.0, 1.0, "label_smoothing");
+  opt.label_smoothing = label_smoothing;
   T* g = check_flat_grad(grad, n);
+  const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  crossent::sigmoid_bce<T>(logits.data(), n, targets.data(), w, pw, label_smoothing,
-                           loss_out.data(), g, grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.sigmoid_bce(logits.data(), n, targets.data(), opt,
+                                     loss_out ? loss_out->data() : nullptr, g, grad_scale, &n_bad);
+  return {total, n_bad};
 }
 
-template <typename T>
-void bce(Flat<const T> probs, ConstVector targets, std::optional<ConstVector> weight,
-         Vector loss_out, std::optional<Flat<T>> grad, double grad_scale) {
+template <typename T, typename TT>
+std::pair<double, int64_t> bce(Flat<const T> probs, Flat<const TT> targets, std::optional<ConstVector> weight,
+           std::optional<Vector> loss_out, std::optional<Flat<T>> grad, double grad_scale) {
   const int64_t n = check_flat(dim(probs, 0), targets, loss_out);
-  const double* w = check_elementwise(weight, n, "weight");
+  crossent::BinaryOptions opt;
+  opt.weight = check_elementwise(weight, n, "weight");
   T* g = check_flat_grad(grad, n);
+  const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  crossent::bce<T>(probs.data(), n, targets.data(), w, loss_out.data(), g, grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.bce(probs.data(), n, targets.data(), opt,
+                             loss_out ? loss_out->data() : nullptr, g, grad_scale, &n_bad);
+  return {total, n_bad};
 }
 
-template <typename T>
-void sigmoid_focal(Flat<const T> logits, ConstVector targets, std::optional<double> alpha,
-                   double gamma, Vector loss_out, std::optional<Flat<T>> grad,
-                   double grad_scale) {
+template <typename T, typename TT>
+std::pair<double, int64_t> sigmoid_focal(Flat<const T> logits, Flat<const TT> targets, std::optional<double> alpha,
+                     double gamma, std::optional<Vector> loss_out, std::optional<Flat<T>> grad,
+                     double grad_scale) {
   const int64_t n = check_flat(dim(logits, 0), targets, loss_out);
+  crossent::BinaryOptions opt;
   if (alpha) check_range(*alpha, 0.0, 1.0, "alpha");
   check_range(gamma, 0.0, HUGE_VAL, "gamma");
+  opt.has_alpha = alpha.has_value();
+  opt.alpha = alpha.value_or(0.0);
+  opt.gamma = gamma;
   T* g = check_flat_grad(grad, n);
+  const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  crossent::sigmoid_focal<T>(logits.data(), n, targets.data(), alpha.has_value(),
-                             alpha.value_or(0.0), gamma, loss_out.data(), g, grad_scale);
+  int64_t n_bad = 0;
+  const double total = k.sigmoid_focal(logits.data(), n, targets.data(), opt,
+                                       loss_out ? loss_out->data() : nullptr, g, grad_scale,
+                                       &n_bad);
+  return {total, n_bad};
+}
+
+// Per row of p (and q): the measure into value, the row sums into sum_p (sum_q); returns the
+// count of entries outside [0, 1] (and of overflowing KL ratios).
+template <typename T>
+int64_t measure_rows(int kind, Matrix<const T> p, std::optional<Matrix<const T>> q, Vector value,
+                     Vector sum_p, std::optional<Vector> sum_q) {
+  const int64_t N = dim(p, 0), C = check_rows(dim(p, 1), "p");
+  if (kind < 0 || kind > 3)
+    throw std::invalid_argument("kind must be 0 (entropy), 1 (cross-entropy), 2 (KL) or 3 (JS), got " +
+                                std::to_string(kind));
+  if ((kind == 0) != !q) throw std::invalid_argument("q is needed by every measure but the entropy");
+  if (q && (dim(*q, 0) != N || dim(*q, 1) != C))
+    throw std::invalid_argument("q must have the shape of p");
+  if ((kind == 0) != !sum_q) throw std::invalid_argument("sum_q goes with q");
+  check_loss_out(value, N);
+  check_loss_out(sum_p, N);
+  if (sum_q) check_loss_out(*sum_q, N);
+  const auto& k = crossent::kernels_for<T>();
+  nb::gil_scoped_release release;
+  return k.measure_rows(kind, p.data(), q ? q->data() : nullptr, N, C, value.data(),
+                        sum_p.data(), sum_q ? sum_q->data() : nullptr);
+}
+
+// The math layer element-wise, for its tests: out = f(x).
+template <typename T>
+void math(const std::string& function, Flat<const T> x, Flat<T> out) {
+  int f = -1;
+  for (int i = 0; i < crossent::kMathCount; ++i)
+    if (function == crossent::kMathNames[i]) f = i;
+  if (f < 0) throw std::invalid_argument("unknown math function '" + function + "'");
+  if (dim(out, 0) != dim(x, 0))
+    throw std::invalid_argument("out has " + std::to_string(dim(out, 0)) + " elements, x has " +
+                                std::to_string(dim(x, 0)));
+  const auto& k = crossent::kernels_for<T>();
+  nb::gil_scoped_release release;
+  k.math(f, x.data(), out.data(), dim(x, 0));
 }
 
 // The Python side (crossent._backend.MAX_THREADS) holds the same bound: libgomp aborts or
@@ -297,17 +369,33 @@ void normalize_rows(Matrix<const T> x, std::optional<Vector> lse_out,
       throw std::invalid_argument("out must have the shape of x");
     o = out->data();
   }
+  const auto& k = crossent::kernels_for<T>();
   nb::gil_scoped_release release;
-  crossent::normalize_rows<T>(x.data(), N, C, lse_out ? lse_out->data() : nullptr, o, log_space);
+  k.normalize_rows(x.data(), N, C, lse_out ? lse_out->data() : nullptr, o, log_space);
 }
 
-std::string simd_level() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return "avx512f";
-  if (__builtin_cpu_supports("avx2")) return "avx2";
-#endif
-  return "baseline";
+template <typename T, typename TT>
+void define_dense_targets(nb::module_& m) {
+  m.def("softmax_ce_dense", &softmax_ce_dense<T, TT>, "logits"_a.noconvert(),
+        "targets"_a.noconvert(), "weight"_a.noconvert().none(), "label_smoothing"_a,
+        "z_loss"_a, "softcap"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
+        "grad_scale"_a,
+        "Per-row softmax cross-entropy of target distributions (float32 or float64).");
+  m.def("sigmoid_bce", &sigmoid_bce<T, TT>, "logits"_a.noconvert(), "targets"_a.noconvert(),
+        "weight"_a.noconvert().none(), "pos_weight"_a.noconvert().none(), "label_smoothing"_a,
+        "loss_out"_a.noconvert().none(), "grad"_a.noconvert().none(), "grad_scale"_a,
+        "Element-wise binary cross-entropy of logits (flat arrays); returns (sum of the losses, "
+        "count of targets outside [0, 1]).");
+  m.def("bce", &bce<T, TT>, "probs"_a.noconvert(), "targets"_a.noconvert(),
+        "weight"_a.noconvert().none(), "loss_out"_a.noconvert().none(),
+        "grad"_a.noconvert().none(), "grad_scale"_a,
+        "Element-wise binary cross-entropy of probabilities (flat arrays); returns (sum, count "
+        "of targets and probabilities outside [0, 1]).");
+  m.def("sigmoid_focal", &sigmoid_focal<T, TT>, "logits"_a.noconvert(), "targets"_a.noconvert(),
+        "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert().none(),
+        "grad"_a.noconvert().none(), "grad_scale"_a,
+        "Element-wise sigmoid focal loss (flat arrays); returns (sum, count of targets outside "
+        "[0, 1]).");
 }
 
 template <typename T>
@@ -318,10 +406,8 @@ void define_all(nb::module_& m) {
         "grad"_a.noconvert().none(), "grad_scale"_a,
         "Per-row softmax cross-entropy of class indices into loss_out and, when grad is given, "
         "grad_scale * d loss / d logits into grad (which may be logits itself).");
-  m.def("softmax_ce_dense", &softmax_ce_dense<T>, "logits"_a.noconvert(),
-        "targets"_a.noconvert(), "weight"_a.noconvert().none(), "label_smoothing"_a,
-        "z_loss"_a, "softcap"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
-        "grad_scale"_a, "Per-row softmax cross-entropy of float64 target distributions.");
+  define_dense_targets<T, float>(m);
+  define_dense_targets<T, double>(m);
   m.def("nll", &nll<T>, "log_probs"_a.noconvert(), "labels"_a.noconvert(),
         "weight"_a.noconvert().none(), "ignore_index"_a.none(), "loss_out"_a.noconvert(),
         "grad"_a.noconvert().none(), "grad_scale"_a, "Per-row negative log-likelihood.");
@@ -329,20 +415,17 @@ void define_all(nb::module_& m) {
         "alpha"_a.noconvert().none(), "gamma"_a, "ignore_index"_a.none(),
         "loss_out"_a.noconvert(), "grad"_a.noconvert().none(), "grad_scale"_a,
         "Per-row softmax focal loss.");
-  m.def("sigmoid_bce", &sigmoid_bce<T>, "logits"_a.noconvert(), "targets"_a.noconvert(),
-        "weight"_a.noconvert().none(), "pos_weight"_a.noconvert().none(), "label_smoothing"_a,
-        "loss_out"_a.noconvert(), "grad"_a.noconvert().none(), "grad_scale"_a,
-        "Element-wise binary cross-entropy of logits (flat arrays).");
-  m.def("bce", &bce<T>, "probs"_a.noconvert(), "targets"_a.noconvert(),
-        "weight"_a.noconvert().none(), "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
-        "grad_scale"_a, "Element-wise binary cross-entropy of probabilities (flat arrays).");
   m.def("normalize_rows", &normalize_rows<T>, "x"_a.noconvert(), "lse_out"_a.noconvert().none(),
         "out"_a.noconvert().none(), "log_space"_a,
         "Per row of x: logsumexp into lse_out, and softmax (or log_softmax when log_space) "
         "into out (which may be x itself).");
-  m.def("sigmoid_focal", &sigmoid_focal<T>, "logits"_a.noconvert(), "targets"_a.noconvert(),
-        "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
-        "grad_scale"_a, "Element-wise sigmoid focal loss (flat arrays).");
+  m.def("measure_rows", &measure_rows<T>, "kind"_a, "p"_a.noconvert(), "q"_a.noconvert().none(),
+        "value"_a.noconvert(), "sum_p"_a.noconvert(), "sum_q"_a.noconvert().none(),
+        "Per row: entropy (0), cross-entropy (1), KL (2) or JS (3) divergence into value, the "
+        "row sums into sum_p / sum_q; returns the count of entries outside [0, 1].");
+  m.def("_math", &math<T>, "function"_a, "x"_a.noconvert(), "out"_a.noconvert(),
+        "The math layer's function (exp, exp_nonpos, log, log1p, log_sigmoid, softplus, tanh) "
+        "element-wise at the active SIMD level, for its tests.");
   m.def("score_probs", &score_probs<T>, "probs"_a.noconvert(), "labels"_a.noconvert(),
         "weights"_a.noconvert().none(), "tol"_a, "normalize"_a, "log_clip"_a,
         "loss_out"_a.noconvert(), "state"_a.noconvert(),
@@ -358,5 +441,11 @@ NB_MODULE(_ext, m) {
   define_all<double>(m);
   m.def("set_num_threads", &set_num_threads, "n"_a, "Threads used by the kernels (OpenMP).");
   m.def("get_num_threads", &get_num_threads, "Threads the kernels will use.");
-  m.def("simd_level", &simd_level, "The widest SIMD level this CPU offers the kernels.");
+  m.def("simd_level", [] { return std::string(crossent::active().level); },
+        "The SIMD level the kernels run at: 'avx512', 'avx2' or 'baseline'.");
+  m.def("set_simd_level", &crossent::set_simd_level, "level"_a,
+        "Run the kernels at this SIMD level (one this CPU supports).");
+  m.def("supported_simd_levels", &crossent::supported_levels,
+        "The SIMD levels this CPU can run, widest first, comma-separated.");
+  crossent::active();  // a bad CROSSENT_SIMD fails the import, with its message
 }

@@ -5,7 +5,9 @@
 #include <cstdint>
 #include <limits>
 
-namespace crossent {
+#include "level.hpp"
+
+CROSSENT_LEVEL_BEGIN
 
 // shift = the row maximum (NaN if any entry is NaN, as np.max), or 0 where it is not finite;
 // log_s = log sum_c exp(x_c - shift), so lse = shift + log_s and log p_c = (x_c - shift) - log_s.
@@ -24,4 +26,4 @@ inline void shifted_log_sum_exp(const T* x, int64_t C, double* shift, double* lo
   *log_s = std::log(s);
 }
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

@@ -2,25 +2,18 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "elementwise.hpp"
 #include "parallel.hpp"
 #include "row_scalar.hpp"
 #include "simd_math.hpp"
+#include "softmax_rows.hpp"
 
-// The SIMD level of the hot row functions is chosen at load time (GCC function multiversioning):
-// one build runs on any x86-64 and uses AVX-512 or AVX2 where the CPU has them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CROSSENT_NO_CLONES)
-#define CROSSENT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CROSSENT_CLONES
-#endif
-
-namespace crossent {
+CROSSENT_LEVEL_BEGIN
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -36,7 +29,7 @@ inline double capped(double x, double softcap) {
 // x is copied into it before g is written, so g may alias x.
 template <typename T>
 void general_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, double* loss,
-                 T* g, double grad_scale, std::vector<double>& z) {
+                 T* g, double grad_scale, Buffer<double>& z) {
   const double eps = opt.label_smoothing;
   const double* w = opt.weight;
   // Pass 1: capped logits and their maximum.
@@ -94,176 +87,13 @@ void general_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, 
   }
 }
 
-// ------------------------------------------------------------------ fast row (SIMD, no softcap)
-// Pass 1 (the one read of the row from memory): the maximum m. NaN is skipped by the compare;
-// it still reaches every output through s below.
-template <typename T>
-CROSSENT_CLONES T row_max(const T* __restrict x, int64_t C) {
-  T m = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(max : m)
-  for (int64_t c = 0; c < C; ++c) m = x[c] > m ? x[c] : m;
-  return m;
-}
-
-// Pass 2, forward only: s = sum_c exp(x_c - m) (the row is in cache now). Sums run in the
-// input's type over chunks of kChunk elements (a vector of partial sums, each over a few
-// terms), and the chunk sums are added in float64: float32 rows of 10^5 terms keep ~1e-7.
-constexpr int64_t kChunk = 256;
-
-template <typename T>
-CROSSENT_CLONES double row_expsum(const T* __restrict x, int64_t C, T m) {
-  double s = 0.0;
-  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
-    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T part = 0;
-#pragma omp simd reduction(+ : part)
-    for (int64_t c = c0; c < c1; ++c) part += fast_exp(static_cast<T>(x[c] - m));
-    s += static_cast<double>(part);
-  }
-  return s;
-}
-
-// Pass 2 with the gradient: e_c = exp(x_c - m) stored into g (one exp per element), summed.
-// x and g may be the same row: each element is read before it is written.
-template <typename T>
-CROSSENT_CLONES double row_expsum_store(const T* x, T* g, int64_t C, T m) {
-  double s = 0.0;
-  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
-    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T part = 0;
-#pragma omp simd reduction(+ : part)
-    for (int64_t c = c0; c < c1; ++c) {
-      const T e = fast_exp(static_cast<T>(x[c] - m));
-      g[c] = e;
-      part += e;
-    }
-    s += static_cast<double>(part);
-  }
-  return s;
-}
-
-// Passes 1 + 2 in one sweep, for rows whose gradient goes to another buffer (or nowhere): per
-// chunk of kChunk elements (in L1), the chunk maximum, then the running maximum m and
-// s = sum exp(x_c - m) updated by the online rule s <- s exp(m_old - m_new) + sum_chunk
-// (Milakov & Gimelshein 2018). The row is read from memory once, while the exps of the chunk
-// before it are computed. g (if not nullptr) receives e_c = exp(x_c - shift_j), shift_j the
-// running maximum at chunk j (0 while it is -inf), recorded in shifts[j] for pass 3.
-// Returns s; *m_out is the row maximum (+inf: stopped early, the caller takes the general path).
-template <typename T>
-CROSSENT_CLONES double row_online(const T* __restrict x, T* __restrict g, int64_t C,
-                                  T* shifts, T* m_out) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
-  T m = -kInfT;
-  double s = 0.0;
-  for (int64_t c0 = 0, j = 0; c0 < C; c0 += kChunk, ++j) {
-    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T cm = -kInfT;
-#pragma omp simd reduction(max : cm)
-    for (int64_t c = c0; c < c1; ++c) cm = x[c] > cm ? x[c] : cm;
-    if (cm > m) {
-      if (cm == kInfT) {
-        m = cm;
-        break;
-      }
-      s *= std::exp(static_cast<double>(m) - static_cast<double>(cm));  // 0 while m = -inf
-      m = cm;
-    }
-    const T sh = m == -kInfT ? T(0) : m;
-    T part = 0;
-    if (g) {
-      shifts[j] = sh;
-#pragma omp simd reduction(+ : part)
-      for (int64_t c = c0; c < c1; ++c) {
-        const T e = fast_exp(static_cast<T>(x[c] - sh));
-        g[c] = e;
-        part += e;
-      }
-    } else {
-#pragma omp simd reduction(+ : part)
-      for (int64_t c = c0; c < c1; ++c) part += fast_exp(static_cast<T>(x[c] - sh));
-    }
-    s += static_cast<double>(part);
-  }
-  *m_out = m;
-  return s;
-}
-
-// Factor of chunk j in pass 3: k exp(shift_j - m) (the min keeps a 0 placeholder harmless).
-inline double chunk_factor(double k, double shift_j, double m) {
-  const double d = shift_j - m;
-  return k * std::exp(d < 0.0 ? d : 0.0);
-}
-
-// Pass 3 after row_online: g_c = e_c k exp(shift_j - m), chunk by chunk.
-template <typename T>
-CROSSENT_CLONES void row_scale_chunks(T* __restrict g, int64_t C, const T* shifts, T m,
-                                      double k) {
-  double last_shift = std::numeric_limits<double>::quiet_NaN();
-  T f = 0;
-  for (int64_t c0 = 0, j = 0; c0 < C; c0 += kChunk, ++j) {
-    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    if (!(static_cast<double>(shifts[j]) == last_shift)) {
-      last_shift = static_cast<double>(shifts[j]);
-      f = static_cast<T>(chunk_factor(k, last_shift, static_cast<double>(m)));
-    }
-#pragma omp simd
-    for (int64_t c = c0; c < c1; ++c) g[c] *= f;
-  }
-}
-
-// Pass 2 with label smoothing: also W = sum w_c, D = sum w_c (m - x_c) and C' over unmasked
-// classes; a masked class stores -0.0 (its exp is +0) so pass 3 can still tell it apart after
-// an in-place pass has overwritten the logits.
-template <typename T>
-CROSSENT_CLONES double row_expsum_smooth(const T* x, T* g, int64_t C, T m, const double* w,
-                                         double* w_sum_out, double* wdev_out, int64_t* count_out) {
-  double s = 0.0, w_sum = 0.0, wdev = 0.0;
-  int64_t count = 0;
-  const T ninf = -std::numeric_limits<T>::infinity();
-#pragma omp simd reduction(+ : s, w_sum, wdev, count)
-  for (int64_t c = 0; c < C; ++c) {
-    const T xc = x[c];
-    const T e = fast_exp(static_cast<T>(xc - m));
-    const bool live = xc != ninf;
-    const double wc = live ? (w ? w[c] : 1.0) : 0.0;
-    if (g) g[c] = live ? e : T(-0.0);
-    s += static_cast<double>(e);
-    w_sum += wc;
-    wdev += live ? wc * (static_cast<double>(m) - static_cast<double>(xc)) : 0.0;
-    count += live ? 1 : 0;
-  }
-  *w_sum_out = w_sum;
-  *wdev_out = wdev;
-  *count_out = count;
-  return s;
-}
-
-// Pass 3: g_c = e_c k (k = grad_scale A / s), in place in the cache-resident gradient row.
-template <typename T>
-CROSSENT_CLONES void row_scale(T* __restrict g, int64_t C, T k) {
-#pragma omp simd
-  for (int64_t c = 0; c < C; ++c) g[c] *= k;
-}
-
-// Pass 3 with label smoothing: g_c = e_c k - grad_scale (eps/C') w_c on unmasked classes.
-template <typename T>
-CROSSENT_CLONES void row_scale_smooth(T* __restrict g, int64_t C, T k, const double* w,
-                                      double b) {
-#pragma omp simd
-  for (int64_t c = 0; c < C; ++c) {
-    const T e = g[c];
-    const T sub = std::signbit(e) ? T(0) : static_cast<T>(b * (w ? w[c] : 1.0));
-    g[c] = e * k - sub;
-  }
-}
-
 // One row without soft-capping; returns false (having written nothing) when its maximum is not
 // finite, for general_row to take. Same formulas as general_row with z = x and shift = m.
 // Out of place without label smoothing: row_online (one sweep), then pass 3. In place, or with
 // label smoothing: pass 1 (max), pass 2 (exps), pass 3 (scale), the row in cache after pass 1.
 template <typename T>
 bool fast_row(const T* x, int64_t C, int64_t y, const SoftmaxCEOptions& opt, double* loss, T* g,
-              double grad_scale, std::vector<T>& shifts) {
+              double grad_scale, Buffer<T>& shifts) {
   const double eps = opt.label_smoothing;
   const double* w = opt.weight;
   const double x_y = static_cast<double>(x[y]);  // read before an in-place pass overwrites it
@@ -331,10 +161,10 @@ void softmax_ce_index_split(const T* logits, int64_t n_rows, int64_t C, const in
                             const SoftmaxCEOptions& opt, double* loss_out, T* grad,
                             double grad_scale, int n_threads) {
   const int64_t n_chunks = (C + kChunk - 1) / kChunk;
-  std::vector<T> shifts(static_cast<size_t>(n_chunks));
-  std::vector<double> part_s(static_cast<size_t>(n_threads));
-  std::vector<T> part_m(static_cast<size_t>(n_threads));
-  std::vector<double> z;
+  Buffer<T> shifts(n_chunks);
+  Buffer<double> part_s(n_threads);
+  Buffer<T> part_m(n_threads);
+  Buffer<double> z;
   double k = 0.0;
   T m = 0;
   bool general = false;
@@ -372,7 +202,7 @@ void softmax_ce_index_split(const T* logits, int64_t n_rows, int64_t C, const in
         for (int i = 1; i < nt; ++i) m = part_m[i] > m ? part_m[i] : m;
         general = !std::isfinite(m);
         if (general) {
-          if (z.empty()) z.resize(static_cast<size_t>(C));
+          if (z.empty()) z.resize((C));
           general_row(x, C, y, opt, loss_out + n, g, grad_scale, z);
         } else {
           double s = 0.0;  // s = sum_t s_t exp(m_t - m), in thread order (deterministic)
@@ -422,8 +252,8 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
 #endif
 #pragma omp parallel if (n_rows * n_classes >= kParallelMinElements)
   {
-    std::vector<double> z;
-    std::vector<T> shifts(static_cast<size_t>((n_classes + kChunk - 1) / kChunk));
+    Buffer<double> z;
+    Buffer<T> shifts((n_classes + kChunk - 1) / kChunk);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < n_rows; ++n) {
       const T* x = logits + n * n_classes;
@@ -437,7 +267,7 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
       }
       if (opt.softcap == 0.0 && fast_row(x, n_classes, y, opt, loss_out + n, g, grad_scale, shifts))
         continue;
-      if (z.empty()) z.resize(static_cast<size_t>(n_classes));
+      if (z.empty()) z.resize((n_classes));
       general_row(x, n_classes, y, opt, loss_out + n, g, grad_scale, z);
     }
   }
@@ -447,55 +277,159 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
 // t~_c = (1-eps) t_c + eps/C' [c unmasked];  l = -sum_c w_c t~_c log p_c + z_loss lse^2
 // (a zero w_c t~_c times an infinite log p_c is 0);
 // d l / d z_j = p_j (sum_c w_c t~_c + 2 z_loss lse) - w_j t~_j, times dz_j/dx_j with softcap.
-template <typename T>
-void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const double* targets,
-                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
+namespace {
+
+// Any row, in float64 (soft-capped, or with a maximum that is not finite); z: C doubles.
+template <typename T, typename TT>
+void dense_general_row(const T* x, const TT* t, int64_t C, const SoftmaxCEOptions& opt,
+                       double* loss, T* g, double grad_scale, Buffer<double>& z) {
   const double eps = opt.label_smoothing;
   const double* w = opt.weight;
+  double m = -kInf;
+  int64_t unmasked = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double zc = capped(static_cast<double>(x[c]), opt.softcap);
+    z[c] = zc;
+    if (zc > m || std::isnan(zc)) m = std::isnan(m) ? m : zc;  // NaN max, as np.max
+    unmasked += zc != -kInf;
+  }
+  const double shift = std::isfinite(m) ? m : 0.0;
+  double s = 0.0;
+  for (int64_t c = 0; c < C; ++c) s += std::exp(z[c] - shift);
+  const double log_s = std::log(s);
+  const double lse = shift + log_s;
+  const double eps_c = eps / static_cast<double>(unmasked > 0 ? unmasked : 1);
+  double l = 0.0, wt_sum = 0.0;
+  for (int64_t c = 0; c < C; ++c) {
+    const double tt = (1.0 - eps) * static_cast<double>(t[c]) + (z[c] != -kInf ? eps_c : 0.0);
+    const double wt = (w ? w[c] : 1.0) * tt;
+    wt_sum += wt;
+    if (wt != 0.0) l += wt * (log_s + (shift - z[c]));  // -log p_c = log s + (m - z_c)
+  }
+  if (opt.z_loss > 0.0) l += opt.z_loss * lse * lse;
+  if (lse == -kInf) l = kInf;
+  *loss = l;
+  if (!g) return;
+  const double A = wt_sum + 2.0 * opt.z_loss * lse;
+  for (int64_t c = 0; c < C; ++c) {
+    const double zc = z[c];
+    const double tt = (1.0 - eps) * static_cast<double>(t[c]) + (zc != -kInf ? eps_c : 0.0);
+    double d = std::exp((zc - shift) - log_s) * A - (w ? w[c] : 1.0) * tt;
+    if (opt.softcap != 0.0) {
+      const double u = zc / opt.softcap;
+      d *= zc == -kInf ? 0.0 : 1.0 - u * u;
+    }
+    g[c] = static_cast<T>(d * grad_scale);
+  }
+}
+
+// Number of classes whose logit is not -inf.
+template <typename T>
+int64_t row_unmasked(const T* __restrict x, int64_t C) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  int64_t count = 0;
+#pragma omp simd reduction(+ : count)
+  for (int64_t c = 0; c < C; ++c) count += x[c] != ninf ? 1 : 0;
+  return count;
+}
+
+// Pass 2 of a dense row (the row in cache after pass 1): s = sum e_c, e_c = exp(x_c - m),
+// stored into g when given; S1 = sum w_c t~_c and S2 = sum w_c t~_c (x_c - m), so that
+// l = sum_c w_c t~_c (lse - x_c) = S1 log s - S2 (S2 = -inf when a masked class has target
+// mass: the loss is inf). Sums in T per chunk, chunks in float64.
+template <bool Weighted, typename T, typename TT>
+void dense_sums(const T* __restrict x, const TT* __restrict t, T* __restrict g, int64_t C, T m,
+                T a, T eps_c, const double* __restrict w, double* s_out, double* s1_out,
+                double* s2_out) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+  double s = 0.0, s1 = 0.0, s2 = 0.0, masked_mass = 0.0;
+  const bool a_pos = a != T(0);
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T ps = 0, p1 = 0, p2 = 0, pm = 0;
+#pragma omp simd reduction(+ : ps, p1, p2, pm)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T d = x[c] - m;
+      const T e = exp_nonpos(d);
+      if (g) g[c] = e;
+      const bool live = x[c] != ninf;
+      const T tt = a * narrow<T>(t[c]) + (live ? eps_c : T(0));
+      const T wt = Weighted ? static_cast<T>(w[c]) * tt : tt;
+      ps += e;
+      p1 += wt;
+      p2 += live ? wt * d : T(0);
+      // a masked class (log p = -inf) with target mass costs inf; decided on the inputs
+      // themselves, so a mass that rounds to 0 in T still counts
+      pm += (!live && a_pos && t[c] != TT(0) && (!Weighted || w[c] != 0.0)) ? T(1) : T(0);
+    }
+    s += static_cast<double>(ps);
+    s1 += static_cast<double>(p1);
+    s2 += static_cast<double>(p2);
+    masked_mass += static_cast<double>(pm);
+  }
+  *s_out = s;
+  *s1_out = s1;
+  *s2_out = masked_mass > 0.0 ? -std::numeric_limits<double>::infinity() : s2;
+}
+
+// Pass 3: g_c = e_c k - grad_scale w_c t~_c.
+template <bool Weighted, typename T, typename TT>
+void dense_scale(const T* __restrict x, const TT* __restrict t, T* __restrict g, int64_t C, T k,
+                 T a, T eps_c, const double* __restrict w, T scale) {
+  const T ninf = -std::numeric_limits<T>::infinity();
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) {
+    const T tt = a * narrow<T>(t[c]) + (x[c] != ninf ? eps_c : T(0));
+    const T wt = Weighted ? static_cast<T>(w[c]) * tt : tt;
+    g[c] = g[c] * k - scale * wt;
+  }
+}
+
+// One row without soft-capping, in T; false (nothing written) when the maximum is not finite.
+template <typename T, typename TT>
+bool dense_fast_row(const T* x, const TT* t, int64_t C, const SoftmaxCEOptions& opt,
+                    double* loss, T* g, double grad_scale) {
+  const T m = row_max(x, C);
+  if (!std::isfinite(m)) return false;
+  const double eps = opt.label_smoothing;
+  const int64_t unmasked = eps > 0.0 ? row_unmasked(x, C) : C;
+  const T a = static_cast<T>(1.0 - eps), eps_c = static_cast<T>(eps / static_cast<double>(unmasked));
+  double s, s1, s2;
+  if (opt.weight)
+    dense_sums<true>(x, t, g, C, m, a, eps_c, opt.weight, &s, &s1, &s2);
+  else
+    dense_sums<false>(x, t, g, C, m, a, eps_c, opt.weight, &s, &s1, &s2);
+  const double log_s = std::log(s);
+  const double lse = static_cast<double>(m) + log_s;
+  double l = s1 * log_s - s2;
+  if (opt.z_loss > 0.0) l += opt.z_loss * lse * lse;
+  *loss = l;
+  if (!g) return true;
+  const T k = static_cast<T>(grad_scale * (s1 + 2.0 * opt.z_loss * lse) / s);
+  if (opt.weight)
+    dense_scale<true>(x, t, g, C, k, a, eps_c, opt.weight, static_cast<T>(grad_scale));
+  else
+    dense_scale<false>(x, t, g, C, k, a, eps_c, opt.weight, static_cast<T>(grad_scale));
+  return true;
+}
+
+}  // namespace
+
+template <typename T, typename TT>
+void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t C, const TT* targets,
+                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale) {
 #pragma omp parallel if (n_rows * C >= kParallelMinElements)
   {
-    std::vector<double> z(static_cast<size_t>(C));
+    Buffer<double> z;
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < n_rows; ++n) {
       const T* x = logits + n * C;
-      const double* t = targets + n * C;
-      double m = -kInf;
-      int64_t unmasked = 0;
-      for (int64_t c = 0; c < C; ++c) {
-        const double zc = capped(static_cast<double>(x[c]), opt.softcap);
-        z[c] = zc;
-        if (zc > m || std::isnan(zc)) m = std::isnan(m) ? m : zc;  // NaN max, as np.max
-        unmasked += zc != -kInf;
-      }
-      const double shift = std::isfinite(m) ? m : 0.0;
-      double s = 0.0;
-      for (int64_t c = 0; c < C; ++c) s += std::exp(z[c] - shift);
-      const double log_s = std::log(s);
-      const double lse = shift + log_s;
-      const double eps_c = eps / static_cast<double>(unmasked > 0 ? unmasked : 1);
-      double l = 0.0, wt_sum = 0.0;
-      for (int64_t c = 0; c < C; ++c) {
-        const double tt = (1.0 - eps) * t[c] + (z[c] != -kInf ? eps_c : 0.0);
-        const double wt = (w ? w[c] : 1.0) * tt;
-        wt_sum += wt;
-        if (wt != 0.0) l += wt * (log_s + (shift - z[c]));  // -log p_c = log s + (m - z_c)
-      }
-      if (opt.z_loss > 0.0) l += opt.z_loss * lse * lse;
-      if (lse == -kInf) l = kInf;
-      loss_out[n] = l;
-      if (!grad) continue;
-      T* g = grad + n * C;
-      const double A = wt_sum + 2.0 * opt.z_loss * lse;
-      for (int64_t c = 0; c < C; ++c) {
-        const double zc = z[c];
-        const double tt = (1.0 - eps) * t[c] + (zc != -kInf ? eps_c : 0.0);
-        double d = std::exp((zc - shift) - log_s) * A - (w ? w[c] : 1.0) * tt;
-        if (opt.softcap != 0.0) {
-          const double u = zc / opt.softcap;
-          d *= zc == -kInf ? 0.0 : 1.0 - u * u;
-        }
-        g[c] = static_cast<T>(d * grad_scale);
-      }
+      const TT* t = targets + n * C;
+      T* g = grad ? grad + n * C : nullptr;
+      if (opt.softcap == 0.0 && dense_fast_row(x, t, C, opt, loss_out + n, g, grad_scale))
+        continue;
+      if (z.empty()) z.resize(C);
+      dense_general_row(x, t, C, opt, loss_out + n, g, grad_scale, z);
     }
   }
 }
@@ -518,7 +452,7 @@ void normalize_general_row(const T* x, int64_t C, double* lse, T* out, bool log_
 
 // log p_c = (x_c - m) - log s, formed in float64 (where x_c - m is exact).
 template <typename T>
-CROSSENT_CLONES void row_log_softmax(const T* x, T* out, int64_t C, double m, double log_s) {
+void row_log_softmax(const T* x, T* out, int64_t C, double m, double log_s) {
 #pragma omp simd
   for (int64_t c = 0; c < C; ++c)
     out[c] = static_cast<T>((static_cast<double>(x[c]) - m) - log_s);
@@ -526,9 +460,9 @@ CROSSENT_CLONES void row_log_softmax(const T* x, T* out, int64_t C, double m, do
 
 // p_c = exp(x_c - m) / s: one exp and one multiply per element.
 template <typename T>
-CROSSENT_CLONES void row_softmax(const T* x, T* out, int64_t C, T m, T inv_s) {
+void row_softmax(const T* x, T* out, int64_t C, T m, T inv_s) {
 #pragma omp simd
-  for (int64_t c = 0; c < C; ++c) out[c] = fast_exp(static_cast<T>(x[c] - m)) * inv_s;
+  for (int64_t c = 0; c < C; ++c) out[c] = exp_nonpos(static_cast<T>(x[c] - m)) * inv_s;
 }
 
 }  // namespace
@@ -566,9 +500,12 @@ template void softmax_ce_index<float>(const float*, int64_t, int64_t, const int6
                                       const SoftmaxCEOptions&, double*, float*, double);
 template void softmax_ce_index<double>(const double*, int64_t, int64_t, const int64_t*,
                                        const SoftmaxCEOptions&, double*, double*, double);
-template void softmax_ce_dense<float>(const float*, int64_t, int64_t, const double*,
-                                      const SoftmaxCEOptions&, double*, float*, double);
-template void softmax_ce_dense<double>(const double*, int64_t, int64_t, const double*,
-                                       const SoftmaxCEOptions&, double*, double*, double);
+#define CROSSENT_INSTANTIATE_DENSE(T, TT)                                                  \
+  template void softmax_ce_dense<T, TT>(const T*, int64_t, int64_t, const TT*,             \
+                                        const SoftmaxCEOptions&, double*, T*, double);
+CROSSENT_INSTANTIATE_DENSE(float, float)
+CROSSENT_INSTANTIATE_DENSE(float, double)
+CROSSENT_INSTANTIATE_DENSE(double, float)
+CROSSENT_INSTANTIATE_DENSE(double, double)
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

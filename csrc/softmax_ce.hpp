@@ -3,16 +3,10 @@
 #pragma once
 #include <cstdint>
 
-namespace crossent {
+#include "level.hpp"
+#include "options.hpp"
 
-struct SoftmaxCEOptions {
-  const double* weight = nullptr;  // [C] class weights, or nullptr for all ones
-  bool has_ignore = false;
-  int64_t ignore_index = 0;
-  double label_smoothing = 0.0;
-  double z_loss = 0.0;
-  double softcap = 0.0;  // 0 = no soft-capping
-};
+CROSSENT_LEVEL_BEGIN
 
 // logits: [N, C] C-contiguous; labels: [N]; loss_out: [N] per-row losses (ignored rows 0).
 // grad: [N, C] or nullptr; when given it receives grad_scale * d loss_n / d logits_n. grad may
@@ -22,9 +16,10 @@ template <typename T>
 void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const int64_t* labels,
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
 
-// targets: [N, C] distributions (float64). Options: weight, label_smoothing, z_loss, softcap.
-template <typename T>
-void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const double* targets,
+// targets: [N, C] distributions, read in their own dtype TT. Options: weight, label_smoothing,
+// z_loss, softcap.
+template <typename T, typename TT>
+void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const TT* targets,
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
 
 // Row normalisation, one row of logits x at a time: lse = logsumexp(x) into lse_out (may be
@@ -35,4 +30,4 @@ template <typename T>
 void normalize_rows(const T* x, int64_t n_rows, int64_t n_classes, double* lse_out, T* out,
                     bool log_space);
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

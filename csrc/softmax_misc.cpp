@@ -1,19 +1,72 @@
 #include "softmax_misc.hpp"
 
-#include "parallel.hpp"
-#include "row_scalar.hpp"
-
 #include <cmath>
 #include <cstring>
 #include <limits>
 
-namespace crossent {
+#include "elementwise.hpp"
+#include "parallel.hpp"
+#include "row_scalar.hpp"
+#include "softmax_rows.hpp"
+
+CROSSENT_LEVEL_BEGIN
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0.
-inline double zero_times(double coef, double value) { return coef == 0.0 ? 0.0 : coef * value; }
+// The focal row's scalars from lp = log p_y: the loss -alpha_y u^gamma lp and the factor
+// coef = alpha_y u^gamma (1 - gamma p_y lp / u) of d l / d z_j = coef (p_j - [j = y]), with
+// u = 1 - p_y = -expm1(lp) (no cancellation) and lp / u -> -1 as u -> 0 (gamma < 1 stays
+// finite). Every class masked: lp = -inf, p_y = 0.
+inline double focal_scalars(double lp, double a_y, double gamma, double* coef) {
+  const double p_y = std::exp(lp);
+  const double u = -std::expm1(lp);
+  const double u_gamma = std::pow(u, gamma);  // 0^0 = 1
+  const double r = u == 0.0 ? -1.0 : lp / u;
+  *coef = a_y * (u_gamma * (1.0 - gamma * zero_times(p_y, r)));
+  return zero_times(a_y * u_gamma, -lp);
+}
+
+// A row whose maximum is not finite, in float64 as the reference.
+template <typename T>
+void focal_general_row(const T* x, int64_t C, int64_t y, double a_y, double gamma, double* loss,
+                       T* g, double grad_scale) {
+  double shift, log_s;
+  shifted_log_sum_exp(x, C, &shift, &log_s);
+  const double lse = shift + log_s;
+  // log p_c = (z_c - m) - log s: shifted, no digits lost to large logits
+  const double lp = lse == -kInf ? -kInf : (static_cast<double>(x[y]) - shift) - log_s;
+  double coef;
+  *loss = focal_scalars(lp, a_y, gamma, &coef);
+  if (!g) return;
+  for (int64_t c = 0; c < C; ++c) {
+    double d = std::exp((static_cast<double>(x[c]) - shift) - log_s);
+    if (c == y) d -= 1.0;
+    g[c] = static_cast<T>(zero_times(coef, d) * grad_scale);
+  }
+}
+
+// A row with a finite maximum: one online sweep stores e_c = exp(x_c - shift_j) into g and
+// sums them (the softmax cross-entropy's passes), then g_c = e_c k, k = coef grad_scale / s
+// (times each chunk's exp(shift_j - m)), the target's entry in float64.
+template <typename T>
+bool focal_fast_row(const T* x, int64_t C, int64_t y, double a_y, double gamma, double* loss,
+                    T* g, double grad_scale, T* shifts) {
+  const double x_y = static_cast<double>(x[y]);
+  T m;
+  const double s = row_online(x, g, C, shifts, &m);
+  if (!std::isfinite(m)) return false;
+  const double log_s = std::log(s);
+  double coef;
+  *loss = focal_scalars((x_y - static_cast<double>(m)) - log_s, a_y, gamma, &coef);
+  if (!g) return true;
+  const double k = coef * grad_scale / s;
+  const double k_y = chunk_factor(k, static_cast<double>(shifts[y / kChunk]), static_cast<double>(m));
+  const double e_y = static_cast<double>(g[y]);
+  row_scale_chunks(g, C, shifts, m, k);
+  g[y] = static_cast<T>(e_y * k_y - coef * grad_scale);
+  return true;
+}
 
 }  // namespace
 
@@ -37,41 +90,26 @@ void nll(const T* log_probs, int64_t n_rows, int64_t C, const int64_t* labels,
   }
 }
 
-// With lp = log p_y, p_y = e^lp, u = 1 - p_y = -expm1(lp) (no cancellation):
-//   l = -alpha_y u^gamma lp,
-//   d l / d z_j = alpha_y (p_j - [j = y]) u^gamma (1 - gamma p_y lp / u),
-// where lp / u -> -1 as u -> 0 (so gamma < 1 stays finite). Every class masked: lp = -inf.
 template <typename T>
 void softmax_focal(const T* logits, int64_t n_rows, int64_t C, const int64_t* labels,
                    const double* alpha, double gamma, bool has_ignore, int64_t ignore_index,
                    double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel for schedule(static) if (n_rows * C >= kParallelMinElements)
-  for (int64_t n = 0; n < n_rows; ++n) {
-    const T* x = logits + n * C;
-    T* g = grad ? grad + n * C : nullptr;
-    const int64_t y = labels[n];
-    if (has_ignore && y == ignore_index) {
-      loss_out[n] = 0.0;
-      if (g) std::memset(g, 0, static_cast<size_t>(C) * sizeof(T));
-      continue;
-    }
-    double shift, log_s;
-    shifted_log_sum_exp(x, C, &shift, &log_s);
-    const double lse = shift + log_s;
-    // log p_c = (z_c - m) - log s: shifted, no digits lost to large logits
-    const double lp = lse == -kInf ? -kInf : (static_cast<double>(x[y]) - shift) - log_s;
-    const double p_y = std::exp(lp);
-    const double u = -std::expm1(lp);
-    const double u_gamma = std::pow(u, gamma);  // 0^0 = 1
-    const double a_y = alpha ? alpha[y] : 1.0;
-    loss_out[n] = zero_times(a_y * u_gamma, -lp);
-    if (!g) continue;
-    const double r = u == 0.0 ? -1.0 : lp / u;
-    const double coef = a_y * (u_gamma * (1.0 - gamma * zero_times(p_y, r)));
-    for (int64_t c = 0; c < C; ++c) {
-      double d = std::exp((static_cast<double>(x[c]) - shift) - log_s);
-      if (c == y) d -= 1.0;
-      g[c] = static_cast<T>(zero_times(coef, d) * grad_scale);
+#pragma omp parallel if (n_rows * C >= kParallelMinElements)
+  {
+    Buffer<T> shifts((C + kChunk - 1) / kChunk);
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < n_rows; ++n) {
+      const T* x = logits + n * C;
+      T* g = grad ? grad + n * C : nullptr;
+      const int64_t y = labels[n];
+      if (has_ignore && y == ignore_index) {
+        loss_out[n] = 0.0;
+        if (g) std::memset(g, 0, static_cast<size_t>(C) * sizeof(T));
+        continue;
+      }
+      const double a_y = alpha ? alpha[y] : 1.0;
+      if (!focal_fast_row(x, C, y, a_y, gamma, loss_out + n, g, grad_scale, shifts.data()))
+        focal_general_row(x, C, y, a_y, gamma, loss_out + n, g, grad_scale);
     }
   }
 }
@@ -86,4 +124,4 @@ template void softmax_focal<double>(const double*, int64_t, int64_t, const int64
                                     const double*, double, bool, int64_t, double*, double*,
                                     double);
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

@@ -2,7 +2,9 @@
 #pragma once
 #include <cstdint>
 
-namespace crossent {
+#include "level.hpp"
+
+CROSSENT_LEVEL_BEGIN
 
 // l_n = -w_y log_probs[n, y]; grad (if not nullptr) = grad_scale * d l_n / d log_probs[n].
 // weight: [C] or nullptr; ignored rows give 0.
@@ -17,4 +19,4 @@ void softmax_focal(const T* logits, int64_t n_rows, int64_t n_classes, const int
                    const double* alpha, double gamma, bool has_ignore, int64_t ignore_index,
                    double* loss_out, T* grad, double grad_scale);
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

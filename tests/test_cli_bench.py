@@ -8,17 +8,34 @@ pytest.importorskip("typer")
 
 from crossent.cli import main  # noqa: E402
 
+CASES = ["softmax CE, class indices", "softmax CE, label smoothing 0.1",
+         "softmax CE, dense targets", "nll", "softmax focal, gamma 2", "sigmoid BCE with logits",
+         "sigmoid focal, gamma 2", "BCE of probabilities", "entropy (float64)",
+         "KL divergence (float64)", "JS divergence (float64)"]
 
-def test_bench_quick_prints_the_table(capsys):
+
+def test_bench_quick_covers_every_loss_and_measure(capsys):
     assert main(["bench", "--quick", "--repeat", "1", "--no-torch"]) == 0
     out = capsys.readouterr().out
-    assert "median ms" in out and "torch/this" in out
-    for method in ("crossent kernel (out= gradient)", "numpy softmax - onehot",
-                   "floor: read + write (np.copyto)", "floor: one read (ndarray.sum)"):
+    assert "median ms" in out and "x floor" in out and "x crossent" in out
+    for case in CASES:
+        assert case in out
+    assert "forward+backward" in out and "floor: read + write (np.copyto)" in out
+    assert "128 x 4096" in out
+
+
+@pytest.mark.slow
+def test_bench_quick_with_torch_lists_the_competitors(capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    assert main(["bench", "--quick", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    for method in ("torch eager + backward", "scipy.stats.entropy",
+                   "floor: read x, t + write (torch.add out=, 2 thr)"):
         assert method in out
-    assert "256 x 4096" in out and "8 x 65536" in out
 
 
-def test_bench_rejects_a_bad_repeat(capsys):
-    assert main(["bench", "--quick", "--repeat", "0"]) == 2
-    assert "--repeat must be >= 1, got 0" in capsys.readouterr().err
+@pytest.mark.parametrize("option, value", [("--repeat", "0"), ("--threads", "0")])
+def test_bench_rejects_bad_counts(capsys, option, value):
+    assert main(["bench", "--quick", option, value]) == 2
+    assert f"{option} must be >= 1, got 0" in capsys.readouterr().err

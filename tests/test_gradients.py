@@ -188,3 +188,50 @@ def test_read_only_out_is_rejected():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="out is read-only"):
         crossent.value_and_grad(crossent.softmax_cross_entropy)(x, [0, 1], out=out)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (None, 0.5), (None, 0.0)])
+def test_sigmoid_focal_gradient_at_infinite_logits_with_hard_targets_is_zero(backend, dtype,
+                                                                            alpha, gamma):
+    """Where the loss is 0 (a hard target, the logit infinite on its side) the gradient is its
+    limit 0, not NaN (issue 9, item 5): the factor (du/dx)/u, which is -inf - -inf in log space,
+    is bounded by 1 and multiplies ce = 0."""
+    x = np.array([np.inf, -np.inf], dtype=dtype)
+    t = np.array([1.0, 0.0], dtype=dtype)
+    value, g = crossent.value_and_grad(crossent.sigmoid_focal_loss)(x, t, alpha=alpha, gamma=gamma)
+    assert value == 0.0
+    np.testing.assert_array_equal(g, [0.0, 0.0])
+    # the same limit from finite logits: the gradient shrinks towards 0
+    near = crossent.grad(crossent.sigmoid_focal_loss)(np.array([30.0, -30.0], dtype), t,
+                                                      alpha=alpha, gamma=gamma)
+    assert np.all(np.abs(near) < 1e-12)
+
+
+@pytest.mark.parametrize("which", ["dense_logits", "dense_targets", "nll", "focal", "binary",
+                                   "binary_targets"])
+def test_out_shared_with_an_input_still_gets_the_right_gradient(backend, which):
+    """Kernels that cannot compute in place are not handed an ``out`` that aliases the first
+    argument; an ``out`` over any other input is refused."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, 6))
+    t = rng.dirichlet(np.ones(6), 4)
+    y = rng.integers(0, 6, 4)
+    loss, first, second = {"dense_logits": (crossent.softmax_cross_entropy, x, t),
+                           "dense_targets": (crossent.softmax_cross_entropy, x, t),
+                           "nll": (crossent.nll_loss, x - 3, y),
+                           "focal": (crossent.softmax_focal_loss, x, y),
+                           "binary": (crossent.sigmoid_focal_loss, x, t),
+                           "binary_targets": (crossent.sigmoid_binary_cross_entropy, x, t)}[which]
+    expected = crossent.grad(loss)(first, second)
+    if which in ("dense_targets", "binary_targets"):
+        # out over the targets is refused (test_losses.py: out sharing memory raises)
+        buf = t.copy()
+        with pytest.raises(ValueError, match="out shares memory with targets"):
+            crossent.grad(loss)(first, buf, out=buf)
+        np.testing.assert_array_equal(buf, t)
+        return
+    buf = first.copy()
+    g = crossent.grad(loss)(buf, second, out=buf)
+    assert g is buf
+    np.testing.assert_allclose(g, expected, rtol=1e-12, atol=1e-15)

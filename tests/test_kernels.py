@@ -13,8 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+import contextlib
+
 import crossent
 import crossent._backend as _backend
+from crossent import _dispatch
 from crossent import _reference as ref
 
 ext = _backend._compiled
@@ -24,6 +27,20 @@ TOL = {np.float64: 1e-12, np.float32: 5e-6}
 DTYPES = [np.float64, np.float32]
 # tails of 2, 4, 8, 16 lanes, and around the 256-element chunks
 ODD_SIZES = [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 255, 256, 257, 513]
+
+
+LEVELS = ext.supported_simd_levels().split(",") if ext is not None else []
+
+
+@contextlib.contextmanager
+def at_level(level):
+    """Run the kernels at one SIMD level inside the block."""
+    previous = ext.simd_level()
+    ext.set_simd_level(level)
+    try:
+        yield
+    finally:
+        ext.set_simd_level(previous)
 
 
 def assert_close(actual, expected, tol):
@@ -212,27 +229,31 @@ def test_few_long_rows_split_over_threads(dtype, case):
 
 
 # ----------------------------------------------------------------------------- other kernels
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_softmax_ce_dense_matches_reference(dtype, data):
+def test_softmax_ce_dense_matches_reference(level, dtype, data):
     x, _ = data.draw(softmax_case(dtype))
     n, c = x.shape
-    t = data.draw(hnp.arrays(np.float64, (n, c), elements=st.floats(0, 1)))
+    t_dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    t = data.draw(hnp.arrays(t_dtype, (n, c), elements=st.floats(0, 1, width=32)))
     weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
     eps = data.draw(st.sampled_from([0.0, 0.1]))
     z_loss = data.draw(st.sampled_from([0.0, 1e-4]))
     softcap = data.draw(st.sampled_from([0.0, 5.0]))
     loss, g = np.empty(n), np.empty_like(x)
-    ext.softmax_ce_dense(x, t, weight, eps, z_loss, softcap, loss, g, 0.5)
-    r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t, weight, eps,
-                                                     z_loss, softcap or None)
+    with at_level(level):
+        ext.softmax_ce_dense(x, t, weight, eps, z_loss, softcap, loss, g, 0.5)
+    r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t.astype(np.float64),
+                                                     weight, eps, z_loss, softcap or None)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, 0.5 * r_grad, TOL[dtype])
 
 
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_nll_and_softmax_focal_match_reference(dtype, data):
+def test_nll_and_softmax_focal_match_reference(level, dtype, data):
     x, labels = data.draw(softmax_case(dtype))
     n, c = x.shape
     weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
@@ -245,40 +266,88 @@ def test_nll_and_softmax_focal_match_reference(dtype, data):
         r_loss, r_grad = ref.nll(logp.astype(np.float64), labels, weight, ignore_index)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, 2.0 * r_grad, TOL[dtype])
-    ext.softmax_focal(x, labels, weight, gamma, ignore_index, loss, g, 1.0)
+    with at_level(level):
+        ext.softmax_focal(x, labels, weight, gamma, ignore_index, loss, g, 1.0)
     r_loss, r_grad = ref.softmax_focal(x.astype(np.float64), labels, weight, gamma, ignore_index)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, r_grad, TOL[dtype])
 
 
+def _binary_call(fn, x, t, *args, grad_scale=1.0):
+    """Run an element-wise kernel with per-element losses, and again for the sum alone: the
+    returned sum equals the per-element losses' sum and the sum-only call gives it too."""
+    loss, g = np.empty(x.size), np.empty_like(x)
+    total, n_bad = fn(x, t, *args, loss, g, grad_scale)
+    assert n_bad == 0  # every target (and probability) drawn lies in [0, 1]
+    np.testing.assert_equal(fn(x, t, *args, None, None, grad_scale), (total, 0))
+    np.testing.assert_allclose(total, np.sum(loss), rtol=1e-6 if x.dtype == np.float32 else 1e-12)
+    return loss, g
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("n", [1, 17, 2048, 70_000])
+def test_binary_kernels_count_inputs_outside_the_unit_interval(level, n):
+    x = np.zeros(n)
+    t = np.full(n, 0.5, dtype=np.float32)
+    t[[0, -1]] = [1.5, np.nan] if n > 1 else [np.nan]
+    p = np.full(n, 0.5)
+    p[n // 2] = -0.25
+    expected_t = 2 if n > 1 else 1
+    with at_level(level):
+        assert ext.sigmoid_bce(x, t, None, None, 0.0, None, None, 1.0)[1] == expected_t
+        assert ext.sigmoid_focal(x, t, 0.25, 2.0, None, None, 1.0)[1] == expected_t
+        assert ext.bce(p, t, None, None, None, 1.0)[1] == expected_t + 1
+        assert ext.bce(p, t, np.ones(n), None, None, 1.0)[1] == expected_t + 1
+
+
+@pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("dtype", DTYPES)
 @given(data=st.data())
-def test_binary_kernels_match_reference(dtype, data):
-    n = data.draw(st.sampled_from(ODD_SIZES))
+def test_binary_kernels_match_reference(level, dtype, data):
+    n = data.draw(st.sampled_from(ODD_SIZES + [2048, 2049, 5000]))
     width = 32 if dtype is np.float32 else 64
     x = data.draw(hnp.arrays(dtype, (n,), elements=st.one_of(
-        st.floats(-40, 40, width=width), st.sampled_from([0.0, 1e4, -1e4, np.inf, -np.inf]))))
+        st.floats(-40, 40, width=width),
+        st.sampled_from([0.0, 1e4, -1e4, 90.0, -90.0, 710.0, -710.0, np.inf, -np.inf]))))
     p = data.draw(hnp.arrays(dtype, (n,), elements=st.floats(0, 1, width=width)))
-    t = data.draw(hnp.arrays(np.float64, (n,), elements=st.floats(0, 1)))
+    t_dtype = data.draw(st.sampled_from([np.float32, np.float64]))
+    t = data.draw(hnp.arrays(t_dtype, (n,), elements=st.one_of(
+        st.floats(0, 1, width=32), st.sampled_from([0.0, 1.0]))))
     w = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (n,), elements=st.floats(0, 3))))
     pw = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (n,), elements=st.floats(0, 3))))
     eps = data.draw(st.sampled_from([0.0, 0.1]))
     alpha = data.draw(st.sampled_from([None, 0.25]))
     gamma = data.draw(st.sampled_from([0.0, 0.5, 2.0]))
-    loss, g = np.empty(n), np.empty_like(x)
-    with np.errstate(all="ignore"):
-        ext.sigmoid_bce(x, t, w, pw, eps, loss, g, 1.0)
-        r_loss, r_grad = ref.sigmoid_binary_cross_entropy(x.astype(np.float64), t, w, pw, eps)
+    t64 = t.astype(np.float64)
+    with np.errstate(all="ignore"), at_level(level):
+        loss, g = _binary_call(ext.sigmoid_bce, x, t, w, pw, eps)
+        r_loss, r_grad = ref.sigmoid_binary_cross_entropy(x.astype(np.float64), t64, w, pw, eps)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad, TOL[dtype])
-        ext.bce(p, t, w, loss, g, 1.0)
-        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t, w)
+        loss, g = _binary_call(ext.bce, p, t, w)
+        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64, w)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad.astype(dtype), TOL[dtype])  # 1/p may overflow float32
-        ext.sigmoid_focal(x, t, alpha, gamma, loss, g, 1.0)
-        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t, alpha, gamma)
+        loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma)
+        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64, alpha, gamma)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sigmoid_focal_gradient_is_zero_at_infinite_logits_with_hard_targets(level, dtype):
+    """The loss is 0 there and the gradient's limit is 0 (it was NaN: -inf - -inf)."""
+    x = np.array([np.inf, -np.inf, np.inf, -np.inf], dtype)
+    t = np.array([1.0, 0.0, 1.0, 0.0])
+    for alpha, gamma in [(0.25, 2.0), (None, 0.5), (None, 0.0)]:
+        with at_level(level):
+            loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma)
+        np.testing.assert_array_equal(loss, 0.0)
+        np.testing.assert_array_equal(g, 0.0)
+        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t, alpha, gamma)
+        np.testing.assert_array_equal(r_loss, 0.0)
+        np.testing.assert_array_equal(r_grad, 0.0)
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -424,3 +493,56 @@ def test_normalize_rows_bad_input():
         ext.normalize_rows(np.zeros((4, 3)).T, None, None, True)  # not C-contiguous: never converted
     with pytest.raises(TypeError):
         ext.normalize_rows(x, None, np.empty((3, 4), np.float32), True)  # dtype mismatch
+
+
+# ----------------------------------------------------------------------------- measures
+MEASURES = ["entropy", "cross_entropy", "kl_divergence", "js_divergence"]
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_measure_kernels_match_the_numpy_path(level, dtype, data):
+    """The compiled measures (rows validated in the same read) against measures.py's own NumPy
+    path (float64), on rows with zeros, near-one-hot rows and subnormal entries."""
+    n = data.draw(st.integers(1, 4))
+    c = data.draw(st.sampled_from(ODD_SIZES))
+    seed = data.draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    conc = data.draw(st.sampled_from([0.05, 1.0, 20.0]))
+    p = rng.dirichlet(np.full(c, conc), n)
+    q = rng.dirichlet(np.full(c, conc), n)
+    p[p < data.draw(st.sampled_from([0.0, 1e-3]))] = 0.0
+    if c > 1 and data.draw(st.booleans()):
+        q[:, 0] = data.draw(st.sampled_from([0.0, 1e-310, 1e-40]))
+        q[q[:, 1:].sum(axis=1) == 0, -1] = 1.0  # all of a row's mass was on class 0
+    p /= p.sum(axis=1, keepdims=True)
+    q /= q.sum(axis=1, keepdims=True)
+    p, q = p.astype(dtype), q.astype(dtype)
+    for name in MEASURES:
+        fn = getattr(crossent, name)
+        args = (p,) if name == "entropy" else (p, q)
+        with _backend.use_backend("reference"):
+            expected = fn(*args)
+        with at_level(level):
+            got = _dispatch.measure(name, *args, None, -1) if name == "entropy" else \
+                _dispatch.measure(name, p, q, -1)
+        if got is None:  # the kernel handed the case back (a row sum off 1 in float32, say)
+            continue
+        assert_close(np.asarray(got, dtype=dtype), expected, TOL[dtype])
+
+
+def test_measure_kernel_hands_bad_rows_back_and_rejects_bad_arguments():
+    p = np.array([[0.5, 0.5], [0.7, 0.7]])
+    assert _dispatch.measure("entropy", p, None, -1) is None  # row 1 sums to 1.4
+    with pytest.raises(ValueError, match=r"p row \[1\] sums to 1.4"):
+        crossent.entropy(p)
+    p[1] = [1.5, -0.5]
+    assert _dispatch.measure("kl_divergence", p, p[::-1].copy(), -1) is None
+    value, s = np.empty(2), np.empty(2)
+    with pytest.raises(ValueError, match="q is needed"):
+        ext.measure_rows(2, p, None, value, s, None)
+    with pytest.raises(ValueError, match="kind must be"):
+        ext.measure_rows(7, p, p, value, s, s)
+    with pytest.raises(ValueError, match="q must have the shape of p"):
+        ext.measure_rows(1, p, np.zeros((2, 3)), value, s, s)

@@ -534,3 +534,98 @@ def test_value_and_grad_without_the_first_argument_is_a_missing_argument(backend
         vg(loss)(out=np.zeros((2, 2)))
     with pytest.raises(TypeError, match="missing a required argument: 'targets'"):
         vg(loss)(np.zeros((2, 2)), out=np.zeros((2, 2)))
+
+
+# ----------------------------------------------------------------------------- sample_weight, where
+def _weighted_cases(rng):
+    """(loss, first argument, other arguments, options, per-row count weight c_n) on a (6, 5)
+    problem; "mean" with row weights r divides by sum_n r_n c_n."""
+    x = rng.normal(size=(6, 5)) * 2
+    y = rng.integers(0, 5, 6)
+    y[2] = -100
+    w = rng.uniform(0.5, 2, 5)
+    t = rng.dirichlet(np.ones(5), 6)
+    tb = rng.uniform(0, 1, (6, 5))
+    p = rng.uniform(0.05, 0.95, (6, 5))
+    kept = (y != -100).astype(float)
+    return [
+        (crossent.softmax_cross_entropy, x, (y,), {"weight": w, "ignore_index": -100},
+         np.where(kept > 0, w[np.where(kept > 0, y, 0)], 0.0)),
+        (crossent.softmax_cross_entropy, x, (t,), {"label_smoothing": 0.1}, np.ones(6)),
+        (crossent.nll_loss, x - 3, (y,), {"ignore_index": -100}, kept),
+        (crossent.softmax_focal_loss, x, (y,), {"ignore_index": -100, "gamma": 1.5}, kept),
+        (crossent.sigmoid_binary_cross_entropy, x, (tb,), {"pos_weight": w}, np.ones((6, 5))),
+        (crossent.binary_cross_entropy, p, (tb,), {}, np.ones((6, 5))),
+        (crossent.sigmoid_focal_loss, x, (tb,), {"alpha": 0.3}, np.ones((6, 5))),
+    ]
+
+
+WEIGHTED_IDS = ["softmax_ce_index", "softmax_ce_dense", "nll", "softmax_focal", "sigmoid_bce",
+                "bce", "sigmoid_focal"]
+
+
+@pytest.mark.parametrize("case", range(7), ids=WEIGHTED_IDS)
+def test_sample_weight_and_where_match_the_direct_formula(backend, case):
+    rng = np.random.default_rng(case)
+    loss, x, rest, opts, c = _weighted_cases(rng)[case]
+    unit = c.shape  # rows, or elements for the binary losses
+    r = rng.uniform(0, 3, unit)
+    mask = rng.random(unit) < 0.7
+    mask.flat[0] = True
+    per_row = loss(x, *rest, reduction="none", **opts)  # l_n, unweighted
+    rm = np.where(mask, r, 0.0)
+    expected_sum = np.sum(rm * per_row)
+    expected_mean = expected_sum / np.sum(rm * c)
+    got_none = loss(x, *rest, sample_weight=r, where=mask, reduction="none", **opts)
+    np.testing.assert_allclose(got_none, rm * per_row, rtol=1e-12, atol=1e-15)
+    assert loss(x, *rest, sample_weight=r, where=mask, reduction="sum", **opts) == \
+        pytest.approx(expected_sum, rel=1e-12)
+    assert loss(x, *rest, sample_weight=r, where=mask, **opts) == pytest.approx(expected_mean, rel=1e-12)
+    # the gradient: d/dx of sum_n r_n l_n / D, against central differences in float64
+    g = vg(loss)(x, *rest, sample_weight=r, where=mask, **opts)[1]
+    h = 1e-6
+    fd = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        fd[idx] = (loss(xp, *rest, sample_weight=r, where=mask, **opts)
+                   - loss(xm, *rest, sample_weight=r, where=mask, **opts)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_sample_weight_matches_sklearn_log_loss(backend):
+    metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(4), 50)
+    y = rng.integers(0, 4, 50)
+    sw = rng.uniform(0, 2, 50)
+    ours = crossent.softmax_cross_entropy(np.log(p), y, sample_weight=sw)
+    assert ours == pytest.approx(metrics.log_loss(y, p, sample_weight=sw, labels=range(4)), rel=1e-12)
+    tb = rng.integers(0, 2, 50).astype(float)
+    pb = rng.uniform(0.01, 0.99, 50)
+    ours = crossent.binary_cross_entropy(pb, tb, sample_weight=sw)
+    assert ours == pytest.approx(metrics.log_loss(tb, pb, sample_weight=sw), rel=1e-12)
+
+
+def test_where_drops_rows_whose_loss_is_not_finite(backend):
+    """Masked-out rows count for nothing, even where their logits are NaN (as optax's where)."""
+    x = np.array([[0.0, 1.0], [np.nan, 0.0], [-np.inf, -np.inf]])
+    y = np.array([1, 0, 0])
+    mask = np.array([True, False, False])
+    value, g = vg(crossent.softmax_cross_entropy)(x, y, where=mask)
+    assert value == pytest.approx(np.log1p(np.exp(-1.0)), rel=1e-14)
+    assert np.all(np.isfinite(g)) and np.all(g[1:] == 0)
+    value, g = vg(crossent.softmax_cross_entropy)(x, y, where=np.zeros(3, bool))
+    assert value == 0.0 and np.all(g == 0)  # nothing counted: 0, not NaN
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"where": np.ones(3)}, TypeError, "where must be a boolean mask, got dtype float64"),
+    ({"where": np.ones(4, bool)}, ValueError, r"where of shape \(4,\) does not broadcast to \(3,\)"),
+    ({"sample_weight": [1.0, -1.0, 1.0]}, ValueError, r"sample_weight\[1\] = -1"),
+    ({"sample_weight": [1.0, np.nan, 1.0]}, ValueError, "sample_weight"),
+])
+def test_bad_sample_weight_or_where_is_rejected(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        crossent.softmax_cross_entropy(np.zeros((3, 2)), [0, 1, 0], **kwargs)

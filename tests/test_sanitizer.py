@@ -3,7 +3,8 @@
 The extension is built from this checkout with CMake (option CROSSENT_SANITIZE) into a
 temporary directory, then a script imports that build directly and runs every kernel over
 edge sizes (SIMD tails, chunk boundaries, one class), options, masked and NaN rows, the
-in-place gradient, and bad inputs. Any sanitizer report fails the test.
+in-place gradient, float32 and float64 targets, the math layer, and bad inputs, at every SIMD
+level the CPU runs. Any sanitizer report fails the test.
 """
 
 from __future__ import annotations
@@ -40,49 +41,68 @@ EXERCISE = textwrap.dedent(
         raise SystemExit(f"{fn.__name__}: expected {exc.__name__}")
 
 
-    for dtype in (np.float32, np.float64):
-        for c in SIZES:
-            n = 3
-            x = (rng.standard_normal((n, c)) * 5).astype(dtype)
-            x[1, : c // 2] = -np.inf
-            if c > 2:
-                x[2, 1] = np.nan
-            y = rng.integers(0, c, n)
-            w = rng.random(c)
-            loss, g = np.empty(n), np.empty_like(x)
-            for opts in [(None, None, 0.0, 0.0, 0.0), (w, int(y[0]), 0.1, 1e-4, 0.0),
-                         (w, None, 0.0, 0.0, 3.0), (None, None, 1.0, 0.0, 0.0)]:
-                ext.softmax_ce_index(x, y, *opts, loss, g, 0.5)
-                ext.softmax_ce_index(x, y, *opts, loss, None, 1.0)
-                buf = x.copy()
-                ext.softmax_ce_index(buf, y, *opts, loss, buf, 1.0)
-            x[0, -1] = np.inf
-            ext.softmax_ce_index(x, y, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
-            t = rng.random((n, c))
-            ext.softmax_ce_dense(x, t, w, 0.1, 1e-4, 2.0, loss, g, 1.0)
-            ext.nll(np.minimum(x, 0), y, w, None, loss, g, 1.0)
-            ext.softmax_focal(x, y, w, 2.0, int(y[1]), loss, g, 1.0)
-            ext.softmax_focal(x, y, None, 0.5, None, loss, None, 1.0)
-            flat = x.reshape(-1)
-            tf = rng.random(flat.size)
-            lf, gf = np.empty(flat.size), np.empty_like(flat)
-            ext.sigmoid_bce(flat, tf, tf, tf, 0.1, lf, gf, 1.0)
-            ext.bce(np.abs(np.tanh(flat)), tf, None, lf, gf, 1.0)
-            ext.sigmoid_focal(flat, tf, 0.25, 2.0, lf, gf, 1.0)
-            lse, out = np.empty(x.shape[0]), np.empty_like(x)
-            ext.normalize_rows(x, lse, out, True)
-            ext.normalize_rows(x, lse, out, False)
-            ext.normalize_rows(x, None, x.copy(), True)
+    for level in ext.supported_simd_levels().split(","):
+        ext.set_simd_level(level)
+        for dtype in (np.float32, np.float64):
+            for c in SIZES:
+                n = 3
+                x = (rng.standard_normal((n, c)) * 5).astype(dtype)
+                x[1, : c // 2] = -np.inf
+                if c > 2:
+                    x[2, 1] = np.nan
+                y = rng.integers(0, c, n)
+                w = rng.random(c)
+                loss, g = np.empty(n), np.empty_like(x)
+                for opts in [(None, None, 0.0, 0.0, 0.0), (w, int(y[0]), 0.1, 1e-4, 0.0),
+                             (w, None, 0.0, 0.0, 3.0), (None, None, 1.0, 0.0, 0.0)]:
+                    ext.softmax_ce_index(x, y, *opts, loss, g, 0.5)
+                    ext.softmax_ce_index(x, y, *opts, loss, None, 1.0)
+                    buf = x.copy()
+                    ext.softmax_ce_index(buf, y, *opts, loss, buf, 1.0)
+                x[0, -1] = np.inf
+                ext.softmax_ce_index(x, y, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
+                t = rng.random((n, c))
+                ext.softmax_ce_dense(x, t, w, 0.1, 1e-4, 2.0, loss, g, 1.0)
+                ext.softmax_ce_dense(x, t, w, 0.1, 1e-4, 0.0, loss, g, 1.0)
+                ext.softmax_ce_dense(x, t.astype(np.float32), None, 0.0, 0.0, 0.0, loss, None, 1.0)
+                ext.nll(np.minimum(x, 0), y, w, None, loss, g, 1.0)
+                ext.softmax_focal(x, y, w, 2.0, int(y[1]), loss, g, 1.0)
+                ext.softmax_focal(x, y, None, 0.5, None, loss, None, 1.0)
+                flat = x.reshape(-1)
+                tf = rng.random(flat.size)
+                lf, gf = np.empty(flat.size), np.empty_like(flat)
+                tf32 = tf.astype(np.float32)
+                ext.sigmoid_bce(flat, tf, tf, tf, 0.1, lf, gf, 1.0)
+                for tt in (tf, tf32):
+                    ext.sigmoid_bce(flat, tt, None, None, 0.1, lf, gf, 1.0)
+                    ext.sigmoid_bce(flat, tt, None, None, 0.0, None, None, 1.0)
+                    ext.bce(np.abs(np.tanh(flat)), tt, None, lf, gf, 1.0)
+                    ext.bce(np.abs(np.tanh(flat)), tt, tf, None, gf, 1.0)
+                    ext.sigmoid_focal(flat, tt, 0.25, 2.0, lf, gf, 1.0)
+                    ext.sigmoid_focal(flat, tt, None, 0.5, None, gf, 1.0)
+                pr = np.abs(x) / np.maximum(np.abs(x).sum(axis=1, keepdims=True), 1)
+                pr = np.where(np.isfinite(pr), pr, 0).astype(dtype)
+                vals, s1, s2 = np.empty(n), np.empty(n), np.empty(n)
+                ext.measure_rows(0, pr, None, vals, s1, None)
+                for kind in (1, 2, 3):
+                    ext.measure_rows(kind, pr, pr[::-1].copy(), vals, s1, s2)
+                out = np.empty_like(flat)
+                for name in ("exp", "exp_nonpos", "log", "log1p", "log_sigmoid", "softplus", "tanh"):
+                    ext._math(name, flat, out)
+                lse, out = np.empty(x.shape[0]), np.empty_like(x)
+                ext.normalize_rows(x, lse, out, True)
+                ext.normalize_rows(x, lse, out, False)
+                ext.normalize_rows(x, None, x.copy(), True)
 
-        # one long row: its vocabulary split over the threads
-        x1 = rng.standard_normal((1, 70001)).astype(dtype)
-        x1[0, :30000] = -np.inf
-        l1, g1 = np.empty(1), np.empty_like(x1)
-        for label, ignore in ((5, None), (69999, None), (5, 5)):
-            ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 1e-4, 0.0, l1, g1, 1.0)
-            ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 0.0, 0.0, l1, None, 1.0)
-        x1[0, 50000] = np.inf
-        ext.softmax_ce_index(x1, np.array([5]), None, None, 0.0, 0.0, 0.0, l1, g1, 1.0)
+            # one long row: its vocabulary split over the threads
+            x1 = rng.standard_normal((1, 70001)).astype(dtype)
+            x1[0, :30000] = -np.inf
+            l1, g1 = np.empty(1), np.empty_like(x1)
+            for label, ignore in ((5, None), (69999, None), (5, 5)):
+                ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 1e-4, 0.0, l1, g1, 1.0)
+                ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 0.0, 0.0, l1, None, 1.0)
+            x1[0, 50000] = np.inf
+            ext.softmax_ce_index(x1, np.array([5]), None, None, 0.0, 0.0, 0.0, l1, g1, 1.0)
 
     x = np.zeros((3, 4), np.float32)
     y = np.array([0, 1, 9])
@@ -95,6 +115,8 @@ EXERCISE = textwrap.dedent(
     expect(TypeError, ext.softmax_ce_index, x[:, ::2], y % 2, None, None, 0.0, 0.0, 0.0, loss,
            None, 1.0)
     expect(ValueError, ext.bce, np.zeros(5), np.zeros(4), None, np.empty(5), None, 1.0)
+    expect(ValueError, ext.set_simd_level, "neon")
+    expect(ValueError, ext._math, "exp", np.zeros(5), np.zeros(4))
     ext.set_num_threads(1)
     ext.softmax_ce_index(x, y % 4, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
 

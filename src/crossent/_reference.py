@@ -252,6 +252,10 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
         l = alpha_t u^gamma ce
         dl/dx = alpha_t u^gamma [gamma (du/dx / u) ce + sigma(x) - t],
         du/dx / u = (1 - 2t) sigma(x) sigma(-x) / u = (1 - 2t) exp(ls + lsn - log u)
+
+    |du/dx / u| <= max(sigma(x), sigma(-x)) <= 1, and u = 0 only for a hard target with the
+    logit infinite on its side, where ce = 0: the term (du/dx / u) ce is then its limit 0 (not
+    exp(-inf - -inf) * 0 = NaN).
     """
     ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
     ce = -(_zero_times(targets, ls) + _zero_times(1 - targets, lsn))
@@ -260,6 +264,7 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     u_gamma = np.exp(gamma * log_u) if gamma != 0 else np.ones_like(log_u)
     alpha_t = 1.0 if alpha is None else alpha * targets + (1 - alpha) * (1 - targets)
     loss = alpha_t * u_gamma * ce
-    ratio = (1 - 2 * targets) * np.exp(ls + lsn - log_u)
-    grad = alpha_t * u_gamma * (gamma * ratio * ce + np.exp(ls) - targets)
+    with np.errstate(invalid="ignore"):  # -inf - -inf where u = 0: replaced by the limit
+        ratio_ce = np.where(log_u == -np.inf, 0.0, (1 - 2 * targets) * np.exp(ls + lsn - log_u) * ce)
+    grad = alpha_t * u_gamma * (_zero_times(gamma, ratio_ce) + np.exp(ls) - targets)
     return loss, grad

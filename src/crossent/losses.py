@@ -42,6 +42,15 @@ class _Rows(_layout.Rows):
         return value, _into(out, self.restore(grad))
 
 
+def _distinct_out_rows(rows, out, *others):
+    """``out`` as rows a kernel may write directly, unless it shares memory with the input
+    block or ``others`` (only softmax cross-entropy with class indices computes in place)."""
+    o = rows.out_rows(out)
+    if o is None or any(np.may_share_memory(o, a) for a in (rows.block, *others)):
+        return None
+    return o
+
+
 def _into(out, grad):
     """The gradient in the caller's ``out`` buffer (copied unless a kernel wrote it there)."""
     if out is None:
@@ -67,12 +76,56 @@ def _grad_scale(reduction, denominator):
     return 1.0
 
 
-def _counted_weight(labels, weight, ignore_index):
-    """PyTorch's "mean" denominator: sum of w[y] over rows that are not ignored."""
-    counted = labels if ignore_index is None else labels[labels != ignore_index]
-    if weight is None:
-        return float(counted.size)
-    return float(np.sum(weight[counted], dtype=np.float64))
+def _counted_weight(labels, weight, ignore_index, sample=None):
+    """PyTorch's "mean" denominator: sum of w[y] over rows that are not ignored; with row
+    weights (``sample``, a :class:`_SampleWeights`), sum of r_n w[y_n] (Keras, scikit-learn)."""
+    if sample is None or sample.r is None:
+        counted = labels if ignore_index is None else labels[labels != ignore_index]
+        if weight is None:
+            return float(counted.size)
+        return float(np.sum(weight[counted], dtype=np.float64))
+    kept = np.ones(labels.shape, bool) if ignore_index is None else labels != ignore_index
+    c = kept.astype(np.float64) if weight is None else np.where(kept, weight[np.where(kept, labels, 0)], 0.0)
+    return float(np.sum(sample.r * c, dtype=np.float64))
+
+
+class _SampleWeights:
+    """``sample_weight`` times ``where``, validated once: one non-negative weight per row (or
+    element) of ``shape``, flattened (``r``, float64), or None when neither is given.
+
+    A row's loss and gradient are multiplied by its weight, a zero weight zeroing them even
+    where they are infinite or NaN; "mean" divides by the weights of the counted rows."""
+
+    def __init__(self, sample_weight, where, shape):
+        r = _checks.check_broadcast_weight(sample_weight, shape, "sample_weight")
+        if where is not None:
+            mask = np.asarray(where)
+            if mask.dtype != np.bool_:
+                raise TypeError(f"where must be a boolean mask, got dtype {mask.dtype}")
+            try:
+                if np.broadcast_shapes(mask.shape, shape) != tuple(shape):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"where of shape {mask.shape} does not broadcast to {shape}") from None
+            r = mask.astype(np.float64) if r is None else np.where(mask, r, 0.0)
+        self.r = None if r is None else np.broadcast_to(r, shape).reshape(-1).astype(np.float64)
+
+    def total(self, n):
+        """The "mean" denominator of n rows counted once each."""
+        return float(n) if self.r is None else float(np.sum(self.r, dtype=np.float64))
+
+    def apply(self, loss, grad):
+        """Each row's loss, and its gradient rows (``grad`` of shape (rows, ...)), times r_n."""
+        if self.r is None:
+            return loss, grad
+        r = self.r.reshape(loss.shape)
+        with np.errstate(invalid="ignore"):
+            loss = np.where(r == 0, 0.0, loss * r)
+            if grad is not None:
+                rg = self.r.reshape((-1,) + (1,) * (grad.ndim - 1)) if grad.ndim > r.ndim else r
+                np.multiply(grad, rg.astype(grad.dtype, copy=False), out=grad)
+                grad[np.broadcast_to(rg == 0, grad.shape)] = 0
+        return loss, grad
 
 
 def _index_or_dense(targets, rows, name="targets"):
@@ -106,8 +159,8 @@ def _check_gamma(gamma):
 
 # ----------------------------------------------------------------------------- softmax family
 def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
-                           label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean",
-                           need_grad=False, out=None):
+                           label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+                           where=None, reduction="mean", need_grad=False, out=None):
     reduction, eps = _check_options(reduction, label_smoothing)
     zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
     cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
@@ -115,26 +168,30 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
     rows = _Rows(logits, "logits", axis)
     w = _checks.check_class_weight(weight, rows.num_classes)
     kind, t = _index_or_dense(targets, rows)
+    sample = _SampleWeights(sample_weight, where, rows.batch_shape)
     x = rows.block
     if kind == "index":
         y = _checks.check_labels(t, rows.num_classes, ignore_index, "targets").reshape(-1)
-        denominator = _counted_weight(y, w, ignore_index)
+        denominator = _counted_weight(y, w, ignore_index, sample)
         loss, g = _dispatch.softmax_ce_index(x, np.ascontiguousarray(y), w, ignore_index, eps, zl,
                                              cap, _grad_scale(reduction, denominator), need_grad,
                                              out=rows.out_rows(out))
-        return rows.finish(loss, g, reduction, denominator, out)
+        return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
     if ignore_index is not None:
         raise ValueError("ignore_index applies to class-index targets; dense (float) targets "
                          "cannot ignore rows: give those rows zero targets, or pass indices")
     _checks.check_unit_interval(t, "targets")
-    denominator = float(x.shape[0])
-    loss, g = _dispatch.softmax_ce_dense(x, rows.rows_of(t), w, eps, zl, cap,
-                                         _grad_scale(reduction, denominator), need_grad)
-    return rows.finish(loss, g, reduction, denominator, out)
+    denominator = sample.total(x.shape[0])
+    t_rows = rows.rows_of(t)
+    loss, g = _dispatch.softmax_ce_dense(x, t_rows, w, eps, zl, cap,
+                                         _grad_scale(reduction, denominator), need_grad,
+                                         out=_distinct_out_rows(rows, out, t_rows))
+    return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
 def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
-                          label_smoothing=0.0, z_loss=0.0, softcap=None, reduction="mean"):
+                          label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
+                          where=None, reduction="mean"):
     r"""Cross-entropy of the softmax of ``logits`` against class indices or distributions.
 
     Per row, with soft-cap ``s``: :math:`z = s \tanh(x / s)`, :math:`\operatorname{lse} =
@@ -166,6 +223,13 @@ def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index
         :math:`\lambda_z \ge 0`, the weight of the :math:`\operatorname{lse}^2` penalty (PaLM).
     softcap : float, optional
         ``s > 0``: logits pass through :math:`s\tanh(x/s)` first (Gemma 2).
+    sample_weight : array_like, optional
+        Non-negative weight of each row (broadcastable to the logits' shape without ``axis``): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted rows (as Keras
+        and scikit-learn do; with class weights, w[y] times it).
+    where : array_like of bool, optional
+        Mask of the rows that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" divides the sum by :math:`\sum_n w_{y_n}` over rows not ignored (by ``N`` for
         dense targets); a mean over nothing is 0. "none" returns the per-row losses.
@@ -210,11 +274,12 @@ def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index
     """
     return _softmax_cross_entropy(logits, targets, axis=axis, weight=weight,
                                   ignore_index=ignore_index, label_smoothing=label_smoothing,
-                                  z_loss=z_loss, softcap=softcap, reduction=reduction)[0]
+                                  z_loss=z_loss, softcap=softcap, sample_weight=sample_weight,
+                                  where=where, reduction=reduction)[0]
 
 
-def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean",
-              need_grad=False, out=None):
+def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, sample_weight=None,
+              where=None, reduction="mean", need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(log_probs, "log_probs", axis)
@@ -224,13 +289,15 @@ def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, red
         raise ValueError(f"labels has shape {y_arr.shape}, but log_probs of shape {rows.shape} "
                          f"with the class axis {rows.axis} needs labels of shape {rows.batch_shape}")
     y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
-    denominator = _counted_weight(y, w, ignore_index)
+    sample = _SampleWeights(sample_weight, where, rows.batch_shape)
+    denominator = _counted_weight(y, w, ignore_index, sample)
     loss, g = _dispatch.nll(rows.block, y, w, ignore_index, _grad_scale(reduction, denominator),
-                            need_grad)
-    return rows.finish(loss, g, reduction, denominator, out)
+                            need_grad, out=_distinct_out_rows(rows, out))
+    return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
-def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, reduction="mean"):
+def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, sample_weight=None,
+             where=None, reduction="mean"):
     r"""Negative log-likelihood of class indices under given log-probabilities.
 
     .. math:: \ell_n = -w_{y_n} \log p_{n, y_n}
@@ -247,6 +314,13 @@ def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, redu
         Non-negative per-class weights, shape ``(C,)``.
     ignore_index : int, optional
         A label value whose rows count for nothing.
+    sample_weight : array_like, optional
+        Non-negative weight of each row (broadcastable to the shape without ``axis``): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted rows (as Keras
+        and scikit-learn do; with class weights, w[y] times it).
+    where : array_like of bool, optional
+        Mask of the rows that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" divides by :math:`\sum_n w_{y_n}` over rows not ignored (0 if there are none).
 
@@ -262,11 +336,12 @@ def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, redu
     0.458145
     """
     return _nll_loss(log_probs, labels, axis=axis, weight=weight, ignore_index=ignore_index,
-                     reduction=reduction)[0]
+                     sample_weight=sample_weight, where=where, reduction=reduction)[0]
 
 
 def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
-                        reduction="mean", need_grad=False, out=None):
+                        sample_weight=None, where=None, reduction="mean", need_grad=False,
+                        out=None):
     reduction = _checks.check_reduction(reduction)
     gamma = _check_gamma(gamma)
     ignore_index = _checks.check_ignore_index(ignore_index)
@@ -282,14 +357,16 @@ def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignor
         raise ValueError(f"labels has shape {y_arr.shape}, but logits of shape {rows.shape} "
                          f"with the class axis {rows.axis} need labels of shape {rows.batch_shape}")
     y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
-    denominator = _counted_weight(y, None, ignore_index)
+    sample = _SampleWeights(sample_weight, where, rows.batch_shape)
+    denominator = _counted_weight(y, None, ignore_index, sample)
     loss, g = _dispatch.softmax_focal(rows.block, y, a, gamma, ignore_index,
-                                      _grad_scale(reduction, denominator), need_grad)
-    return rows.finish(loss, g, reduction, denominator, out)
+                                      _grad_scale(reduction, denominator), need_grad,
+                                      out=_distinct_out_rows(rows, out))
+    return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 
 def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
-                       reduction="mean"):
+                       sample_weight=None, where=None, reduction="mean"):
     r"""Multi-class focal loss: cross-entropy down-weighted on well-classified rows.
 
     .. math:: \ell_n = -\alpha_{y_n}\,(1 - p_{n,y_n})^{\gamma}\,\log p_{n,y_n},
@@ -314,6 +391,13 @@ def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore
         Focusing parameter :math:`\gamma \ge 0`.
     ignore_index : int, optional
         A label value whose rows count for nothing.
+    sample_weight : array_like, optional
+        Non-negative weight of each row (broadcastable to the logits' shape without ``axis``): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted rows (as Keras
+        and scikit-learn do).
+    where : array_like of bool, optional
+        Mask of the rows that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" averages over the rows not ignored (``alpha`` weighs terms, not the count).
 
@@ -335,39 +419,66 @@ def softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore
     0.00105361
     """
     return _softmax_focal_loss(logits, labels, axis=axis, alpha=alpha, gamma=gamma,
-                               ignore_index=ignore_index, reduction=reduction)[0]
+                               ignore_index=ignore_index, sample_weight=sample_weight,
+                               where=where, reduction=reduction)[0]
 
 
 # ----------------------------------------------------------------------------- binary family
 def _binary_inputs(x, targets, name_x):
-    """C-contiguous float inputs of one shape (0-d stays 0-d), targets in [0, 1]; and the
-    "mean" denominator."""
+    """C-contiguous float inputs of one shape (0-d stays 0-d); and the "mean" denominator. That targets (and
+    probabilities) lie in [0, 1] is checked by :mod:`crossent._dispatch`, in the kernels' pass."""
     arr = np.asarray(_checks.check_floating(x, name_x), order="C")
     t = _checks.check_floating(targets, "targets")
     _checks.check_same_shape(arr, t, name_x, "targets")
-    _checks.check_unit_interval(t, "targets")
     return arr, np.asarray(t, order="C"), float(arr.size)
 
 
-def _finish_elementwise(loss, g, reduction, dtype, shape, out=None):
-    """Reduce the element-wise ``loss``; results take the input's ``shape`` (0-d included)."""
-    value = _reduce(np.reshape(loss, -1), reduction, float(np.size(loss)), dtype, shape)
-    return value, (None if g is None else _into(out, np.reshape(g, shape)))
+def _elementwise_out(out, *inputs):
+    """``out`` if a kernel may write the gradient straight into it (C-contiguous, sharing no
+    memory with the inputs), else None (the gradient is then copied into it)."""
+    if out is None or not out.flags.c_contiguous or any(np.may_share_memory(out, a) for a in inputs):
+        return None
+    return out
+
+
+def _totals(reduction, sample):
+    """Whether the kernel may return the sum of the losses alone (no per-element losses)."""
+    return reduction != "none" and sample.r is None
+
+
+def _finish_elementwise(loss, g, reduction, dtype, n, out=None, sample=None):
+    """``loss``: the element-wise losses, or their float64 sum (the kernels' ``total``)."""
+    if sample is not None and sample.r is not None:
+        loss, g = sample.apply(loss, g)
+        if reduction != "none":
+            loss = float(np.sum(loss, dtype=np.float64))
+    if reduction == "none":
+        value = loss.astype(dtype, copy=False)
+    elif reduction == "mean":
+        value = dtype.type(loss / n if n > 0 else 0.0)
+    else:
+        value = dtype.type(loss)
+    return value, (None if g is None else _into(out, g))
 
 
 def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
-                                  label_smoothing=0.0, reduction="mean", need_grad=False, out=None):
+                                  label_smoothing=0.0, sample_weight=None, where=None,
+                                  reduction="mean", need_grad=False, out=None):
     reduction, eps = _check_options(reduction, label_smoothing)
     x, t, n = _binary_inputs(logits, targets, "logits")
     w = _checks.check_broadcast_weight(weight, x.shape, "weight")
     pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
+    sample = _SampleWeights(sample_weight, where, x.shape)
+    n = sample.total(n)
     loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
-                                                     need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, x.shape, out)
+                                                     need_grad, total=_totals(reduction, sample),
+                                                     out=_elementwise_out(out, x, t))
+    return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)
 
 
 def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
-                                 label_smoothing=0.0, reduction="mean"):
+                                 label_smoothing=0.0, sample_weight=None, where=None,
+                                 reduction="mean"):
     r"""Binary cross-entropy of the sigmoid of ``logits``, element-wise, in log space.
 
     .. math:: \ell = -w\,[\,p_w\,t\log\sigma(x) + (1-t)\log\sigma(-x)\,],
@@ -390,6 +501,13 @@ def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=Non
         as in PyTorch).
     label_smoothing : float, default 0.0
         :math:`\varepsilon` in [0, 1].
+    sample_weight : array_like, optional
+        Non-negative weight of each element (broadcastable to the logits' shape): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted elements (as Keras
+        and scikit-learn do).
+    where : array_like of bool, optional
+        Mask of the elements that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" averages over all elements.
 
@@ -405,20 +523,26 @@ def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=Non
     0.6931471805599453
     """
     return _sigmoid_binary_cross_entropy(logits, targets, weight=weight, pos_weight=pos_weight,
-                                         label_smoothing=label_smoothing, reduction=reduction)[0]
+                                         label_smoothing=label_smoothing,
+                                         sample_weight=sample_weight, where=where,
+                                         reduction=reduction)[0]
 
 
-def _binary_cross_entropy(probs, targets, *, weight=None, reduction="mean", need_grad=False,
-                          out=None):
+def _binary_cross_entropy(probs, targets, *, weight=None, sample_weight=None, where=None,
+                          reduction="mean", need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     p, t, n = _binary_inputs(probs, targets, "probs")
-    _checks.check_unit_interval(p, "probs")
     w = _checks.check_broadcast_weight(weight, p.shape, "weight")
-    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, p.dtype, p.shape, out)
+    sample = _SampleWeights(sample_weight, where, p.shape)
+    n = sample.total(n)
+    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad,
+                                             total=_totals(reduction, sample),
+                                             out=_elementwise_out(out, p, t))
+    return _finish_elementwise(loss, g, reduction, p.dtype, n, out, sample)
 
 
-def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
+def binary_cross_entropy(probs, targets, *, weight=None, sample_weight=None, where=None,
+                         reduction="mean"):
     r"""Binary cross-entropy of probabilities, exactly: no clamping of the logarithm.
 
     .. math:: \ell = -w\,[\,t\log p + (1-t)\log(1-p)\,]
@@ -435,6 +559,13 @@ def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
         Targets in [0, 1], the shape of ``probs``.
     weight : array_like, optional
         Non-negative element weights broadcastable to the shape of ``probs``.
+    sample_weight : array_like, optional
+        Non-negative weight of each element (broadcastable to the shape of ``probs``): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted elements (as Keras
+        and scikit-learn do).
+    where : array_like of bool, optional
+        Mask of the elements that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" averages over all elements.
 
@@ -456,20 +587,26 @@ def binary_cross_entropy(probs, targets, *, weight=None, reduction="mean"):
     >>> round(float(crossent.binary_cross_entropy([0.8, 0.7, 0.1], [1, 1, 0], reduction="sum")), 3)
     0.685
     """
-    return _binary_cross_entropy(probs, targets, weight=weight, reduction=reduction)[0]
+    return _binary_cross_entropy(probs, targets, weight=weight, sample_weight=sample_weight,
+                                 where=where, reduction=reduction)[0]
 
 
-def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean",
-                        need_grad=False, out=None):
+def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, sample_weight=None,
+                        where=None, reduction="mean", need_grad=False, out=None):
     reduction = _checks.check_reduction(reduction)
     gamma = _check_gamma(gamma)
     a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
     x, t, n = _binary_inputs(logits, targets, "logits")
-    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad)
-    return _finish_elementwise(loss, g, reduction, x.dtype, x.shape, out)
+    sample = _SampleWeights(sample_weight, where, x.shape)
+    n = sample.total(n)
+    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad,
+                                      total=_totals(reduction, sample),
+                                      out=_elementwise_out(out, x, t))
+    return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)
 
 
-def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mean"):
+def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, sample_weight=None, where=None,
+                       reduction="mean"):
     r"""Binary focal loss of the sigmoid of ``logits`` (torchvision's definition), in log space.
 
     .. math:: \ell = \alpha_t\,(1-p_t)^{\gamma}\,\mathrm{BCE}(x, t), \quad
@@ -489,6 +626,13 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mea
         Balancing weight of the positive class in [0, 1]; None turns balancing off.
     gamma : float, default 2.0
         Focusing parameter :math:`\gamma \ge 0`; 0 gives (alpha-balanced) cross-entropy.
+    sample_weight : array_like, optional
+        Non-negative weight of each element (broadcastable to the logits' shape): its loss and gradient are
+        multiplied by it, and "mean" divides by the weights of the counted elements (as Keras
+        and scikit-learn do).
+    where : array_like of bool, optional
+        Mask of the elements that count (as in optax); the others add nothing, not even to the
+        "mean" denominator.
     reduction : {"mean", "sum", "none"}, default "mean"
         "mean" averages over all elements.
 
@@ -507,7 +651,8 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, reduction="mea
     >>> float(crossent.sigmoid_focal_loss([0.0], [1.0], alpha=None, gamma=0.0))  # = BCE
     0.6931471805599453
     """
-    return _sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma, reduction=reduction)[0]
+    return _sigmoid_focal_loss(logits, targets, alpha=alpha, gamma=gamma,
+                               sample_weight=sample_weight, where=where, reduction=reduction)[0]
 
 
 # ----------------------------------------------------------------------------- gradients
