@@ -414,8 +414,9 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
         This rank's slice of the bias, ``(V_local,)``.
     group : ProcessGroup, optional
         The group sharing the vocabulary (default: the world).
-    ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size, logit_scale, \
-sample_weight, normalizer
+    ignore_index, reduction, label_smoothing, z_loss, softcap, chunk_size
+        As in :func:`crossent.torch.linear_cross_entropy`.
+    logit_scale, sample_weight, normalizer
         As in :func:`crossent.torch.linear_cross_entropy`.
     vocab_start : int, optional
         As in :func:`vocab_parallel_cross_entropy` (default: the running sum of the widths).
