@@ -17,6 +17,7 @@
 #endif
 
 #include "binary.hpp"
+#include "distill.hpp"
 #include "softmax_ce.hpp"
 #include "softmax_misc.hpp"
 
@@ -263,6 +264,53 @@ void normalize_rows(Matrix<const T> x, std::optional<Vector> lse_out,
   crossent::normalize_rows<T>(x.data(), N, C, lse_out ? lse_out->data() : nullptr, o, log_space);
 }
 
+template <typename T>
+void softmax_divergence(Matrix<const T> logits, Matrix<const T> target_logits, int kind,
+                        double beta, double temperature, double hard_weight,
+                        std::optional<Flat<const uint8_t>> where, std::optional<Labels> labels,
+                        Vector loss_out, std::optional<Matrix<T>> grad, double grad_scale) {
+  const int64_t N = dim(logits, 0);
+  const int64_t C = check_rows(dim(logits, 1), "logits");
+  if (dim(target_logits, 0) != N || dim(target_logits, 1) != C)
+    throw std::invalid_argument("target_logits must have the shape of logits");
+  if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0, 1 or 2");
+  if (kind == 2 && !(beta > 0.0 && beta < 1.0))
+    throw std::invalid_argument("beta = " + std::to_string(beta) + " is outside (0, 1)");
+  if (!(temperature > 0.0 && temperature < HUGE_VAL))
+    throw std::invalid_argument("temperature must be positive and finite");
+  check_range(hard_weight, 0.0, 1.0, "hard_weight");
+  crossent::DivergenceOptions opt;
+  opt.kind = static_cast<crossent::Divergence>(kind);
+  opt.beta = beta;
+  opt.temperature = temperature;
+  opt.hard_weight = hard_weight;
+  if (where) {
+    if (dim(*where, 0) != N)
+      throw std::invalid_argument("where has " + std::to_string(dim(*where, 0)) +
+                                  " entries, logits has " + std::to_string(N) + " rows");
+    opt.where = where->data();
+  }
+  if (hard_weight > 0.0) {
+    if (!labels) throw std::invalid_argument("hard_weight > 0 needs labels");
+    if (dim(*labels, 0) != N)
+      throw std::invalid_argument("labels has " + std::to_string(dim(*labels, 0)) +
+                                  " entries, logits has " + std::to_string(N) + " rows");
+    const int64_t* y = labels->data();
+    for (int64_t n = 0; n < N; ++n) {
+      if (opt.where && !opt.where[n]) continue;
+      if (y[n] < 0 || y[n] >= C)
+        throw std::out_of_range("labels[" + std::to_string(n) + "] = " + std::to_string(y[n]) +
+                                " is outside [0, " + std::to_string(C) + ")");
+    }
+    opt.labels = y;
+  }
+  check_loss_out(loss_out, N);
+  T* g = check_grad(grad, N, C);
+  nb::gil_scoped_release release;
+  crossent::softmax_divergence<T>(logits.data(), target_logits.data(), N, C, opt,
+                                  loss_out.data(), g, grad_scale);
+}
+
 std::string simd_level() {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
@@ -305,6 +353,12 @@ void define_all(nb::module_& m) {
   m.def("sigmoid_focal", &sigmoid_focal<T>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "alpha"_a.none(), "gamma"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
         "grad_scale"_a, "Element-wise sigmoid focal loss (flat arrays).");
+  m.def("softmax_divergence", &softmax_divergence<T>, "logits"_a.noconvert(),
+        "target_logits"_a.noconvert(), "kind"_a, "beta"_a, "temperature"_a, "hard_weight"_a,
+        "where"_a.noconvert().none(), "labels"_a.noconvert().none(), "loss_out"_a.noconvert(),
+        "grad"_a.noconvert().none(), "grad_scale"_a,
+        "Per-row divergence (0 forward KL, 1 reverse KL, 2 JSD) of softmax(logits / T) from "
+        "softmax(target_logits / T), mixed with the hard cross-entropy, and its gradient.");
 }
 
 }  // namespace

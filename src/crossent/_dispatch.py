@@ -150,3 +150,40 @@ def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
                             need_grad=need_grad, grad_scale=grad_scale)
     loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
     return loss, _scaled(grad, grad_scale, x.dtype, need_grad)
+
+
+_DIVERGENCE_KINDS = {"forward": 0, "reverse": 1, "jsd": 2}
+
+
+def softmax_divergence(x, target_x, kind, beta, temperature, hard_weight, where, labels,
+                       grad_scale, need_grad, out=None):
+    """Per-row ``(1 - hard_weight) D + hard_weight CE`` of ``(N, C)`` student logits ``x``
+    against teacher logits ``target_x`` (same dtype), ``D`` the divergence ``kind`` ("forward",
+    "reverse", "jsd") at ``temperature``, CE the cross-entropy of the raw ``x`` against
+    ``labels`` (only when ``hard_weight > 0``); rows outside ``where`` (bool (N,) or None) give 0.
+    ``out``: a buffer for the gradient, which may be ``x`` itself."""
+    ext = kernels()
+    if ext is not None:
+        loss = np.empty(x.shape[0], dtype=np.float64)
+        grad = (np.empty_like(x) if out is None else out) if need_grad else None
+        ext.softmax_divergence(x, target_x, _DIVERGENCE_KINDS[kind], beta, temperature, hard_weight,
+                               None if where is None else where.view(np.uint8),
+                               None if hard_weight == 0 else _i64(labels), loss, grad, grad_scale)
+        return loss, grad
+    keep = np.ones(x.shape[0], bool) if where is None else where
+    loss = np.zeros(x.shape[0])
+    grad = np.zeros(x.shape)
+    xs, ts = x[keep].astype(np.float64), target_x[keep].astype(np.float64)
+    d_loss, d_grad = _reference.softmax_divergence(xs, ts, kind, beta, temperature)
+    if hard_weight < 1:  # a zero weight times an infinite divergence is 0
+        loss[keep] += (1 - hard_weight) * d_loss
+        grad[keep] += (1 - hard_weight) * d_grad
+    if hard_weight > 0:
+        ce_loss, ce_grad = _reference.softmax_cross_entropy_index(xs, labels[keep])
+        loss[keep] += hard_weight * ce_loss
+        grad[keep] += hard_weight * ce_grad
+    grad = _scaled(grad, grad_scale, x.dtype, need_grad)
+    if need_grad and out is not None:
+        out[...] = grad
+        grad = out
+    return loss, grad

@@ -24,6 +24,7 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "binary_cross_entropy",
     "sigmoid_focal",
+    "softmax_divergence",
 ]
 
 
@@ -262,4 +263,48 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     loss = alpha_t * u_gamma * ce
     ratio = (1 - 2 * targets) * np.exp(ls + lsn - log_u)
     grad = alpha_t * u_gamma * (gamma * ratio * ce + np.exp(ls) - targets)
+    return loss, grad
+
+
+# ----------------------------------------------------------------------------- divergences
+def softmax_divergence(logits, target_logits, kind, beta=0.5, temperature=1.0):
+    r"""Per-row divergence of q = softmax(logits / T) (student) from p = softmax(target_logits
+    / T) (teacher), and its gradient with respect to ``logits``.
+
+    With a = log p, b = log q and, for the JSD, m = beta p + (1-beta) q:
+
+        "forward" KL(p || q) = sum_c p_c (a_c - b_c)       d/dx_j = (q_j - p_j) / T
+        "reverse" KL(q || p) = sum_c q_c r_c, r = b - a      d/dx_j = q_j (r_j - KL) / T
+        "jsd"     beta KL(p || m) + (1-beta) KL(q || m)      d/dx_j = (1-beta) q_j (r_j - KL(q || m)) / T
+                  with r = b - log m
+
+    (for the JSD, d/dq_c = (1-beta) r_c: the mixture's own terms sum to zero). A term with zero
+    mass (p_c = 0, resp. q_c = 0) is 0, so a class masked (-inf) on the weighting side is free
+    and one masked only on the other side is inf. A row holding NaN or +inf, or with every
+    logit -inf on either side, has no distribution: NaN value and gradient.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b, _ = _log_softmax_rows(logits / temperature)
+        a, _ = _log_softmax_rows(target_logits / temperature)
+        p, q = np.exp(a), np.exp(b)
+        if kind == "forward":
+            loss = np.sum(_zero_times(p, a - b), axis=1)
+            grad = (q - p) / temperature
+        else:
+            if kind == "reverse":
+                r = b - a
+            else:  # log m = log(beta e^a + (1-beta) e^b)
+                log_m = np.logaddexp(np.log(beta) + a, np.log1p(-beta) + b)
+                r = b - log_m
+            k = np.sum(_zero_times(q, r), axis=1, keepdims=True)
+            weight = 1.0 if kind == "reverse" else 1.0 - beta
+            grad = weight * _zero_times(q, r - k) / temperature
+            loss = k[:, 0]
+            if kind == "jsd":
+                loss = beta * np.sum(_zero_times(p, a - log_m), axis=1) + (1.0 - beta) * loss
+    bad = ~(np.all(np.isfinite(logits) | (logits == -np.inf), axis=1)
+            & np.all(np.isfinite(target_logits) | (target_logits == -np.inf), axis=1)
+            & np.any(logits > -np.inf, axis=1) & np.any(target_logits > -np.inf, axis=1))
+    loss = np.where(bad, np.nan, loss)
+    grad = np.where(bad[:, None], np.nan, grad)
     return loss, grad
