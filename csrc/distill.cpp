@@ -71,7 +71,25 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
 
   const Divergence kind = opt.kind;
   const double beta = opt.beta, log_beta = std::log(beta), log_1mbeta = std::log1p(-beta);
-  double value = 0.0, kq = 0.0;  // kq: sum_c q_c r_c (the reverse KL, or KL(q || m) for the JSD)
+  // log m_c = log(beta p_c + (1-beta) q_c) while that sum is a normal number, else
+  // log(e^(log beta + a_c) + e^(log(1-beta) + b_c)) (no underflow to -inf)
+  auto log_mix = [&](double a, double b, double p, double q) {
+    const double mix = beta * p + (1.0 - beta) * q;
+    return mix >= DBL_MIN ? std::log(mix) : log_add_exp(log_beta + a, log_1mbeta + b);
+  };
+  // The reverse KL and KL(q || m) are sum_c q_c r_c; their gradients need r_j - sum_c q_c r_c,
+  // which cancels when r is large where q is near 1. So r is centred on r* = r at the
+  // student's top class (sum_c q_c = 1): kq = sum_c q_c (r_c - r*), r_j - K = (r_j - r*) - kq.
+  double r_star = 0.0;
+  if (kind != Divergence::kForwardKL) {
+    int64_t k = 0;
+    while (static_cast<double>(x[k]) != mx) ++k;
+    const double b = (mx * inv_t - ms) - ls;
+    const double a = (static_cast<double>(y[k]) * inv_t - mt) - lt;
+    r_star = kind == Divergence::kReverseKL ? b - a : b - log_mix(a, b, fast_exp(a), fast_exp(b));
+    if (!std::isfinite(r_star)) r_star = 0.0;
+  }
+  double value = 0.0, kq = 0.0;
   // gradient coefficients: (1 - h) / T * scale for the divergence, h * scale for the hard term
   const double cd = (1.0 - h) * inv_t * grad_scale, ch = h * grad_scale;
   const bool grad_now = g && kind == Divergence::kForwardKL;
@@ -79,11 +97,13 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
     // KL(p || q) = sum_c p_c (a_c - b_c);  d/dx_j = (q_j - p_j) / T
 #pragma omp simd reduction(+ : value)
     for (int64_t c = 0; c < C; ++c) {
-      const double xc = static_cast<double>(x[c]);
+      const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
       const double b = (xc * inv_t - ms) - ls;
-      const double a = (static_cast<double>(y[c]) * inv_t - mt) - lt;
+      const double a = (yc * inv_t - mt) - lt;
       const double p = fast_exp(a), q = fast_exp(b);
-      value += p == 0.0 ? 0.0 : p * (a - b);  // a class the teacher gives no mass costs nothing
+      // a class the teacher masks costs nothing; one only the student masks costs inf (p_c > 0
+      // even where it underflows)
+      value += yc == -kInf ? 0.0 : (xc == -kInf ? kInf : p * (a - b));
       if (grad_now) {
         const double d = cd == 0.0 ? 0.0 : cd * (q - p);
         const double qx = own_ce_lse ? fast_exp((xc - mx) - lx) : q;
@@ -94,31 +114,31 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
   } else if (kind == Divergence::kReverseKL) {
     // KL(q || p) = sum_c q_c r_c with r_c = b_c - a_c
     for (int64_t c = 0; c < C; ++c) {
-      const double b = (static_cast<double>(x[c]) * inv_t - ms) - ls;
-      const double a = (static_cast<double>(y[c]) * inv_t - mt) - lt;
+      const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
+      const double b = (xc * inv_t - ms) - ls;
+      const double a = (yc * inv_t - mt) - lt;
       const double q = fast_exp(b);
-      const double r = b - a;
-      kq += q == 0.0 ? 0.0 : q * r;
+      const double r = (b - a) - r_star;
+      kq += xc == -kInf ? 0.0 : (yc == -kInf ? kInf : q * r);
       scratch[c] = r;
     }
-    value = kq;
+    value = r_star + kq;
   } else {
     // m = beta p + (1-beta) q; JSD = beta sum_c p_c (a_c - log m_c) + (1-beta) sum_c q_c r_c,
-    // r_c = b_c - log m_c. log m_c = log(beta p_c + (1-beta) q_c) while that sum is a normal
-    // number, else log(e^(log beta + a_c) + e^(log(1-beta) + b_c)) (no underflow to -inf).
+    // r_c = b_c - log m_c
     double vp = 0.0;
     for (int64_t c = 0; c < C; ++c) {
-      const double b = (static_cast<double>(x[c]) * inv_t - ms) - ls;
-      const double a = (static_cast<double>(y[c]) * inv_t - mt) - lt;
+      const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
+      const double b = (xc * inv_t - ms) - ls;
+      const double a = (yc * inv_t - mt) - lt;
       const double p = fast_exp(a), q = fast_exp(b);
-      const double mix = beta * p + (1.0 - beta) * q;
-      const double lm = mix >= DBL_MIN ? std::log(mix) : log_add_exp(log_beta + a, log_1mbeta + b);
-      const double r = b - lm;
-      vp += p == 0.0 ? 0.0 : p * (a - lm);
-      kq += q == 0.0 ? 0.0 : q * r;
+      const double lm = log_mix(a, b, p, q);
+      const double r = (b - lm) - r_star;
+      vp += yc == -kInf ? 0.0 : p * (a - lm);  // a masked side has no mass: its term is 0
+      kq += xc == -kInf ? 0.0 : q * r;
       scratch[c] = r;
     }
-    value = beta * vp + (1.0 - beta) * kq;
+    value = beta * vp + (1.0 - beta) * (r_star + kq);
   }
   // loss = (1 - h) D + h CE, a zero weight times an infinite part being 0
   *loss = (h == 1.0 ? 0.0 : (1.0 - h) * value) + (hard ? h * ce : 0.0);
@@ -130,7 +150,7 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
   for (int64_t c = 0; c < C; ++c) {
     const double xc = static_cast<double>(x[c]);
     const double q = fast_exp((xc * inv_t - ms) - ls);
-    const double dq = q == 0.0 ? 0.0 : w * q * (scratch[c] - kq);
+    const double dq = xc == -kInf ? 0.0 : w * q * (scratch[c] - kq);  // a masked logit is constant
     const double d = cd == 0.0 ? 0.0 : cd * dq;
     const double qx = own_ce_lse ? fast_exp((xc - mx) - lx) : q;
     const double e = ch == 0.0 ? 0.0 : ch * (qx - (c == label ? 1.0 : 0.0));
