@@ -75,7 +75,9 @@ def kl_div(input, target, reduction="mean", log_target=False):
     -----
     The same element-wise formula as PyTorch, built from ``torch`` operations, so values,
     gradients (for ``input`` and ``target``), second derivatives, ``torch.compile`` and
-    ``torch.func`` all behave as PyTorch's. For a divergence between two models' logits (softmax
+    ``torch.func`` all behave as PyTorch's — except that with ``log_target=True`` a target of
+    ``-inf`` (a class with no mass) gives the term 0 and zero gradients, where PyTorch gives NaN
+    (:math:`0 \cdot \infty`). For a divergence between two models' logits (softmax
     and temperature fused, masked classes handled) use :func:`distillation_loss`.
 
     Examples
@@ -93,8 +95,10 @@ def kl_div(input, target, reduction="mean", log_target=False):
         raise ValueError(f"reduction must be one of 'mean', 'batchmean', 'sum', 'none'; got {reduction!r}")
     if not isinstance(log_target, bool):
         raise TypeError(f"log_target must be a bool, got {log_target!r}")
-    if log_target:
-        terms = torch.exp(target) * (target - input)
+    if log_target:  # a target log-probability of -inf is a class with no mass: its term is 0
+        masked = target == -math.inf
+        safe = torch.where(masked, 0.0, target)  # no 0 * inf in the discarded branch's gradient
+        terms = torch.where(masked, 0.0, torch.exp(safe) * (safe - input))
     else:
         terms = torch.xlogy(target, target) - target * input  # 0 log 0 = 0
     if reduction == "none":
@@ -170,7 +174,8 @@ def _rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, ne
     if not _engine.uses_kernels(x):
         return _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale,
                            need_grad)
-    xa, za = x.detach().contiguous().numpy(), z.detach().contiguous().numpy()
+    cd = _engine.compute_dtype(x.dtype)  # float16/bfloat16 are computed in float32
+    xa, za = x.detach().to(cd).contiguous().numpy(), z.detach().to(cd).contiguous().numpy()
     where = counted.numpy()
     y = None if labels is None else labels.numpy()
     loss, g = _dispatch.softmax_divergence(xa, za, _KINDS[kind], beta, temperature, hard_weight,
