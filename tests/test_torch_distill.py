@@ -10,7 +10,11 @@ kernel paths (compiled and NumPy reference) and the pure-torch path of other dev
 from __future__ import annotations
 
 import math
+import re
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -369,3 +373,16 @@ def test_operators_registered_export_and_func_grad():
     with torch.device("meta"):
         m = distillation_loss(torch.empty(3, 5), torch.empty(3, 5), reduction="none")
     assert m.shape == (3,) and m.device.type == "meta"
+
+
+def test_example_distills_and_matches_the_naive_loss():
+    """examples/distill_lm_head.py: the student's loss falls, and the fused loss equals the
+    naive one on materialised logits."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    out = subprocess.run([sys.executable, str(examples / "distill_lm_head.py")], capture_output=True,
+                         text=True, timeout=300, cwd=examples)
+    assert out.returncode == 0, out.stderr
+    losses = [float(v) for v in re.findall(r"step +\d+  loss (\d+\.\d+)", out.stdout)]
+    assert len(losses) == 5 and losses[-1] < losses[0] - 0.2
+    fused, naive = map(float, re.search(r"fused (\S+)  naive (\S+)", out.stdout).groups())
+    assert abs(fused - naive) <= 1e-5 * naive
