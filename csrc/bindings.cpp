@@ -306,6 +306,9 @@ void softmax_divergence(Matrix<const T> logits, Matrix<const T> target_logits, i
   }
   check_loss_out(loss_out, N);
   T* g = check_grad(grad, N, C);
+  // the gradient may replace the logits, but never overlap the target logits it still reads
+  if (g && g < target_logits.data() + N * C && target_logits.data() < g + N * C)
+    throw std::invalid_argument("grad overlaps target_logits");
   nb::gil_scoped_release release;
   crossent::softmax_divergence<T>(logits.data(), target_logits.data(), N, C, opt,
                                   loss_out.data(), g, grad_scale);

@@ -35,7 +35,7 @@ import torch
 from .. import _checks, _dispatch
 from ..divergences import _check_beta, _check_temperature
 from . import _engine
-from ._autograd import check_same_device, check_tensor, default_chunk_rows, grad_scale, reduce
+from ._autograd import check_same_device, check_tensor, grad_scale, reduce
 from .linear import _Products
 
 __all__ = ["kl_div", "distillation_loss", "linear_distillation_loss"]
@@ -245,11 +245,14 @@ class _Distillation(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.none = inputs[3][4] == "none"
+        ctx.set_materialize_grads(False)  # no zero-filled gradient for the gradient output
         ctx.mark_non_differentiable(output[1])
         ctx.save_for_backward(output[1])
 
     @staticmethod
     def backward(ctx, grad_value, _grad_grad):
+        if grad_value is None:  # the value is not part of what is differentiated
+            return None, None, None, None, None
         return _distillation_backward(ctx, grad_value, None)[:3] + (None, None)
 
 
@@ -432,7 +435,7 @@ def _linear_op(student_hidden: torch.Tensor, student_weight: torch.Tensor,
     labels, counted = _labels_counted(target, n, student_weight.shape[0], ignore_index,
                                       student_hidden.device)
     denominator = float(counted.sum())
-    scale = 1.0 if row_scale is not None else grad_scale(reduction, denominator)
+    scale = grad_scale(reduction, denominator)  # row_scale, if any, multiplies each row's on top
     if reduction == "none" and row_scale is None:  # backward forms the gradients, row-scaled
         need_h = need_w = need_b = False
     loss, gh, gw, gb = _linear_run(student_hidden, student_weight, student_bias, teacher_hidden,
@@ -465,18 +468,32 @@ def _linear_setup(ctx, inputs, output):
     ctx.none = reduction == "none"
     ctx.options = (beta, temperature, hard_weight, ignore_index, reduction, chunk)
     ctx.needs = (need_h, need_w, need_b)
-    if ctx.none:  # backward runs the chunks again, each row scaled by its upstream gradient
+    ctx.n = hs.shape[0]
+    ctx.grads = None
+    ctx.saved_inputs = ctx.none or not torch.compiler.is_compiling()
+    if ctx.saved_inputs:
+        # eager: the gradients are handed to the first backward as they are (autograd then
+        # stores them without a copy); a retained graph's next backward, and reduction="none",
+        # run the chunks again with the upstream gradient as row weights
         ctx.save_for_backward(hs, ws, bs, ht, wt, bt, target)
+        if not ctx.none:
+            ctx.grads = output[1:]
     else:
         ctx.save_for_backward(*output[1:])
 
 
 def _linear_backward(ctx, grad_value, *_unused):
     need_h, need_w, need_b = ctx.needs
-    if ctx.none:
+    if ctx.grads is not None:
+        gh, gw, gb = ctx.grads
+        ctx.grads = None
+        if grad_value.dim() > 0 or bool(grad_value != 1):  # not the usual loss.backward()
+            gh, gw, gb = (g * grad_value.to(g.dtype) for g in (gh, gw, gb))
+    elif ctx.saved_inputs:
         hs, ws, bs, ht, wt, bt, target = ctx.saved_tensors
-        _, gh, gw, gb = _linear_op(hs, ws, bs, ht, wt, bt, target, grad_value.reshape(-1),
-                                   *ctx.options, need_h, need_w, need_b)
+        row_scale = grad_value.reshape(-1) if ctx.none else grad_value.expand(ctx.n)
+        _, gh, gw, gb = _linear_op(hs, ws, bs, ht, wt, bt, target, row_scale, *ctx.options,
+                                   need_h, need_w, need_b)
     else:
         gh, gw, gb = (g * grad_value.to(g.dtype) for g in ctx.saved_tensors)
     return (gh if need_h else None, gw if need_w else None, gb if need_b else None,
@@ -496,11 +513,14 @@ class _LinearDistillation(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for the gradient outputs
         ctx.mark_non_differentiable(*output[1:])
         _linear_setup(ctx, inputs, output)
 
     @staticmethod
     def backward(ctx, grad_value, *_unused):
+        if grad_value is None:  # the value is not part of what is differentiated
+            return (None,) * 17
         return _linear_backward(ctx, grad_value)
 
 
@@ -557,8 +577,8 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     beta, temperature, hard_weight, ignore_index, reduction
         As in :func:`distillation_loss` (the table there maps them to TRL's and Liger's).
     chunk_size : int, optional
-        Rows per chunk. Default: N/32 rows (each of the two buffers is 1/32 of the N x V
-        logits), or as many as fill 2 MiB per buffer if that is more.
+        Rows per chunk. Default: N/20 rows (the two buffers together are 1/10 of one N x V
+        logits array), or as many as fill 2 MiB per buffer if that is more.
 
     Returns
     -------
@@ -607,9 +627,9 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     hs = student_hidden.reshape(-1, student_hidden.shape[-1])
     ht = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     n, vocab = hs.shape[0], student_weight.shape[0]
-    if chunk_size is None:
+    if chunk_size is None:  # two buffers of N/20 rows: 1/10 of one N x V array
         itemsize = torch.empty((), dtype=_engine.compute_dtype(hs.dtype)).element_size()
-        chunk = max(1, min(n, max(math.ceil(n / 32), (2 << 20) // (vocab * itemsize))))
+        chunk = max(1, min(n, max(math.ceil(n / 20), (2 << 20) // (vocab * itemsize))))
     else:
         chunk = int(_checks.check_scalar(chunk_size, "chunk_size", low=1))
     grad_on = torch.is_grad_enabled()
