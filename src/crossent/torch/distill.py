@@ -36,7 +36,6 @@ from .. import _checks, _dispatch
 from ..divergences import _check_beta, _check_temperature
 from . import _engine
 from ._autograd import check_same_device, check_tensor, grad_scale, reduce
-from .linear import _Products
 
 __all__ = ["kl_div", "distillation_loss", "linear_distillation_loss"]
 
@@ -377,6 +376,15 @@ def distillation_loss(student_logits, teacher_logits, target=None, *, beta=0.5, 
 
 
 # ----------------------------------------------------------------------------- linear form
+def _logits(h, w, b, out):
+    """``h @ w.T (+ b)`` into ``out``. (Formed directly: on the 2-core CPU of the benchmark the
+    products in vocabulary blocks that linear_cross_entropy uses ran 1.6x slower here.)"""
+    if b is None:
+        torch.mm(h, w.t(), out=out)
+    else:
+        torch.addmm(b, h, w.t(), out=out)
+
+
 def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard_weight, scale,
                 chunk, need_h, need_w, need_b, row_scale=None):
     """One pass over the row chunks: per-row losses and the requested student gradients.
@@ -400,13 +408,12 @@ def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard
     grad_b = torch.zeros(vocab, dtype=cd, device=hs.device) if need_b else None
     s_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
     t_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
-    s_prod, t_prod = _Products(hs, ws, bs, rows), _Products(ht, wt, bt, rows)
     kind = _kind(beta)
     for start in range(0, n, rows):
         sl = slice(start, min(start + rows, n))
         s, t = s_buf[: sl.stop - sl.start], t_buf[: sl.stop - sl.start]
-        s_prod.logits(hs[sl], s)
-        t_prod.logits(ht[sl], t)
+        _logits(hs[sl], ws, bs, s)
+        _logits(ht[sl], wt, bt, t)
         rows_loss, g = _rows(s, t, None if labels is None else labels[sl], counted[sl], kind, beta,
                              temperature, hard_weight, scale, need_any, out=s)
         loss[sl] = rows_loss.to(loss.device)
@@ -415,7 +422,7 @@ def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard
         if row_scale is not None:
             g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
         if need_h:
-            s_prod.grad_hidden(g, grad_h[sl])
+            torch.mm(g, ws, out=grad_h[sl])
         if need_w:
             grad_w.addmm_(g.t(), hs[sl])
         if need_b:
