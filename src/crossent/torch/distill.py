@@ -584,7 +584,7 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     beta, temperature, hard_weight, ignore_index, reduction
         As in :func:`distillation_loss` (the table there maps them to TRL's and Liger's).
     chunk_size : int, optional
-        Rows per chunk. Default: N/20 rows (the two buffers together are 1/10 of one N x V
+        Rows per chunk. Default: N/24 rows (the two buffers together are 1/12 of one N x V
         logits array), or as many as fill 2 MiB per buffer if that is more.
 
     Returns
@@ -634,9 +634,9 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     hs = student_hidden.reshape(-1, student_hidden.shape[-1])
     ht = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     n, vocab = hs.shape[0], student_weight.shape[0]
-    if chunk_size is None:  # two buffers of N/20 rows: 1/10 of one N x V array
+    if chunk_size is None:  # two buffers of N/24 rows: 1/12 of one N x V array (+ BLAS scratch)
         itemsize = torch.empty((), dtype=_engine.compute_dtype(hs.dtype)).element_size()
-        chunk = max(1, min(n, max(math.ceil(n / 20), (2 << 20) // (vocab * itemsize))))
+        chunk = max(1, min(n, max(math.ceil(n / 24), (2 << 20) // (vocab * itemsize))))
     else:
         chunk = int(_checks.check_scalar(chunk_size, "chunk_size", low=1))
     grad_on = torch.is_grad_enabled()
