@@ -19,6 +19,7 @@
 #include <omp.h>
 #endif
 
+#include "distill.hpp"
 #include "kernel_table.hpp"
 #include "score.hpp"
 
@@ -374,6 +375,56 @@ void normalize_rows(Matrix<const T> x, std::optional<Vector> lse_out,
   k.normalize_rows(x.data(), N, C, lse_out ? lse_out->data() : nullptr, o, log_space);
 }
 
+template <typename T>
+void softmax_divergence(Matrix<const T> logits, Matrix<const T> target_logits, int kind,
+                        double beta, double temperature, double hard_weight,
+                        std::optional<Flat<const uint8_t>> where, std::optional<Labels> labels,
+                        Vector loss_out, std::optional<Matrix<T>> grad, double grad_scale) {
+  const int64_t N = dim(logits, 0);
+  const int64_t C = check_rows(dim(logits, 1), "logits");
+  if (dim(target_logits, 0) != N || dim(target_logits, 1) != C)
+    throw std::invalid_argument("target_logits must have the shape of logits");
+  if (kind < 0 || kind > 2) throw std::invalid_argument("kind must be 0, 1 or 2");
+  if (kind == 2 && !(beta > 0.0 && beta < 1.0))
+    throw std::invalid_argument("beta = " + std::to_string(beta) + " is outside (0, 1)");
+  if (!(temperature > 0.0 && temperature < HUGE_VAL))
+    throw std::invalid_argument("temperature must be positive and finite");
+  check_range(hard_weight, 0.0, 1.0, "hard_weight");
+  crossent::DivergenceOptions opt;
+  opt.kind = static_cast<crossent::Divergence>(kind);
+  opt.beta = beta;
+  opt.temperature = temperature;
+  opt.hard_weight = hard_weight;
+  if (where) {
+    if (dim(*where, 0) != N)
+      throw std::invalid_argument("where has " + std::to_string(dim(*where, 0)) +
+                                  " entries, logits has " + std::to_string(N) + " rows");
+    opt.where = where->data();
+  }
+  if (hard_weight > 0.0) {
+    if (!labels) throw std::invalid_argument("hard_weight > 0 needs labels");
+    if (dim(*labels, 0) != N)
+      throw std::invalid_argument("labels has " + std::to_string(dim(*labels, 0)) +
+                                  " entries, logits has " + std::to_string(N) + " rows");
+    const int64_t* y = labels->data();
+    for (int64_t n = 0; n < N; ++n) {
+      if (opt.where && !opt.where[n]) continue;
+      if (y[n] < 0 || y[n] >= C)
+        throw std::out_of_range("labels[" + std::to_string(n) + "] = " + std::to_string(y[n]) +
+                                " is outside [0, " + std::to_string(C) + ")");
+    }
+    opt.labels = y;
+  }
+  check_loss_out(loss_out, N);
+  T* g = check_grad(grad, N, C);
+  // the gradient may replace the logits, but never overlap the target logits it still reads
+  if (g && g < target_logits.data() + N * C && target_logits.data() < g + N * C)
+    throw std::invalid_argument("grad overlaps target_logits");
+  nb::gil_scoped_release release;
+  crossent::softmax_divergence<T>(logits.data(), target_logits.data(), N, C, opt,
+                                  loss_out.data(), g, grad_scale);
+}
+
 template <typename T, typename TT>
 void define_dense_targets(nb::module_& m) {
   m.def("softmax_ce_dense", &softmax_ce_dense<T, TT>, "logits"_a.noconvert(),
@@ -431,6 +482,12 @@ void define_all(nb::module_& m) {
         "loss_out"_a.noconvert(), "state"_a.noconvert(),
         "Validate and score class-major probabilities (C, m): per-row losses into loss_out, "
         "metric sums added to state; -1, or the first invalid row.");
+  m.def("softmax_divergence", &softmax_divergence<T>, "logits"_a.noconvert(),
+        "target_logits"_a.noconvert(), "kind"_a, "beta"_a, "temperature"_a, "hard_weight"_a,
+        "where"_a.noconvert().none(), "labels"_a.noconvert().none(), "loss_out"_a.noconvert(),
+        "grad"_a.noconvert().none(), "grad_scale"_a,
+        "Per-row divergence (0 forward KL, 1 reverse KL, 2 JSD) of softmax(logits / T) from "
+        "softmax(target_logits / T), mixed with the hard cross-entropy, and its gradient.");
 }
 
 }  // namespace

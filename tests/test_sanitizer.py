@@ -93,6 +93,14 @@ EXERCISE = textwrap.dedent(
                 ext.normalize_rows(x, lse, out, True)
                 ext.normalize_rows(x, lse, out, False)
                 ext.normalize_rows(x, None, x.copy(), True)
+                t2 = (rng.standard_normal((n, c)) * 5).astype(dtype)
+                t2[0, : c // 3] = -np.inf
+                rows = np.array([1, 1, 0], np.uint8)
+                for kind, beta, temp, hw in ((0, 0.5, 1.0, 0.0), (1, 0.5, 0.5, 0.3), (2, 0.3, 2.0, 0.5)):
+                    ext.softmax_divergence(x, t2, kind, beta, temp, hw, rows, y, loss, g, 0.5)
+                    ext.softmax_divergence(x, t2, kind, beta, temp, 0.0, None, None, loss, None, 1.0)
+                    buf = x.copy()
+                    ext.softmax_divergence(buf, t2, kind, beta, temp, hw, None, y, loss, buf, 1.0)
 
             # one long row: its vocabulary split over the threads
             x1 = rng.standard_normal((1, 70001)).astype(dtype)
@@ -117,6 +125,10 @@ EXERCISE = textwrap.dedent(
     expect(ValueError, ext.bce, np.zeros(5), np.zeros(4), None, np.empty(5), None, 1.0)
     expect(ValueError, ext.set_simd_level, "neon")
     expect(ValueError, ext._math, "exp", np.zeros(5), np.zeros(4))
+    expect(IndexError, ext.softmax_divergence, x, x, 0, 0.5, 1.0, 0.5, None, y, loss, g, 1.0)
+    expect(ValueError, ext.softmax_divergence, x, x[:2], 0, 0.5, 1.0, 0.0, None, None, loss, g, 1.0)
+    expect(ValueError, ext.softmax_divergence, x, x, 2, 1.0, 1.0, 0.0, None, None, loss, g, 1.0)
+    expect(ValueError, ext.softmax_divergence, x, g, 0, 0.5, 1.0, 0.0, None, None, loss, g, 1.0)
     ext.set_num_threads(1)
     ext.softmax_ce_index(x, y % 4, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
 

@@ -6,6 +6,7 @@ building blocks (:mod:`crossent.functional`) and the losses with their analytic 
 """
 
 from ._backend import KernelsUnavailableWarning, get_num_threads, kernel_backend, set_num_threads
+from .divergences import softmax_js_divergence, softmax_kl_divergence
 from .functional import log_sigmoid, log_softmax, logsumexp, one_hot, sigmoid, smooth_labels, softmax
 from .losses import (
     binary_cross_entropy,
@@ -34,6 +35,9 @@ __all__ = [
     "sigmoid_focal_loss",
     "softmax_focal_loss",
     "nll_loss",
+    # divergences between two models' logits (distillation)
+    "softmax_kl_divergence",
+    "softmax_js_divergence",
     # gradients
     "value_and_grad",
     "grad",

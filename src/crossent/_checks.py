@@ -6,6 +6,7 @@ compiled code runs). Messages name the argument and the offending value or posit
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -85,7 +86,7 @@ def check_scalar(value, name: str, *, low=None, high=None, low_open=False, high_
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     v = float(value)
-    if not np.isfinite(v):
+    if not math.isfinite(v):  # math, not NumPy: torch.compile traces this without a graph break
         raise ValueError(f"{name} must be finite, got {_fmt_value(value)}")
     if low is not None and (v < low or (low_open and v == low)):
         raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {_fmt_value(value)}")

@@ -235,3 +235,40 @@ def measure(name, p, q, axis):
     if bad or any(np.any(np.abs(s - 1.0) > tol) for s in sums):
         return None
     return value.reshape(np.moveaxis(p, axis, -1).shape[:-1])
+
+
+_DIVERGENCE_KINDS = {"forward": 0, "reverse": 1, "jsd": 2}
+
+
+def softmax_divergence(x, target_x, kind, beta, temperature, hard_weight, where, labels,
+                       grad_scale, need_grad, out=None):
+    """Per-row ``(1 - hard_weight) D + hard_weight CE`` of ``(N, C)`` student logits ``x``
+    against teacher logits ``target_x`` (same dtype), ``D`` the divergence ``kind`` ("forward",
+    "reverse", "jsd") at ``temperature``, CE the cross-entropy of the raw ``x`` against
+    ``labels`` (only when ``hard_weight > 0``); rows outside ``where`` (bool (N,) or None) give 0.
+    ``out``: a buffer for the gradient, which may be ``x`` itself."""
+    ext = kernels()
+    if ext is not None:
+        loss = np.empty(x.shape[0], dtype=np.float64)
+        grad = (np.empty_like(x) if out is None else out) if need_grad else None
+        ext.softmax_divergence(x, target_x, _DIVERGENCE_KINDS[kind], beta, temperature, hard_weight,
+                               None if where is None else where.view(np.uint8),
+                               None if hard_weight == 0 else _i64(labels), loss, grad, grad_scale)
+        return loss, grad
+    keep = np.ones(x.shape[0], bool) if where is None else where
+    loss = np.zeros(x.shape[0])
+    grad = np.zeros(x.shape)
+    xs, ts = x[keep].astype(np.float64), target_x[keep].astype(np.float64)
+    d_loss, d_grad = _reference.softmax_divergence(xs, ts, kind, beta, temperature)
+    if hard_weight < 1:  # a zero weight times an infinite divergence is 0
+        loss[keep] += (1 - hard_weight) * d_loss
+        grad[keep] += (1 - hard_weight) * d_grad
+    if hard_weight > 0:
+        ce_loss, ce_grad = _reference.softmax_cross_entropy_index(xs, labels[keep])
+        loss[keep] += hard_weight * ce_loss
+        grad[keep] += hard_weight * ce_grad
+    grad = _scaled(grad, grad_scale, x.dtype, need_grad)
+    if need_grad and out is not None:
+        out[...] = grad
+        grad = out
+    return loss, grad

@@ -24,6 +24,7 @@ __all__ = [
     "sigmoid_binary_cross_entropy",
     "binary_cross_entropy",
     "sigmoid_focal",
+    "softmax_divergence",
 ]
 
 
@@ -267,4 +268,58 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     with np.errstate(invalid="ignore"):  # -inf - -inf where u = 0: replaced by the limit
         ratio_ce = np.where(log_u == -np.inf, 0.0, (1 - 2 * targets) * np.exp(ls + lsn - log_u) * ce)
     grad = alpha_t * u_gamma * (_zero_times(gamma, ratio_ce) + np.exp(ls) - targets)
+    return loss, grad
+
+
+# ----------------------------------------------------------------------------- divergences
+def softmax_divergence(logits, target_logits, kind, beta=0.5, temperature=1.0):
+    r"""Per-row divergence of q = softmax(logits / T) (student) from p = softmax(target_logits
+    / T) (teacher), and its gradient with respect to ``logits``.
+
+    With a = log p, b = log q and, for the JSD, m = beta p + (1-beta) q:
+
+        "forward" KL(p || q) = sum_c p_c (a_c - b_c)       d/dx_j = (q_j - p_j) / T
+        "reverse" KL(q || p) = sum_c q_c r_c, r = b - a      d/dx_j = q_j (r_j - KL) / T
+        "jsd"     beta KL(p || m) + (1-beta) KL(q || m)      d/dx_j = (1-beta) q_j (r_j - KL(q || m)) / T
+                  with r = b - log m
+
+    (for the JSD, d/dq_c = (1-beta) r_c: the mixture's own terms sum to zero). A class masked
+    (-inf) on the weighting side has no mass and costs nothing; one masked only on the other
+    side costs inf (its mass is positive even where exp underflows); a masked student logit
+    gets no gradient. A row holding NaN or +inf, or with every
+    logit -inf on either side, has no distribution: NaN value and gradient.
+    """
+    masked_s, masked_t = logits == -np.inf, target_logits == -np.inf
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        b, _ = _log_softmax_rows(logits / temperature)
+        a, _ = _log_softmax_rows(target_logits / temperature)
+        p, q = np.exp(a), np.exp(b)
+        if kind == "forward":  # p_c > 0 wherever the teacher's logit is finite, even if it underflows
+            loss = np.sum(np.where(masked_t, 0.0, np.where(masked_s, np.inf, p * (a - b))), axis=1)
+            grad = (q - p) / temperature
+        else:
+            if kind == "reverse":
+                r = b - a
+            else:  # log m = log(beta e^a + (1-beta) e^b)
+                log_m = np.logaddexp(np.log(beta) + a, np.log1p(-beta) + b)
+                r = b - log_m
+            # r_j - sum_c q_c r_c cancels where r is large and q near one-hot: centre r on its
+            # value r* at the student's top class first (sum_c q_c = 1)
+            r_star = np.take_along_axis(r, np.argmax(logits, axis=1)[:, None], axis=1)
+            r_star = np.where(np.isfinite(r_star), r_star, 0.0)
+            terms = np.where(masked_s, 0.0, q * (r - r_star))
+            if kind == "reverse":  # q_c > 0 where the student's logit is finite
+                terms = np.where(masked_t & ~masked_s, np.inf, terms)
+            k = np.sum(terms, axis=1, keepdims=True)
+            weight = 1.0 if kind == "reverse" else 1.0 - beta
+            grad = np.where(masked_s, 0.0, weight * q * ((r - r_star) - k) / temperature)
+            loss = (r_star + k)[:, 0]
+            if kind == "jsd":
+                kl_p = np.sum(np.where(masked_t, 0.0, p * (a - log_m)), axis=1)
+                loss = beta * kl_p + (1.0 - beta) * loss
+    bad = ~(np.all(np.isfinite(logits) | (logits == -np.inf), axis=1)
+            & np.all(np.isfinite(target_logits) | (target_logits == -np.inf), axis=1)
+            & np.any(logits > -np.inf, axis=1) & np.any(target_logits > -np.inf, axis=1))
+    loss = np.where(bad, np.nan, loss)
+    grad = np.where(bad[:, None], np.nan, grad)
     return loss, grad

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .distill import distillation_loss, kl_div, linear_distillation_loss
 from .linear import linear_cross_entropy
 
 __all__ = [
@@ -18,6 +19,9 @@ __all__ = [
     "SigmoidFocalLoss",
     "SoftmaxFocalLoss",
     "LinearCrossEntropyLoss",
+    "KLDivLoss",
+    "DistillationLoss",
+    "LinearDistillationLoss",
 ]
 
 
@@ -197,3 +201,82 @@ class LinearCrossEntropyLoss(nn.Module):
                                     self.label_smoothing, z_loss=self.z_loss, softcap=self.softcap,
                                     chunk_size=self.chunk_size, logit_scale=self.logit_scale,
                                     sample_weight=sample_weight, normalizer=normalizer)
+
+
+class KLDivLoss(nn.Module):
+    r"""Module form of :func:`crossent.torch.kl_div` (a drop-in for :class:`torch.nn.KLDivLoss`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import KLDivLoss
+    >>> log_q, p = torch.log_softmax(torch.randn(3, 5), 1), torch.softmax(torch.randn(3, 5), 1)
+    >>> loss = KLDivLoss(reduction="batchmean")(log_q, p)
+    >>> bool(torch.allclose(loss, torch.nn.KLDivLoss(reduction="batchmean")(log_q, p)))
+    True
+    """
+
+    def __init__(self, reduction="mean", log_target=False):
+        super().__init__()
+        self.reduction, self.log_target = reduction, log_target
+
+    def forward(self, input, target):
+        return kl_div(input, target, self.reduction, self.log_target)
+
+
+class DistillationLoss(nn.Module):
+    r"""Module form of :func:`crossent.torch.distillation_loss`: called with
+    ``(student_logits, teacher_logits, target=None)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import DistillationLoss, distillation_loss
+    >>> s, t, y = torch.randn(4, 7), torch.randn(4, 7), torch.tensor([0, 3, -100, 6])
+    >>> loss = DistillationLoss(beta=0.1, temperature=2.0, hard_weight=0.3)(s, t, y)
+    >>> bool(loss == distillation_loss(s, t, y, beta=0.1, temperature=2.0, hard_weight=0.3))
+    True
+    """
+
+    def __init__(self, *, beta=0.5, temperature=1.0, hard_weight=0.0, ignore_index=-100,
+                 reduction="mean"):
+        super().__init__()
+        self.beta, self.temperature, self.hard_weight = beta, temperature, hard_weight
+        self.ignore_index, self.reduction = ignore_index, reduction
+
+    def forward(self, student_logits, teacher_logits, target=None):
+        return distillation_loss(student_logits, teacher_logits, target, beta=self.beta,
+                                 temperature=self.temperature, hard_weight=self.hard_weight,
+                                 ignore_index=self.ignore_index, reduction=self.reduction)
+
+
+class LinearDistillationLoss(nn.Module):
+    r"""Module form of :func:`crossent.torch.linear_distillation_loss`: called with
+    ``(student_hidden, student_weight, teacher_hidden, teacher_weight, target=None,
+    student_bias=None, teacher_bias=None)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import LinearDistillationLoss, distillation_loss
+    >>> student, teacher = torch.nn.Linear(4, 11), torch.nn.Linear(8, 11)
+    >>> hs, ht = torch.randn(5, 4), torch.randn(5, 8)
+    >>> loss = LinearDistillationLoss(beta=0.9)(hs, student.weight, ht, teacher.weight, None,
+    ...                                         student.bias, teacher.bias)
+    >>> bool(torch.allclose(loss, distillation_loss(student(hs), teacher(ht), beta=0.9)))
+    True
+    """
+
+    def __init__(self, *, beta=0.5, temperature=1.0, hard_weight=0.0, ignore_index=-100,
+                 reduction="mean", chunk_size=None):
+        super().__init__()
+        self.beta, self.temperature, self.hard_weight = beta, temperature, hard_weight
+        self.ignore_index, self.reduction, self.chunk_size = ignore_index, reduction, chunk_size
+
+    def forward(self, student_hidden, student_weight, teacher_hidden, teacher_weight, target=None,
+                student_bias=None, teacher_bias=None):
+        return linear_distillation_loss(
+            student_hidden, student_weight, teacher_hidden, teacher_weight, target,
+            student_bias=student_bias, teacher_bias=teacher_bias, beta=self.beta,
+            temperature=self.temperature, hard_weight=self.hard_weight,
+            ignore_index=self.ignore_index, reduction=self.reduction, chunk_size=self.chunk_size)

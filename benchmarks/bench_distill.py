@@ -1,0 +1,154 @@
+"""Fused linear distillation against the naive loss on the CPU: time and peak memory, as ratios.
+
+    python benchmarks/bench_distill.py            # the SPEC 7 shape
+    python benchmarks/bench_distill.py --quick    # small shapes, a few seconds
+
+float32, forward + backward, N=2048 rows, D=1024 for both models, V=32768, the generalised
+JSD with beta = 0.5 at T = 1: ``crossent.torch.linear_distillation_loss`` against
+
+* the naive loss on materialised logits (``h_s @ W_s.T`` and ``h_t @ W_t.T``, then TRL's
+  mixture formula in torch operations, differentiated by autograd), and
+* the four matrix products alone on preallocated buffers (``h_s @ W_s.T``, ``h_t @ W_t.T``,
+  ``G @ W_s``, ``G.T @ h_s``): the floor the fused loss is measured against (target: 1.2x).
+
+Time: the contenders run in this process on the same tensors, interleaved, best of
+``--repeat``. Peak memory: each contender runs once more alone in a fresh subprocess (Linux):
+after the inputs exist, the resident set's high-water mark is reset (``/proc/self/clear_refs``;
+a tiny warm-up call has paid the libraries' one-time set-up), and the figure is the peak
+(``VmHWM``) minus the resident set then, minus the bytes of the gradients the call returns:
+the "extra" memory, compared with one N x V float32 logits array (target: at most 1/8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+import time
+
+import torch
+
+import crossent
+import crossent.torch as ct
+
+MIB = 1 << 20
+BETA = 0.5
+
+
+def problem(n, d, v, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hs = torch.randn(n, d, generator=g).requires_grad_(True)
+    ws = (torch.randn(v, d, generator=g) / d**0.5).requires_grad_(True)
+    ht = torch.randn(n, d, generator=g)
+    wt = torch.randn(v, d, generator=g) / d**0.5 * 2
+    return hs, ws, ht, wt
+
+
+def _clear(*tensors):
+    for t in tensors:
+        t.grad = None
+
+
+def run_crossent(hs, ws, ht, wt):
+    _clear(hs, ws)
+    ct.linear_distillation_loss(hs, ws, ht, wt, beta=BETA).backward()
+
+
+def run_naive(hs, ws, ht, wt):
+    """Both logits materialised; TRL's generalised JSD formula, autograd for the gradients."""
+    _clear(hs, ws)
+    log_q = torch.log_softmax(hs @ ws.T, dim=-1)
+    with torch.no_grad():
+        log_p = torch.log_softmax(ht @ wt.T, dim=-1)
+    log_m = torch.logsumexp(torch.stack([log_q + math.log(1 - BETA), log_p + math.log(BETA)]), dim=0)
+    jsd = BETA * (log_p.exp() * (log_p - log_m)).sum(-1) + (1 - BETA) * (log_q.exp() * (log_q - log_m)).sum(-1)
+    jsd.mean().backward()
+
+
+class FourMatmuls:
+    """The four products of the fused loss (two heads forward, the student's backward)."""
+
+    def __init__(self, hs, ws, ht, wt):
+        n, v = hs.shape[0], ws.shape[0]
+        self.hs, self.ws, self.ht, self.wt = hs.detach(), ws.detach(), ht, wt
+        self.s, self.t = torch.empty(n, v), torch.empty(n, v)
+        self.grad_h, self.grad_w = torch.empty_like(self.hs), torch.empty_like(self.ws)
+
+    def __call__(self, *_):
+        torch.mm(self.hs, self.ws.T, out=self.s)
+        torch.mm(self.ht, self.wt.T, out=self.t)
+        torch.mm(self.s, self.ws, out=self.grad_h)
+        torch.mm(self.s.T, self.hs, out=self.grad_w)
+
+
+CONTENDERS = {"crossent": run_crossent, "naive": run_naive}
+
+
+def _status_mib(field):
+    with open("/proc/self/status") as f:
+        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1)) / 1024.0
+
+
+def worker(name, shape):
+    """Run one contender once in this fresh process; print its extra peak memory as JSON."""
+    fn = CONTENDERS[name]
+    fn(*problem(8, 8, 16))  # the libraries' first-use set-up
+    args = problem(*shape)
+    grad_bytes = (args[0].numel() + args[1].numel()) * 4
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set (VmHWM) to the current one
+    base = _status_mib("VmRSS")
+    fn(*args)
+    print(json.dumps({"extra_mib": _status_mib("VmHWM") - base - grad_bytes / MIB}))
+
+
+def peak_in_subprocess(name, shape):
+    cmd = [sys.executable, __file__, "--worker", name, "--shape", ",".join(map(str, shape))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
+    parser.add_argument("--repeat", type=int, default=None, help="timed calls per contender")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, tuple(int(s) for s in args.shape.split(",")))
+        return
+    shape = (512, 256, 8192) if args.quick else (2048, 1024, 32768)
+    repeat = args.repeat or 3
+    n, d, v = shape
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crossent kernels: "
+          f"{crossent.kernel_backend()}; float32, forward + backward; best of {repeat}")
+    data = problem(*shape)
+    floor = FourMatmuls(*data)
+    timing = {}
+    for _ in range(repeat):  # interleaved, so that load from elsewhere hits every contender
+        for name, fn in (("crossent", run_crossent), ("naive", run_naive), ("matmuls", floor)):
+            t0 = time.perf_counter()
+            fn(*data)
+            timing[name] = min(timing.get(name, math.inf), time.perf_counter() - t0)
+    del data, floor
+    logits_mib = n * v * 4 / MIB
+    mem = {name: peak_in_subprocess(name, shape) for name in CONTENDERS}
+    print(f"\nlinear distillation (JSD, beta={BETA}), N={n} D={d} V={v} "
+          f"(one N x V logits array: {logits_mib:.0f} MiB)")
+    print(f"  {'':36s}{'best s':>9s}{'extra peak MiB':>16s}")
+    for name, label in (("crossent", "crossent linear_distillation_loss"),
+                        ("naive", "naive (both logits, autograd)"), ("matmuls", "four matmuls alone")):
+        extra = f"{mem[name]:16.1f}" if name in mem else f"{'-':>16s}"
+        print(f"  {label:36s}{timing[name]:9.3f}{extra}")
+    c, nv, m = timing["crossent"], timing["naive"], timing["matmuls"]
+    print(f"  time: crossent / four matmuls = {c / m:.3f} (target <= 1.2); naive / crossent = {nv / c:.2f}x")
+    print(f"  extra memory: crossent = {mem['crossent'] / logits_mib:.3f} of one logits array "
+          f"(target <= 0.125); naive = {mem['naive'] / logits_mib:.2f}")
+
+
+if __name__ == "__main__":
+    main()
