@@ -386,3 +386,51 @@ def test_example_distills_and_matches_the_naive_loss():
     assert len(losses) == 5 and losses[-1] < losses[0] - 0.2
     fused, naive = map(float, re.search(r"fused (\S+)  naive (\S+)", out.stdout).groups())
     assert abs(fused - naive) <= 1e-5 * naive
+
+
+# ----------------------------------------------------------------------------- second derivatives
+def _direct_distillation(x, t, y, beta, temperature, hard_weight):
+    """The loss written out in torch (TRL's generalised JSD, hard CE), "mean" over counted rows."""
+    logq, logp = torch.log_softmax(x / temperature, -1), torch.log_softmax(t / temperature, -1)
+    q, p = logq.exp(), logp.exp()
+    if beta == 0.0:
+        d = (p * (logp - logq)).sum(-1)
+    elif beta == 1.0:
+        d = (q * (logq - logp)).sum(-1)
+    else:
+        logm = torch.log(beta * p + (1 - beta) * q)
+        d = beta * (p * (logp - logm)).sum(-1) + (1 - beta) * (q * (logq - logm)).sum(-1)
+    counted = y != -100
+    ce = torch.nn.functional.cross_entropy(x, y.clamp_min(0), reduction="none")
+    rows = (1 - hard_weight) * d + hard_weight * ce
+    return (rows * counted).sum() / counted.sum()
+
+
+@pytest.mark.parametrize("beta,temperature,hard_weight", [(0.0, 1.0, 0.0), (0.5, 2.0, 0.3),
+                                                          (1.0, 0.7, 0.0), (0.1, 1.0, 1.0)])
+def test_distillation_loss_second_derivatives(beta, temperature, hard_weight):
+    """Hessian-vector products (create_graph=True) against the direct formula, and
+    gradgradcheck's finite differences."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 3, -100, 6, 2])
+    v = torch.randn(5, 7, generator=g, dtype=torch.float64)
+
+    def fn(a):
+        return distillation_loss(a, t, y, beta=beta, temperature=temperature, hard_weight=hard_weight)
+
+    got = torch.autograd.functional.hvp(fn, x, v)[1]
+    want = torch.autograd.functional.hvp(
+        lambda a: _direct_distillation(a, t, y, beta, temperature, hard_weight), x, v)[1]
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_linear_distillation_loss_refuses_create_graph():
+    hs = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    ws = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    loss = linear_distillation_loss(hs, ws, torch.randn(4, 2, dtype=torch.float64),
+                                    torch.randn(6, 2, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(loss, hs, create_graph=True)

@@ -291,3 +291,33 @@ def test_every_kernel_compiles_for_a_hopper_gpu_without_one():
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("compiled") == 7
+
+
+# ----------------------------------------------------------------------------- distillation
+DISTILL_GRID = list(itertools.product([0.0, 0.1, 0.5, 1.0], [0.5, 2.0], [0.0, 0.3],
+                                      [torch.float64, torch.float32]))
+
+
+@pytest.mark.parametrize("beta,temperature,hard_weight,dtype", DISTILL_GRID)
+def test_distillation_loss_every_option(kernels, beta, temperature, hard_weight, dtype):
+    rng = np.random.default_rng(DISTILL_GRID.index((beta, temperature, hard_weight, dtype)))
+    student = _logits(rng, 6, 41, dtype)
+    teacher = torch.tensor(rng.normal(size=(6, 41)) * 2).to(dtype)
+    teacher[2, 30:] = -math.inf  # classes the teacher masks
+    target = torch.tensor(rng.integers(0, 41, size=6))
+    target[1], target[4] = 0, -100
+    fn = lambda x: ct.distillation_loss(x, teacher, target, beta=beta,  # noqa: E731
+                                        temperature=temperature, hard_weight=hard_weight)
+    _assert_same(_both(fn, [student]), dtype)
+
+
+def test_linear_distillation_loss_through_the_row_kernel(kernels):
+    rng = np.random.default_rng(9)
+    hs = torch.tensor(rng.normal(size=(13, 8))).requires_grad_(True)
+    ws = torch.tensor(rng.normal(size=(40, 8)) * 0.5).requires_grad_(True)
+    ht = torch.tensor(rng.normal(size=(13, 12)))
+    wt = torch.tensor(rng.normal(size=(40, 12)) * 0.5)
+    target = torch.tensor(rng.integers(0, 40, size=13))
+    fn = lambda hs, ws: ct.linear_distillation_loss(hs, ws, ht, wt, target, beta=0.3,  # noqa: E731
+                                                    temperature=2.0, hard_weight=0.25, chunk_size=5)
+    _assert_same(_both(fn, [hs, ws]), torch.float64)

@@ -170,6 +170,10 @@ def _rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, ne
     """Per-row losses (float64) and ``scale`` times each row's gradient for ``(n, V)`` student
     logits ``x`` and teacher logits ``z``; on the CPU through the compiled kernel (the gradient
     written into ``out`` when given, which may be ``x`` itself)."""
+    gpu = _engine._triton_for(x)
+    if gpu is not None:  # CUDA tensors: the Triton kernel of the same formulas
+        return gpu.softmax_divergence_rows(x, z, labels, counted, kind, beta, temperature,
+                                           hard_weight, scale, need_grad, out=out)
     if not _engine.uses_kernels(x):
         return _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale,
                            need_grad)
@@ -243,16 +247,42 @@ class _Distillation(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.none = inputs[3][4] == "none"
+        student, teacher, target, options, _ = inputs
+        ctx.none = options[4] == "none"
+        ctx.options = options
         ctx.set_materialize_grads(False)  # no zero-filled gradient for the gradient output
         ctx.mark_non_differentiable(output[1])
-        ctx.save_for_backward(output[1])
+        ctx.save_for_backward(output[1], student, teacher, target)
 
     @staticmethod
     def backward(ctx, grad_value, _grad_grad):
         if grad_value is None:  # the value is not part of what is differentiated
             return None, None, None, None, None
-        return _distillation_backward(ctx, grad_value, None)[:3] + (None, None)
+        g, student, teacher, target = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True, or a torch.func transform
+            return _differentiable_grad(student, teacher, target, ctx.options, grad_value), \
+                None, None, None, None
+        go = grad_value.unsqueeze(1) if ctx.none else grad_value
+        return g * go.to(g.dtype), None, None, None, None
+
+
+def _differentiable_grad(student, teacher, target, options, grad_value):
+    """The gradient with respect to the student's logits as a differentiable function of them
+    (second derivatives, Hessian-vector products): the value recomputed with the torch formulas
+    of :func:`_torch_rows` and differentiated with ``create_graph=True``."""
+    beta, temperature, hard_weight, ignore_index, reduction = options
+    n = student.shape[0]
+    if target is None:  # the labels were validated by the forward: torch operations suffice
+        labels, counted = None, torch.ones(n, dtype=torch.bool, device=student.device)
+    else:
+        counted = target != ignore_index
+        labels = torch.where(counted, target, 0)
+    with torch.enable_grad():
+        loss, _ = _torch_rows(student, teacher.detach(), labels, counted, _kind(beta), beta,
+                              temperature, hard_weight, 1.0, False)
+        value = reduce(loss, reduction, float(counted.sum()), student.dtype, (n,))
+        (grad,) = torch.autograd.grad(value, student, grad_value, create_graph=True)
+    return grad
 
 
 def _check_options(beta, temperature, hard_weight, ignore_index, reduction, target):
@@ -528,6 +558,12 @@ class _LinearDistillation(torch.autograd.Function):
     def backward(ctx, grad_value, *_unused):
         if grad_value is None:  # the value is not part of what is differentiated
             return (None,) * 17
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "linear_distillation_loss has no second derivative: backward was called with "
+                "create_graph=True (or under a torch.func transform), and the fused head's "
+                "gradient is not itself differentiable. Use distillation_loss on the logits for "
+                "higher-order gradients")
         return _linear_backward(ctx, grad_value)
 
 
