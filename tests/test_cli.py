@@ -119,6 +119,30 @@ def test_main_turns_ctrl_c_into_one_line(capsys, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_ctrl_c_swallowed_by_the_command_is_raised_again(capsys, monkeypatch):
+    """Code that the command runs can swallow the interrupt (pyarrow drops exceptions raised
+    while it imports pandas from C++): the command ran on, here a loop standing for training.
+    main raises the interrupt again until it reaches main."""
+    from crossent.cli import calculator, main
+
+    ran_on = []
+
+    def swallows_then_runs_on(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:
+            pass
+        for _ in range(1000):  # 10 s unless interrupted again
+            time.sleep(0.01)
+        ran_on.append(True)
+
+    monkeypatch.setattr(calculator, "_show", swallows_then_runs_on)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["entropy", "0.5", "0.5"]) == 130
+    assert capsys.readouterr() == ("", INTERRUPTED)
+    assert ran_on == [] and signal.getsignal(signal.SIGINT) is before
+
+
 # ----------------------------------------------------------------------------- warnings (item 18)
 def test_failing_command_prints_its_error_line_only(tmp_path):
     """``train --solver gd --learning-rate 1e6`` put RuntimeWarnings before its error line."""
