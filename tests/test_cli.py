@@ -33,16 +33,23 @@ def _hook(action: str, names) -> str:
     """A meta-path finder that, on importing one of ``names`` (or a submodule), raises:
     ``missing`` a ModuleNotFoundError as for an absent package, ``interrupt`` a
     KeyboardInterrupt as Ctrl-C landing during that import would; ``signal`` sends the
-    process a real SIGINT at the start of that import (once), then lets the import go on."""
+    process a real SIGINT at the start of that import (once), then lets the import go on;
+    ``signal-to-import-error`` turns what the SIGINT raises into an ImportError."""
     return textwrap.dedent(f"""\
         import os, signal, sys
         class _Hook:
             names = {tuple(names)!r}
             def find_spec(self, name, path=None, target=None):
                 if name in self.names or name.split(".")[0] in self.names:
-                    if {action!r} == "signal":
+                    if {action!r} in ("signal", "signal-to-import-error"):
                         self.names = ()
-                        os.kill(os.getpid(), signal.SIGINT)
+                        try:
+                            os.kill(os.getpid(), signal.SIGINT)
+                            os.getpid()  # the handler runs by now
+                        except BaseException as exc:  # as NumPy's C import turns it
+                            if {action!r} == "signal-to-import-error":
+                                raise ImportError("the import failed") from exc
+                            raise
                         return None
                     if {action!r} == "interrupt":
                         raise KeyboardInterrupt
@@ -72,6 +79,13 @@ def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module):
     """Ctrl-C while the command imports (the package itself included) printed a
     KeyboardInterrupt traceback and died of SIGINT."""
     res = crossent("entropy", "0.5", "0.5", hook=_hook("interrupt", [module]))
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
+
+
+def test_ctrl_c_turned_into_an_import_error_during_start_up_is_one_line_exit_130():
+    """NumPy's C import turned a Ctrl-C during it into an ImportError: the command died with
+    that error (exit 1) instead of the interrupted line."""
+    res = crossent("entropy", "0.5", "0.5", hook=_hook("signal-to-import-error", ["numpy"]))
     assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
 
 
