@@ -32,13 +32,25 @@ def _entry_point_code() -> str:
 def _hook(action: str, names) -> str:
     """A meta-path finder that, on importing one of ``names`` (or a submodule), raises:
     ``missing`` a ModuleNotFoundError as for an absent package, ``interrupt`` a
-    KeyboardInterrupt as Ctrl-C landing during that import would."""
+    KeyboardInterrupt as Ctrl-C landing during that import would; ``signal`` sends the
+    process a real SIGINT at the start of that import (once), then lets the import go on;
+    ``signal-to-import-error`` turns what the SIGINT raises into an ImportError."""
     return textwrap.dedent(f"""\
-        import sys
+        import os, signal, sys
         class _Hook:
             names = {tuple(names)!r}
             def find_spec(self, name, path=None, target=None):
                 if name in self.names or name.split(".")[0] in self.names:
+                    if {action!r} in ("signal", "signal-to-import-error"):
+                        self.names = ()
+                        try:
+                            os.kill(os.getpid(), signal.SIGINT)
+                            os.getpid()  # the handler runs by now
+                        except BaseException as exc:  # as NumPy's C import turns it
+                            if {action!r} == "signal-to-import-error":
+                                raise ImportError("the import failed") from exc
+                            raise
+                        return None
                     if {action!r} == "interrupt":
                         raise KeyboardInterrupt
                     raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
@@ -70,6 +82,13 @@ def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module):
     assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
 
 
+def test_ctrl_c_turned_into_an_import_error_during_start_up_is_one_line_exit_130():
+    """NumPy's C import turned a Ctrl-C during it into an ImportError: the command died with
+    that error (exit 1) instead of the interrupted line."""
+    res = crossent("entropy", "0.5", "0.5", hook=_hook("signal-to-import-error", ["numpy"]))
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
+
+
 def test_ctrl_c_at_any_moment_is_one_line_exit_130(tmp_path):
     """A real SIGINT at several moments: during start-up, or while training runs (it exited 130
     with nothing on stderr). Training is given epochs enough never to finish first."""
@@ -89,6 +108,16 @@ def test_ctrl_c_at_any_moment_is_one_line_exit_130(tmp_path):
         assert (proc.returncode, out, err) == (130, "", INTERRUPTED), delay
 
 
+def test_ctrl_c_while_pyarrow_imports_pandas_is_not_lost(tmp_path):
+    """pyarrow's first ``to_numpy`` imports pandas from C++ and drops any exception raised
+    during that import: Ctrl-C landing there (about a second into ``crossent train``) was lost
+    and training went on. A real SIGINT is sent here at the start of that import."""
+    data = _table(tmp_path / "d.csv")
+    res = crossent("train", data, "--target", "label", "--solver", "gd", "--epochs", "5",
+                   hook=_hook("signal", ["pandas"]))
+    assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
+
+
 def test_main_turns_ctrl_c_into_one_line(capsys, monkeypatch):
     """In-process callers of main() get the same line and status (Typer alone turned Ctrl-C
     into a silent exit 130), and their own SIGINT handler back."""
@@ -102,6 +131,30 @@ def test_main_turns_ctrl_c_into_one_line(capsys, monkeypatch):
     assert main(["entropy", "0.5", "0.5"]) == 130
     assert capsys.readouterr() == ("", INTERRUPTED)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_ctrl_c_swallowed_by_the_command_is_raised_again(capsys, monkeypatch):
+    """Code that the command runs can swallow the interrupt (pyarrow drops exceptions raised
+    while it imports pandas from C++): the command ran on, here a loop standing for training.
+    main raises the interrupt again until it reaches main."""
+    from crossent.cli import calculator, main
+
+    ran_on = []
+
+    def swallows_then_runs_on(*args, **kwargs):
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except BaseException:
+            pass
+        for _ in range(1000):  # 10 s unless interrupted again
+            time.sleep(0.01)
+        ran_on.append(True)
+
+    monkeypatch.setattr(calculator, "_show", swallows_then_runs_on)
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["entropy", "0.5", "0.5"]) == 130
+    assert capsys.readouterr() == ("", INTERRUPTED)
+    assert ran_on == [] and signal.getsignal(signal.SIGINT) is before
 
 
 # ----------------------------------------------------------------------------- warnings (item 18)

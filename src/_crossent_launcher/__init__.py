@@ -16,11 +16,29 @@ _INTERRUPTED = "crossent: interrupted"  # the same line as crossent.cli.INTERRUP
 
 
 def main() -> int:
-    """Import and run :func:`crossent.cli.main`; Ctrl-C while importing is one line, 130."""
+    """Import and run :func:`crossent.cli.main`; Ctrl-C while importing is one line, 130.
+
+    A C extension can turn the KeyboardInterrupt into another error (NumPy's import raises an
+    ImportError) or drop it: the handler notes each SIGINT, so either ends the same way.
+    """
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         from crossent.cli import main as run
-    except KeyboardInterrupt:
+
+        if interrupted:
+            raise KeyboardInterrupt
+    except BaseException as exc:
+        if not (interrupted or isinstance(exc, KeyboardInterrupt)):
+            signal.signal(signal.SIGINT, previous)
+            raise
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         print(_INTERRUPTED, file=sys.stderr)
         return 130
+    signal.signal(signal.SIGINT, previous)
     return run()

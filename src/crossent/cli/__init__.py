@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 import re
 import signal
 import sys
@@ -27,6 +28,7 @@ _COMMANDS = {
     "train": "train",
 }
 INTERRUPTED = "crossent: interrupted"
+_AGAIN_S = 0.2  # how soon a Ctrl-C that was swallowed is raised again
 
 
 class _Interrupted(BaseException):
@@ -45,27 +47,58 @@ def main(argv=None) -> int:
     """
     args = sys.argv[1:] if argv is None else [str(a) for a in argv]
     handler = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _raise_interrupted) if handler else None
+    ctrl_c = _CtrlC() if handler else None
+    previous = signal.signal(signal.SIGINT, ctrl_c) if handler else None
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("default")
             status = _run(args)
+        if ctrl_c is not None and ctrl_c.seen:
+            raise _Interrupted  # the command swallowed it and ran on to its end
         if status == 0:
             for line in dict.fromkeys(_one_line(str(w.message)) for w in caught):
                 print(f"crossent: warning: {line}", file=sys.stderr)
         return status
     except (_Interrupted, KeyboardInterrupt):
         if handler:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot cut the line
+            ctrl_c.taken()  # a second Ctrl-C cannot cut the line
         print(INTERRUPTED, file=sys.stderr)
         return 130
     finally:
         if handler:
+            ctrl_c.taken()
             signal.signal(signal.SIGINT, previous)
 
 
-def _raise_interrupted(signum, frame):
-    raise _Interrupted
+class _CtrlC:
+    """:func:`main`'s SIGINT handler: it raises :class:`_Interrupted`, and raises it again
+    every ``_AGAIN_S`` seconds (by a SIGINT the process sends itself) until :func:`main` has
+    taken it, as code that the command runs can swallow the exception (pyarrow drops any
+    exception raised while it imports pandas from C++; a C extension's import can too)."""
+
+    def __init__(self):
+        self.seen = False
+        self._taken = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, signum, frame):
+        if self._taken.is_set():
+            return
+        if not self.seen:
+            self.seen = True
+            threading.Thread(target=self._again, name="crossent-ctrl-c", daemon=True).start()
+        raise _Interrupted
+
+    def _again(self):
+        while not self._taken.wait(_AGAIN_S):
+            with self._lock:  # no SIGINT once taken() has returned
+                if not self._taken.is_set():
+                    os.kill(os.getpid(), signal.SIGINT)
+
+    def taken(self) -> None:
+        """From now on a SIGINT does nothing and none is sent again."""
+        with self._lock:
+            self._taken.set()
 
 
 def _run(args) -> int:

@@ -27,9 +27,18 @@ _OUTPUT_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
 def _read_table(path: Path):
-    """The whole file as a pyarrow Table (CSV, Parquet or NPZ, chosen by the suffix)."""
+    """The whole file as a pyarrow Table (CSV, Parquet or NPZ, chosen by the suffix).
+
+    ``pyarrow.csv.read_csv`` swaps in its own SIGINT handler for the read; it passes a Ctrl-C
+    on through a helper thread and drops it when the read ends first (a third of them, on a
+    busy machine), so the command trained on. With pyarrow's handlers off, SIGINT stays with
+    the handler of :func:`crossent.cli.main` and interrupts as soon as the read returns.
+    """
+    import pyarrow as pa
+
     from ..evaluation.io import read_table
 
+    pa.enable_signal_handlers(False)
     return read_table(path)
 
 

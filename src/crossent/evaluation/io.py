@@ -109,10 +109,20 @@ def expand_paths(path) -> list:
 
 
 def _pa():
+    """pyarrow, with pandas (when installed) imported first, from Python.
+
+    pyarrow's first conversion to NumPy (``to_numpy``) imports pandas from C++ and discards
+    any exception raised during that import: a Ctrl-C landing then was lost (``crossent
+    train`` went on training). Imported here, an interrupt propagates as from any import.
+    """
     try:
         import pyarrow
     except ImportError:  # pragma: no cover - pyarrow is in the cli extra
         raise ImportError("reading prediction files needs pyarrow: pip install 'crossent[cli]'") from None
+    try:
+        import pandas  # noqa: F401
+    except ImportError:
+        pass
     return pyarrow
 
 
