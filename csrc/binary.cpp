@@ -44,7 +44,7 @@ inline double sigmoid_bce_ref(double x, double t0, double w, double pw, double e
 inline double bce_ref(double p, double t, double w, double* grad) {
   const double log_p = std::log(p);
   const double log_1mp = std::log1p(-p);  // log(1 - p) without cancellation for small p
-  *grad = zero_times(w, zero_times(t, -1.0 / p) + zero_times(1.0 - t, 1.0 / (1.0 - p)));
+  *grad = zero_times(w, (t == 0.0 ? 0.0 : -t / p) + (t == 1.0 ? 0.0 : (1.0 - t) / (1.0 - p)));
   return -zero_times(w, zero_times(t, log_p) + zero_times(1.0 - t, log_1mp));
 }
 
@@ -144,7 +144,8 @@ double bce_simd(const T* __restrict p, const TT* __restrict t, int64_t i0, int64
     const T pi = p[i], ti = narrow<T>(t[i]), omt = narrow<T>(one_minus(t[i], T()));
     const T l = -(zero_times(ti, vlog(pi)) + zero_times(omt, vlog1p(-pi)));
     if (LossOut) loss_out[i] = static_cast<double>(l);
-    if (Grad) grad[i] = (zero_times(ti, -T(1) / pi) + zero_times(omt, T(1) / (T(1) - pi))) * scale;
+    // -t/p, not t * (-1/p): 1/p overflows for subnormal p where t/p need not
+    if (Grad) grad[i] = ((ti == T(0) ? T(0) : -ti / pi) + (omt == T(0) ? T(0) : omt / (T(1) - pi))) * scale;
     chunk += l;
   }
     part += static_cast<double>(chunk);

@@ -240,7 +240,11 @@ def binary_cross_entropy(probs, targets, weight=None):
         log_1mp = np.log1p(-probs)  # log(1 - p) without cancellation for small p
         # a zero weight zeroes its element even where the logarithm is infinite
         loss = -_zero_times(w, _zero_times(targets, log_p) + _zero_times(1 - targets, log_1mp))
-        grad = _zero_times(w, _zero_times(targets, -1.0 / probs) + _zero_times(1 - targets, 1.0 / (1 - probs)))
+        # -t/p rather than t * (-1/p): 1/p overflows for subnormal p where t/p need not
+        t, omt = np.broadcast_arrays(targets, 1 - targets)
+        d_log_p = -np.divide(t, probs, out=np.zeros(np.broadcast(t, probs).shape), where=t != 0)
+        d_log_1mp = np.divide(omt, 1 - probs, out=np.zeros(np.broadcast(omt, probs).shape), where=omt != 0)
+        grad = _zero_times(w, d_log_p + d_log_1mp)
     return loss, grad
 
 
