@@ -100,6 +100,17 @@ if triton is not None:
         return z, dz
 
     @triton.jit
+    def _online(m, shift, s, v):
+        """One block of an online log-sum-exp: the running max m, its finite shift and
+        s = sum exp(v - shift) in float64: s <- s e^(shift - shift_new) + sum exp(v - shift_new),
+        s = 0 staying 0 (no 0 * inf)."""
+        m_new = tl.maximum(m, tl.max(v, axis=0))
+        shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
+        rescale = tl.exp((shift - shift_new).to(tl.float64))
+        s = tl.where(s == 0.0, s, s * rescale) + tl.sum(tl.exp(v - shift_new).to(tl.float64), axis=0)
+        return m_new, shift_new, s
+
+    @triton.jit
     def _params4(params_ptr, CD: tl.constexpr):
         """eps and z_loss in float64 (row statistics), softcap and grad_scale in the compute dtype."""
         return (tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2).to(CD),
@@ -123,13 +134,7 @@ if triton is not None:
             inside = cols < n_cols
             x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
             z, _ = _softcapped(x, softcap, SOFTCAP)
-            m_new = tl.maximum(m, tl.max(z, axis=0))
-            shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
-            # s <- s e^(shift - shift_new) + sum exp(z - shift_new); s = 0 stays 0 (no 0 * inf)
-            rescale = tl.exp((shift - shift_new).to(tl.float64))
-            s = tl.where(s == 0.0, s, s * rescale)
-            s += tl.sum(tl.exp(z - shift_new).to(tl.float64), axis=0)
-            m, shift = m_new, shift_new
+            m, shift, s = _online(m, shift, s, z)
             if SMOOTH:
                 unmasked = inside & (z != float("-inf"))
                 if HAS_WEIGHT:
@@ -354,16 +359,6 @@ if triton is not None:
 
 
     # ------------------------------------------------------------------ distillation divergences
-    @triton.jit
-    def _online(m, shift, s, v):
-        """One block of an online log-sum-exp: the running max m, its finite shift and
-        s = sum exp(v - shift) in float64 (s = 0 stays 0: no 0 * inf)."""
-        m_new = tl.maximum(m, tl.max(v, axis=0))
-        shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
-        rescale = tl.exp((shift - shift_new).to(tl.float64))
-        s = tl.where(s == 0.0, s, s * rescale) + tl.sum(tl.exp(v - shift_new).to(tl.float64), axis=0)
-        return m_new, shift_new, s
-
     @triton.jit
     def _log_m(a, b, log_beta, log_1m_beta):
         """log m, m = beta p + (1-beta) q: a log-add-exp of log beta + a and log(1-beta) + b."""
