@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import torch
 
 import crossent
 import crossent.torch as ct
+from crossent.benchmarks import peak_extra_bytes
 
 MIB = 1 << 20
 BETA = 0.5
@@ -87,22 +87,14 @@ class FourMatmuls:
 CONTENDERS = {"crossent": run_crossent, "naive": run_naive}
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as f:
-        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1)) / 1024.0
-
-
 def worker(name, shape):
     """Run one contender once in this fresh process; print its extra peak memory as JSON."""
     fn = CONTENDERS[name]
     fn(*problem(8, 8, 16))  # the libraries' first-use set-up
     args = problem(*shape)
     grad_bytes = (args[0].numel() + args[1].numel()) * 4
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident set (VmHWM) to the current one
-    base = _status_mib("VmRSS")
-    fn(*args)
-    print(json.dumps({"extra_mib": _status_mib("VmHWM") - base - grad_bytes / MIB}))
+    extra = peak_extra_bytes(lambda: fn(*args))  # VmHWM after /proc/self/clear_refs
+    print(json.dumps({"extra_mib": (extra - grad_bytes) / MIB}))
 
 
 def peak_in_subprocess(name, shape):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ import torch.nn.functional as F
 
 import crossent
 import crossent.torch as ct
+from crossent.benchmarks import peak_extra_bytes
 
 MIB = 1 << 20
 
@@ -161,11 +161,6 @@ def median(ts):
     return ts[m] if len(ts) % 2 else (ts[m - 1] + ts[m]) / 2
 
 
-def _status_mib(field):
-    with open("/proc/self/status") as f:
-        return int(re.search(field + r":\s+(\d+) kB", f.read()).group(1)) / 1024.0
-
-
 def worker(name, shape):
     """Run one contender once in this fresh process; print its extra peak memory as JSON."""
     fn, kind = CONTENDERS[name]
@@ -178,12 +173,8 @@ def worker(name, shape):
     else:
         args = ce_problem(*shape)
         grad_bytes = args[0].numel() * 4
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident set (VmHWM) to the current one
-    base = _status_mib("VmRSS")
-    fn(*args)
-    peak = _status_mib("VmHWM")
-    print(json.dumps({"extra_mib": peak - base - grad_bytes / MIB}))
+    extra = peak_extra_bytes(lambda: fn(*args))  # VmHWM after /proc/self/clear_refs
+    print(json.dumps({"extra_mib": (extra - grad_bytes) / MIB}))
 
 
 def peak_in_subprocess(name, shape):

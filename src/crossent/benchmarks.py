@@ -34,7 +34,7 @@ from .losses import (binary_cross_entropy, nll_loss, sigmoid_binary_cross_entrop
                      value_and_grad)
 from .measures import entropy, js_divergence, kl_divergence
 
-__all__ = ["Row", "Sizes", "FULL", "QUICK", "run", "table", "NOTES"]
+__all__ = ["Row", "Sizes", "FULL", "QUICK", "run", "table", "NOTES", "peak_extra_bytes"]
 
 FORWARD, BACKWARD = "forward", "forward+backward"
 
@@ -90,8 +90,10 @@ def _status_kib(field: str) -> Optional[int]:
     return None
 
 
-def _peak_extra_bytes(fn: Callable[[], object]) -> Optional[int]:
-    """Resident-set high-water mark during fn() minus the resident set before it (Linux)."""
+def peak_extra_bytes(fn: Callable[[], object]) -> Optional[int]:
+    """Resident-set high-water mark during fn() minus the resident set before it (Linux; None
+    elsewhere). Run it in a fresh process after a warm-up call for a figure free of earlier
+    allocations (benchmarks/bench_torch.py does)."""
     gc.collect()
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -304,7 +306,7 @@ def run(sizes: Sizes = QUICK, repeat: int = 5, seed: int = 0, with_torch: bool =
     rows: List[Row] = []
     for group in groups:
         for case, kind, method, role, fn in group():
-            extra = _peak_extra_bytes(fn)
+            extra = peak_extra_bytes(fn)
             rows.append(Row(case, kind, method, role, _median_seconds(fn, repeat, sizes.budget),
                             extra))
         gc.collect()
