@@ -39,3 +39,15 @@ def test_bench_quick_with_torch_lists_the_competitors(capsys):
 def test_bench_rejects_bad_counts(capsys, option, value):
     assert main(["bench", "--quick", option, value]) == 2
     assert f"{option} must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_bench_only_keeps_the_named_cases(capsys):
+    assert main(["bench", "--quick", "--repeat", "1", "--no-torch", "--only", "entropy"]) == 0
+    out = capsys.readouterr().out
+    assert "entropy (float64)" in out
+    assert "softmax CE" not in out and "KL divergence" not in out
+
+
+def test_bench_only_matching_nothing_is_an_error(capsys):
+    assert main(["bench", "--quick", "--repeat", "1", "--no-torch", "--only", "no such case"]) == 2
+    assert "--only 'no such case' matches no case" in capsys.readouterr().err

@@ -282,8 +282,9 @@ def _measure_cases(n, c, rng, torch, scipy_ok):
 
 
 def run(sizes: Sizes = QUICK, repeat: int = 5, seed: int = 0, with_torch: bool = True,
-        with_scipy: bool = True) -> List[Row]:
-    """Time every method of every case; returns the rows in case order."""
+        with_scipy: bool = True, only: Optional[str] = None) -> List[Row]:
+    """Time every method of every case (of the cases whose name contains ``only``, ignoring
+    case, when it is given); returns the rows in case order."""
     torch = None
     if with_torch:
         try:
@@ -306,6 +307,8 @@ def run(sizes: Sizes = QUICK, repeat: int = 5, seed: int = 0, with_torch: bool =
     rows: List[Row] = []
     for group in groups:
         for case, kind, method, role, fn in group():
+            if only is not None and only.lower() not in case.lower():
+                continue
             extra = peak_extra_bytes(fn)
             rows.append(Row(case, kind, method, role, _median_seconds(fn, repeat, sizes.budget),
                             extra))

@@ -9,6 +9,7 @@ The harness is :mod:`crossent.benchmarks`; this command only parses options and 
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -24,6 +25,8 @@ def bench_cmd(
     repeat: int = typer.Option(5, "--repeat", help="Timed calls per method (median)."),
     threads: int = typer.Option(2, "--threads", help="Threads for crossent and PyTorch."),
     no_torch: bool = typer.Option(False, "--no-torch", help="Leave PyTorch out."),
+    only: Optional[str] = typer.Option(None, "--only", metavar="TEXT",
+                                       help="Only the cases whose name contains TEXT."),
 ) -> None:
     """Time crossent against PyTorch, SciPy and the memory floors, side by side."""
     if repeat < 1:
@@ -38,6 +41,8 @@ def bench_cmd(
         except ImportError:
             print("crossent bench: PyTorch is not installed; its rows are left out", file=sys.stderr)
     sizes = benchmarks.QUICK if quick else benchmarks.FULL
-    rows = benchmarks.run(sizes, repeat, with_torch=not no_torch)
+    rows = benchmarks.run(sizes, repeat, with_torch=not no_torch, only=only)
+    if not rows:
+        raise CliError(f"--only {only!r} matches no case")
     print(benchmarks.table(rows, sizes))
     print(benchmarks.NOTES)
