@@ -62,6 +62,38 @@ def _backward(out, upstream):
     (out * upstream).sum().backward() if out.dim() else out.backward()
 
 
+def _cases(rank, world):
+    """This rank's values and gradients of the CASES: the plain and the fused linear loss."""
+    logits, hidden, weight, bias, target, upstream = problem()
+    start, stop = split(world)[rank]
+    cases = []
+    for opts in CASES:
+        x = logits[:, start:stop].clone().requires_grad_(True)
+        out = ct.vocab_parallel_cross_entropy(x, target, vocab_start=start, **opts)
+        _backward(out, upstream)
+        h = hidden.clone().requires_grad_(True)
+        w = weight[start:stop].clone().requires_grad_(True)
+        b = bias[start:stop].clone().requires_grad_(True)
+        lin = ct.vocab_parallel_linear_cross_entropy(h, w, target, b, vocab_start=start, chunk_size=4, **opts)
+        _backward(lin, upstream)
+        cases.append(dict(value=out.detach(), grad=x.grad, linear_value=lin.detach(),
+                           grad_hidden=h.grad, grad_weight=w.grad, grad_bias=b.grad))
+    return cases
+
+
+def triton(rank, world, port, out_file):
+    """The CASES with every rank on the Triton kernels (under TRITON_INTERPRET=1 on CPUs)."""
+    from crossent.torch import _engine
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=datetime.timedelta(seconds=60))
+    with _engine.force_triton_path():
+        results = {"cases": _cases(rank, world)}
+    torch.save(results, out_file)
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main(rank, world, port, out_file):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world, timeout=datetime.timedelta(seconds=60))
@@ -73,20 +105,9 @@ def main(rank, world, port, out_file):
         return real_all_reduce(tensor, *args, **kwargs)
     dist.all_reduce = counting_all_reduce
 
-    logits, hidden, weight, bias, target, upstream = problem()
+    results = {"cases": _cases(rank, world), "bytes": {}}
+    logits, _, _, _, target, _ = problem()
     start, stop = split(world)[rank]
-    results = {"cases": [], "bytes": {}}
-    for opts in CASES:
-        x = logits[:, start:stop].clone().requires_grad_(True)
-        out = ct.vocab_parallel_cross_entropy(x, target, vocab_start=start, **opts)
-        _backward(out, upstream)
-        h = hidden.clone().requires_grad_(True)
-        w = weight[start:stop].clone().requires_grad_(True)
-        b = bias[start:stop].clone().requires_grad_(True)
-        lin = ct.vocab_parallel_linear_cross_entropy(h, w, target, b, vocab_start=start, chunk_size=4, **opts)
-        _backward(lin, upstream)
-        results["cases"].append(dict(value=out.detach(), grad=x.grad, linear_value=lin.detach(),
-                                     grad_hidden=h.grad, grad_weight=w.grad, grad_bias=b.grad))
 
     # Default layout (equal slices, rank r holds [r V_local, (r+1) V_local)) with float32.
     v_local = 4
@@ -268,5 +289,5 @@ def hardening(rank, world, port, out_file):
 
 
 if __name__ == "__main__":
-    entry = hardening if sys.argv[5:] == ["hardening"] else main
+    entry = {"hardening": hardening, "triton": triton}.get(sys.argv[5] if sys.argv[5:] else "", main)
     entry(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -95,6 +95,30 @@ def test_loss_and_gradients_equal_one_process(ranks, case):
         _close(got["grad_bias"], expected["grad_bias"][start:stop])
 
 
+@pytest.fixture(scope="module")
+def triton_ranks(tmp_path_factory):
+    pytest.importorskip("triton")  # TRITON_INTERPRET=1 is set by conftest.py without a GPU
+    return _launch(2, tmp_path_factory.mktemp("triton"), "triton")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(worker.CASES)))
+def test_triton_shards_equal_one_process(triton_ranks, case):
+    """Every rank on the Triton kernels (statistics kernel, all-reduce, gradient kernel): the
+    loss and gradients of one process on the CPU kernels."""
+    opts = worker.CASES[case]
+    expected = _single(opts, worker.problem()[-1])
+    for rank, res in enumerate(triton_ranks):
+        got = res["cases"][case]
+        start, stop = worker.split(2)[rank]
+        _close(got["value"], expected["value"])
+        _close(got["grad"], expected["grad"][:, start:stop])
+        _close(got["linear_value"], expected["linear_value"])
+        _close(got["grad_hidden"], expected["grad_hidden"])
+        _close(got["grad_weight"], expected["grad_weight"][start:stop])
+        _close(got["grad_bias"], expected["grad_bias"][start:stop])
+
+
 def test_default_layout_float32(ranks):
     world, results = ranks
     ref = results[0]["default_layout"]

@@ -126,14 +126,14 @@ def test_cross_entropy_all_ignored_and_fully_masked_rows(kernels):
 def test_binary_cross_entropy_with_logits(kernels, weighted, pos_weighted, eps, reduction, dtype):
     rng = np.random.default_rng(int(weighted) + 2 * int(pos_weighted) + 4 * int(eps > 0))
     x = torch.tensor(rng.normal(size=(5, 7)) * 4).to(dtype).requires_grad_(True)
-    t = torch.tensor(rng.uniform(size=(5, 7))).to(dtype)
+    t = torch.tensor(rng.uniform(size=(5, 7))).to(dtype).requires_grad_(True)  # its gradient too
     weight = torch.tensor(rng.uniform(0.5, 2.0, size=7)).to(dtype) if weighted else None
     pos_weight = torch.tensor(rng.uniform(0.5, 3.0, size=7)).to(dtype) if pos_weighted else None
-    fn = lambda x: ct.binary_cross_entropy_with_logits(  # noqa: E731
+    fn = lambda x, t: ct.binary_cross_entropy_with_logits(  # noqa: E731
         x, t, weight=weight, pos_weight=pos_weight, reduction=reduction, label_smoothing=eps) \
         if eps else ct.binary_cross_entropy_with_logits(x, t, weight=weight, pos_weight=pos_weight,
                                                         reduction=reduction)
-    _assert_same(_both(fn, [x]), dtype)
+    _assert_same(_both(fn, [x, t]), dtype)
 
 
 @pytest.mark.parametrize("alpha,gamma,reduction,dtype", list(itertools.product(
@@ -192,6 +192,30 @@ def test_row_kernels_against_the_torch_formulas_at_many_blocks(kernels):
         rtol, atol = TOL[dtype]
         torch.testing.assert_close(got[0], want[0], rtol=rtol, atol=atol)
         torch.testing.assert_close(buf, want[1], rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("eps,z_loss,softcap,weighted", [(0.0, 0.0, None, False), (0.1, 1e-4, 7.0, True)])
+def test_shard_path_of_one_shard_equals_the_fused_kernel(kernels, eps, z_loss, softcap, weighted):
+    """The vocabulary-parallel form (statistics kernel, combine, O(n) epilogue, gradient kernel)
+    with a group of one (collectives that return their input) against the one-kernel form and
+    the eager engine, on rows longer than a block with masked classes and an ignored row."""
+    rng = np.random.default_rng(11)
+    x = torch.tensor(rng.normal(size=(4, 5000)) * 4)
+    x[0, :4500] = -math.inf
+    x[3, :] = -math.inf  # every class masked
+    y = torch.tensor([4700, 10, 2000, 3])
+    counted = torch.tensor([True, True, False, True])
+    w = torch.tensor(rng.uniform(0.5, 2.0, size=5000)) if weighted else None
+    args = (y, counted, counted, w, eps, z_loss, softcap, 0.25, True)
+    fused = kernels.softmax_ce_index_rows(x.clone(), *args)
+    sharded = kernels.softmax_ce_index_rows(x.clone(), *args, all_max=lambda t: t, all_sum=lambda t: t)
+    eager = _engine.softmax_ce_index_rows(x.clone(), *args)  # CPU tensors, not forced: eager torch
+    torch.testing.assert_close(fused[0], eager[0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(fused[1], eager[1], rtol=1e-12, atol=1e-14, equal_nan=True)
+    torch.testing.assert_close(sharded[0], fused[0], rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(sharded[1], fused[1], rtol=1e-13, atol=1e-15, equal_nan=True)
+    assert torch.isinf(fused[0][3])  # every class masked: p_y = 0
+    torch.testing.assert_close(sharded[2], fused[2])
 
 
 def test_sigmoid_focal_gradient_is_zero_at_saturated_correct_logits(kernels):
@@ -257,6 +281,14 @@ compile_(T._softmax_ce_index_kernel, {"x_ptr": "*bf16", "x_stride": "i64", "out_
          "out_stride": "i64", "y_ptr": "*i64", "owned_ptr": "*i8", "counted_ptr": "*i8",
          "w_ptr": "*fp32", "loss_ptr": "*fp64", "n_cols": "i32", "params_ptr": "*fp64"},
          dict(every, SOFTCAP=True, HAS_WEIGHT=True, SMOOTH=True))
+compile_(T._softmax_ce_shard_stats_kernel, {"x_ptr": "*bf16", "x_stride": "i64", "w_ptr": "*fp32",
+         "stats_ptr": "*fp64", "n_rows": "i32", "n_cols": "i32", "params_ptr": "*fp64"},
+         dict(CD=tl.float32, BLOCK=4096, SOFTCAP=True, HAS_WEIGHT=True, SMOOTH=True))
+compile_(T._softmax_ce_shard_grad_kernel, {"x_ptr": "*bf16", "x_stride": "i64", "out_ptr": "*bf16",
+         "out_stride": "i64", "y_ptr": "*i64", "owned_ptr": "*i8", "counted_ptr": "*i8",
+         "w_ptr": "*fp32", "coefs_ptr": "*fp64", "n_rows": "i32", "n_cols": "i32",
+         "params_ptr": "*fp64"}, dict(CD=tl.float32, BLOCK=4096, SOFTCAP=True, HAS_WEIGHT=True,
+                                      SMOOTH=True))
 compile_(T._softmax_ce_dense_kernel, {"x_ptr": "*fp16", "x_stride": "i64", "t_ptr": "*fp16",
          "t_stride": "i64", "out_ptr": "*fp32", "out_stride": "i64", "w_ptr": "*fp32",
          "loss_ptr": "*fp64", "n_cols": "i32", "params_ptr": "*fp64"},
@@ -268,6 +300,12 @@ compile_(T._sigmoid_bce_kernel, {"x_ptr": "*fp64", "t_ptr": "*fp64", "w_ptr": "*
          "pw_ptr": "*fp64", "loss_ptr": "*fp64", "grad_ptr": "*fp64", "n": "i64",
          "params_ptr": "*fp64"}, dict(CD=tl.float64, HAS_WEIGHT=True, HAS_POS_WEIGHT=True,
                                       NEED_GRAD=True, BLOCK=1024))
+compile_(T._dense_target_grad_kernel, {"x_ptr": "*bf16", "x_stride": "i64", "w_ptr": "*fp32",
+         "out_ptr": "*fp32", "out_stride": "i64", "n_cols": "i32", "params_ptr": "*fp64"},
+         dict(CD=tl.float32, BLOCK=4096, SOFTCAP=True, HAS_WEIGHT=True))
+compile_(T._binary_target_grad_kernel, {"x_ptr": "*fp16", "w_ptr": "*fp32", "pw_ptr": "*fp32",
+         "out_ptr": "*fp32", "n": "i64", "params_ptr": "*fp64"},
+         dict(CD=tl.float32, HAS_WEIGHT=True, HAS_POS_WEIGHT=True, BLOCK=1024))
 compile_(T._sigmoid_focal_kernel, {"x_ptr": "*bf16", "t_ptr": "*bf16", "loss_ptr": "*fp32",
          "grad_ptr": "*fp32", "n": "i64", "params_ptr": "*fp64"},
          dict(CD=tl.float32, HAS_ALPHA=True, NEED_GRAD=True, BLOCK=1024))
@@ -290,7 +328,7 @@ def test_every_kernel_compiles_for_a_hopper_gpu_without_one():
     proc = subprocess.run([sys.executable, "-c", _COMPILE_FOR_HOPPER], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("compiled") == 7
+    assert proc.stdout.count("compiled") == 11
 
 
 # ----------------------------------------------------------------------------- distillation

@@ -99,9 +99,10 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     in a new buffer. Returns ``(loss (n,) float64, grad or None, owned_count (n,) float64)``.
     """
     gpu = _triton_for(x)
-    if gpu is not None and all_max is _identity and all_sum is _identity:
+    if gpu is not None:
         return gpu.softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
-                                         softcap, grad_scale, need_grad, out=out)
+                                         softcap, grad_scale, need_grad, out=out,
+                                         all_max=all_max, all_sum=all_sum)
     cd = compute_dtype(x.dtype)
     if out is None:
         z = x.to(cd, copy=True)
@@ -112,7 +113,6 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     shift = torch.where(torch.isfinite(m), m, torch.zeros((), dtype=cd, device=z.device))
     col = y.unsqueeze(1)
     z_y = torch.where(owned, z.gather(1, col)[:, 0], 0.0).double()
-    f64 = dict(dtype=torch.float64, device=z.device)
     w_y = torch.where(owned, weight[y], 0.0).double() if weight is not None else owned.double()
     stats = [z_y, w_y, owned.double()]
     unmasked = None
@@ -126,16 +126,41 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
         del dev
     e = z.sub_(shift.unsqueeze(1)).exp_()  # exp(z - m): masked classes give 0
     stats.insert(0, e.sum(dim=1).double())
-    reduced = all_sum(torch.stack(stats))
+    loss, coef, eps_c, hit, owned_count = index_epilogue(
+        all_sum(torch.stack(stats)), m, shift, counted, weight is not None, eps, z_loss)
+    if not need_grad:
+        return loss, None, owned_count
+    g = e.mul_(coef.to(cd).unsqueeze(1))  # p_j A = exp(z_j - m) A / s
+    if eps > 0:
+        g.sub_((eps_c.to(cd).unsqueeze(1) * w_row)).masked_fill_(~unmasked, 0.0)
+    g.scatter_add_(1, col, torch.where(owned, -hit, 0.0).to(cd).unsqueeze(1))
+    if dz is not None:
+        g.mul_(dz)
+    g.masked_fill_(~counted.unsqueeze(1), 0.0)
+    if grad_scale != 1.0:
+        g.mul_(grad_scale)
+    return loss, g, owned_count
+
+
+def index_epilogue(reduced, m, shift, counted, has_weight, eps, z_loss):
+    """The per-row epilogue of :func:`softmax_ce_index_rows` from its summed statistics, shared
+    by the eager engine and the sharded Triton path.
+
+    ``reduced`` stacks (s, z_y, w_y, owned_count[, C', W, sum_c w_c (m - z_c)]) summed over
+    the vocabulary (shards); ``m`` is the global row maximum and ``shift`` its finite form.
+    Returns ``(loss, A / s, eps / C', (1-eps) w_y, owned_count)``, the gradient being
+    ``exp(z_j - shift) A / s - (eps/C') w_j - (1-eps) w_y [j=y]``, all float64 (n,).
+    """
     s, z_y, w_y, owned_count = reduced[0], reduced[1], reduced[2], reduced[3]
-    if weight is None:
+    if not has_weight:
         w_y = counted.double()
     log_s = torch.log(s)
     shift64 = shift.double()
     lse = shift64 + log_s
-    one = torch.ones((), **f64)
+    one = torch.ones((), dtype=torch.float64, device=s.device)
     loss = _zero_times((1 - eps) * w_y, log_s + (shift64 - z_y))
     a = (1 - eps) * w_y
+    eps_c = torch.zeros_like(s)
     if eps > 0:
         n_unmasked, w_sum, dev_sum = reduced[4], reduced[5], reduced[6]
         eps_c = torch.where(n_unmasked > 0, eps / torch.maximum(n_unmasked, one), 0.0)
@@ -146,18 +171,7 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
         a = a + 2 * z_loss * w_y * lse
     loss = torch.where(m == -math.inf, math.inf, loss)  # every class masked: p_y = 0
     loss = torch.where(counted, loss, 0.0)
-    if not need_grad:
-        return loss, None, owned_count
-    g = e.mul_((a / s).to(cd).unsqueeze(1))  # p_j A = exp(z_j - m) A / s
-    if eps > 0:
-        g.sub_((eps_c.to(cd).unsqueeze(1) * w_row)).masked_fill_(~unmasked, 0.0)
-    g.scatter_add_(1, col, torch.where(owned, -(1 - eps) * w_y, 0.0).to(cd).unsqueeze(1))
-    if dz is not None:
-        g.mul_(dz)
-    g.masked_fill_(~counted.unsqueeze(1), 0.0)
-    if grad_scale != 1.0:
-        g.mul_(grad_scale)
-    return loss, g, owned_count
+    return loss, a / s, eps_c, (1 - eps) * w_y, owned_count
 
 
 def _log_softmax_rows(z):
@@ -203,6 +217,9 @@ def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_
 
 def dense_target_grad(x, weight, label_smoothing, softcap, grad_scale):
     """d l / d t_j = -(1-eps) w_j log p_j for dense targets (the smoothing mass is constant)."""
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.dense_target_grad(x, weight, label_smoothing, softcap, grad_scale)
     z = x.to(compute_dtype(x.dtype), copy=True)
     if softcap is not None:
         _softcap_(z, softcap)
@@ -269,6 +286,9 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
 
 def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
     """d l / d t = -(1-eps) w [pw log sigma(x) - log sigma(-x)]."""
+    gpu = _triton_for(x)
+    if gpu is not None:
+        return gpu.binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale)
     x = x.to(compute_dtype(x.dtype))
     pw = 1.0 if pos_weight is None else pos_weight.to(x.dtype)
     w = 1.0 if weight is None else weight.to(x.dtype)

@@ -185,29 +185,72 @@ if triton is not None:
         loss = tl.where(counted, loss, 0.0)
         tl.store(loss_ptr + row, loss)
         if NEED_GRAD:
-            # dl/dz_j = p_j A - (eps/C') w_j - (1-eps) w_y [j=y], A = (1-eps) w_y + (eps/C') W + 2 z_loss w_y lse;
-            # times dz/dx for the softcap, grad_scale, and 0 on ignored rows
-            coef = (a / s).to(CD)
-            eps_cd = eps_c.to(CD)
-            hit = ((1.0 - eps) * w_y).to(CD)
-            out_row = out_ptr + row * out_stride
-            for start in range(0, n_cols, BLOCK):
-                cols = start + tl.arange(0, BLOCK).to(tl.int64)
-                inside = cols < n_cols
-                x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
-                z, dz = _softcapped(x, softcap, SOFTCAP)
-                g = tl.exp(z - shift) * coef
-                if SMOOTH:
-                    if HAS_WEIGHT:
-                        w = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
-                    else:
-                        w = tl.full([BLOCK], 1.0, CD)
-                    g = tl.where(z != float("-inf"), g - eps_cd * w, 0.0)
-                g = tl.where((cols == y) & owned, g - hit, g)
-                if SOFTCAP:
-                    g = g * dz
-                g = tl.where(counted, g * grad_scale, 0.0)
-                tl.store(out_row + cols, g.to(out_ptr.dtype.element_ty), mask=inside)
+            _index_grad_pass(x_row, out_ptr + row * out_stride, n_cols, y, owned, counted, shift,
+                             (a / s).to(CD), eps_c.to(CD), ((1.0 - eps) * w_y).to(CD), softcap,
+                             grad_scale, w_ptr, CD, SOFTCAP, HAS_WEIGHT, SMOOTH, BLOCK)
+
+    @triton.jit
+    def _index_grad_pass(x_row, out_row, n_cols, y, owned, counted, shift, coef, eps_c, hit, softcap,
+                         grad_scale, w_ptr, CD: tl.constexpr, SOFTCAP: tl.constexpr,
+                         HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr, BLOCK: tl.constexpr):
+        """The gradient pass of a row of softmax CE with class indices, from its statistics:
+        dl/dz_j = p_j A - (eps/C') w_j - (1-eps) w_y [j=y], A = (1-eps) w_y + (eps/C') W + 2 z_loss w_y lse,
+        with p_j A = exp(z_j - shift) coef (coef = A / s), hit = (1-eps) w_y; times dz/dx for
+        the softcap, grad_scale, and 0 on ignored rows."""
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
+            z, dz = _softcapped(x, softcap, SOFTCAP)
+            g = tl.exp(z - shift) * coef
+            if SMOOTH:
+                if HAS_WEIGHT:
+                    w = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD)
+                else:
+                    w = tl.full([BLOCK], 1.0, CD)
+                g = tl.where(z != float("-inf"), g - eps_c * w, 0.0)
+            g = tl.where((cols == y) & owned, g - hit, g)
+            if SOFTCAP:
+                g = g * dz
+            g = tl.where(counted, g * grad_scale, 0.0)
+            tl.store(out_row + cols, g.to(out_row.dtype.element_ty), mask=inside)
+
+    # ------------------------------------------------------------------ softmax CE, one vocabulary shard
+    @triton.jit
+    def _softmax_ce_shard_stats_kernel(x_ptr, x_stride, w_ptr, stats_ptr, n_rows, n_cols, params_ptr,
+                                       CD: tl.constexpr, SOFTCAP: tl.constexpr,
+                                       HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr,
+                                       BLOCK: tl.constexpr):
+        """A shard's row statistics, stacked (5, n) in float64: the maximum m, s = sum exp(z -
+        shift) at this shard's own shift, and for smoothing C', W and sum_c w_c z_c."""
+        row = tl.program_id(0).to(tl.int64)
+        _, _, softcap, _ = _params4(params_ptr, CD)
+        m, shift, s, n_un, w_sum, wz_sum = _row_stats(x_ptr + row * x_stride, n_cols, softcap, w_ptr,
+                                                      CD, SOFTCAP, HAS_WEIGHT, SMOOTH, BLOCK)
+        tl.store(stats_ptr + row, m.to(tl.float64))
+        tl.store(stats_ptr + n_rows + row, s)
+        if SMOOTH:
+            tl.store(stats_ptr + 2 * n_rows + row, n_un)
+            tl.store(stats_ptr + 3 * n_rows + row, w_sum)
+            tl.store(stats_ptr + 4 * n_rows + row, wz_sum)
+
+    @triton.jit
+    def _softmax_ce_shard_grad_kernel(x_ptr, x_stride, out_ptr, out_stride, y_ptr, owned_ptr,
+                                      counted_ptr, w_ptr, coefs_ptr, n_rows, n_cols, params_ptr,
+                                      CD: tl.constexpr, SOFTCAP: tl.constexpr,
+                                      HAS_WEIGHT: tl.constexpr, SMOOTH: tl.constexpr,
+                                      BLOCK: tl.constexpr):
+        """A shard's gradient rows from the group's statistics: ``coefs`` stacks (4, n) the
+        global shift, A / s, eps / C' and (1-eps) w_y (see :func:`_index_grad_pass`)."""
+        row = tl.program_id(0).to(tl.int64)
+        _, _, softcap, grad_scale = _params4(params_ptr, CD)
+        _index_grad_pass(x_ptr + row * x_stride, out_ptr + row * out_stride, n_cols,
+                         tl.load(y_ptr + row).to(tl.int64), tl.load(owned_ptr + row) != 0,
+                         tl.load(counted_ptr + row) != 0, tl.load(coefs_ptr + row).to(CD),
+                         tl.load(coefs_ptr + n_rows + row).to(CD),
+                         tl.load(coefs_ptr + 2 * n_rows + row).to(CD),
+                         tl.load(coefs_ptr + 3 * n_rows + row).to(CD), softcap, grad_scale, w_ptr,
+                         CD, SOFTCAP, HAS_WEIGHT, SMOOTH, BLOCK)
 
     # ------------------------------------------------------------------ softmax CE, dense targets
     @triton.jit
@@ -260,6 +303,31 @@ if triton is not None:
         loss += z_loss * lse * lse
         loss = tl.where(lse == float("-inf"), float("inf"), loss)
         tl.store(loss_ptr + row, loss)
+
+    # ------------------------------------------------------------------ dense targets' gradient
+    @triton.jit
+    def _dense_target_grad_kernel(x_ptr, x_stride, w_ptr, out_ptr, out_stride, n_cols, params_ptr,
+                                  CD: tl.constexpr, SOFTCAP: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                                  BLOCK: tl.constexpr):
+        """dl/dt_j = -(1-eps) w_j log p_j (the smoothing mass eps/C' does not depend on t),
+        times grad_scale: c (w_j log p_j) with c = -(1-eps) grad_scale, log p_j = z_j - lse."""
+        row = tl.program_id(0).to(tl.int64)
+        c = tl.load(params_ptr).to(CD)
+        softcap = tl.load(params_ptr + 1).to(CD)
+        x_row = x_ptr + row * x_stride
+        stats = _row_stats(x_row, n_cols, softcap, w_ptr, CD, SOFTCAP, False, False, BLOCK)
+        shift, s = stats[1], stats[2]
+        lse = (shift.to(tl.float64) + tl.log(s)).to(CD)
+        out_row = out_ptr + row * out_stride
+        for start in range(0, n_cols, BLOCK):
+            cols = start + tl.arange(0, BLOCK).to(tl.int64)
+            inside = cols < n_cols
+            x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
+            z, _ = _softcapped(x, softcap, SOFTCAP)
+            logp = z - lse
+            if HAS_WEIGHT:
+                logp = tl.load(w_ptr + cols, mask=inside, other=0.0).to(CD) * logp
+            tl.store(out_row + cols, (c * logp).to(out_ptr.dtype.element_ty), mask=inside)
 
     # ------------------------------------------------------------------ softmax focal
     @triton.jit
@@ -321,6 +389,21 @@ if triton is not None:
             # dl/dx = w [(1-t') sigma(x) - pw t' sigma(-x)]
             g = (w * grad_scale) * (one_minus_t * tl.exp(ls) - pw * t * tl.exp(lsn))
             tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=inside)
+
+    @triton.jit
+    def _binary_target_grad_kernel(x_ptr, w_ptr, pw_ptr, out_ptr, n, params_ptr, CD: tl.constexpr,
+                                   HAS_WEIGHT: tl.constexpr, HAS_POS_WEIGHT: tl.constexpr,
+                                   BLOCK: tl.constexpr):
+        """dl/dt = -(1-eps) w [pw log sigma(x) - log sigma(-x)], times grad_scale (c = its
+        constant factor -(1-eps) grad_scale)."""
+        c = tl.load(params_ptr).to(CD)
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK).to(tl.int64)
+        inside = offs < n
+        x = tl.load(x_ptr + offs, mask=inside, other=0.0).to(CD)
+        w = tl.load(w_ptr + offs, mask=inside, other=0.0).to(CD) if HAS_WEIGHT else 1.0
+        pw = tl.load(pw_ptr + offs, mask=inside, other=0.0).to(CD) if HAS_POS_WEIGHT else 1.0
+        g = (c * w) * (pw * _log_sigmoid(x) - _log_sigmoid(-x))
+        tl.store(out_ptr + offs, g.to(out_ptr.dtype.element_ty), mask=inside)
 
     @triton.jit
     def _sigmoid_focal_kernel(x_ptr, t_ptr, loss_ptr, grad_ptr, n, params_ptr,
@@ -517,16 +600,25 @@ def _rows(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss, softcap,
-                          grad_scale, need_grad, out=None):
-    """Triton form of :func:`crossent.torch._engine.softmax_ce_index_rows` (one shard only).
+def _identity(t):
+    return t
 
-    Returns ``(loss (n,) float64, grad or None, owned_count (n,) float64)``.
+
+def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss, softcap,
+                          grad_scale, need_grad, out=None, all_max=_identity, all_sum=_identity):
+    """Triton form of :func:`crossent.torch._engine.softmax_ce_index_rows`.
+
+    On one process (identity ``all_max``/``all_sum``) one kernel per row computes the
+    statistics, the loss and the gradient. On a vocabulary shard, a statistics kernel runs
+    first, the per-row statistics are combined across the group (the shard's sum of
+    exponentials rescaled to the global maximum), the O(n) epilogue of the eager engine
+    (:func:`crossent.torch._engine.index_epilogue`) forms the loss and the coefficients, and a
+    gradient kernel writes the shard's rows. Returns ``(loss (n,) float64, grad or None,
+    owned_count (n,) float64)``.
     """
     cd = _compute_dtype(x.dtype)
     n, v = x.shape
     x = _rows(x)
-    loss = torch.empty(n, dtype=torch.float64, device=x.device)
     if need_grad:
         if out is None:
             out = torch.empty((n, v), dtype=cd, device=x.device)
@@ -534,15 +626,62 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
             raise ValueError("out must have unit stride along the classes")
     w = None if weight is None else weight.to(cd).contiguous()
     eps = float(label_smoothing)
+    params = _params(x, eps, z_loss, 1.0 if softcap is None else softcap, grad_scale)
+    flags = dict(CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
+                 SMOOTH=eps > 0)
+    block = _block(v)
+    owned8, counted8 = owned.to(torch.int8).contiguous(), counted.to(torch.int8).contiguous()
+    if all_max is _identity and all_sum is _identity:
+        loss = torch.empty(n, dtype=torch.float64, device=x.device)
+        if n:
+            _softmax_ce_index_kernel[(n,)](
+                x, x.stride(0), out if need_grad else x, out.stride(0) if need_grad else 0,
+                y.contiguous(), owned8, counted8, w if w is not None else x, loss, v, params,
+                NEED_GRAD=bool(need_grad), BLOCK=block, num_warps=_warps(block), **flags)
+        return loss, (out if need_grad else None), owned.double()
+    return _shard_rows(x, y, owned, counted, w, eps, z_loss, softcap, need_grad, out, all_max,
+                       all_sum, params, flags, block, owned8, counted8)
+
+
+def _shard_rows(x, y, owned, counted, w, eps, z_loss, softcap, need_grad, out, all_max, all_sum,
+                params, flags, block, owned8, counted8):
+    """The vocabulary-parallel form of :func:`softmax_ce_index_rows` (every rank calls it with
+    the same rows, so the collectives match even where ``n`` is 0)."""
+    from ._engine import index_epilogue  # _engine imports this module lazily
+
+    n, v = x.shape
+    stats = torch.zeros((5, n), dtype=torch.float64, device=x.device)
     if n:
-        block = _block(v)
-        _softmax_ce_index_kernel[(n,)](
-            x, x.stride(0), out if need_grad else x, out.stride(0) if need_grad else 0,
-            y.contiguous(), owned.to(torch.int8).contiguous(), counted.to(torch.int8).contiguous(),
-            w if w is not None else x, loss, v,
-            _params(x, eps, z_loss, 1.0 if softcap is None else softcap, grad_scale), CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
-            SMOOTH=eps > 0, NEED_GRAD=bool(need_grad), BLOCK=block, num_warps=_warps(block))
-    return loss, (out if need_grad else None), owned.double()
+        _softmax_ce_shard_stats_kernel[(n,)](x, x.stride(0), w if w is not None else x, stats, n, v,
+                                             params, BLOCK=block, num_warps=_warps(block), **flags)
+    m_local = stats[0]
+    m = all_max(m_local.clone())
+    inf = float("inf")
+    shift = torch.where(torch.isfinite(m), m, 0.0)
+    shift_local = torch.where(torch.isfinite(m_local), m_local, 0.0)
+    # s = sum_c exp(z_c - shift) = e^(shift_local - shift) sum_c exp(z_c - shift_local); 0 stays 0
+    s = torch.where(stats[1] == 0, 0.0, stats[1] * torch.exp(shift_local - shift))
+    cd = _compute_dtype(x.dtype)
+    x_y = x.gather(1, y.unsqueeze(1))[:, 0].to(cd)
+    if softcap is not None:
+        x_y = torch.where(x_y == -inf, x_y, softcap * torch.tanh(x_y / softcap))
+    z_y = torch.where(owned, x_y, 0.0).double()
+    w_y = torch.where(owned, w[y], 0.0).double() if w is not None else owned.double()
+    reduced = [s, z_y, w_y, owned.double()]
+    if eps > 0:
+        # sum_c w_c (m - z_c) = m W - sum_c w_c z_c over this shard's unmasked classes
+        reduced += [stats[2], stats[3], stats[3] * shift - stats[4]]
+    loss, coef, eps_c, hit, owned_count = index_epilogue(
+        all_sum(torch.stack(reduced)), m, shift, counted, w is not None, eps, z_loss)
+    if not need_grad:
+        return loss, None, owned_count
+    coefs = torch.stack([shift, coef, eps_c, hit]).contiguous()
+    if n:
+        _softmax_ce_shard_grad_kernel[(n,)](
+            x, x.stride(0), out, out.stride(0), y.contiguous(), owned8, counted8,
+            w if w is not None else x, coefs, n, v, params, BLOCK=block, num_warps=_warps(block),
+            **flags)
+    return loss, out, owned_count
 
 
 def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
@@ -612,6 +751,38 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
             CD=_cd_flag(cd), HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None,
             NEED_GRAD=bool(need_grad), BLOCK=_ELEMENT_BLOCK)
     return loss.double().reshape(shape), (None if grad is None else grad.reshape(shape))
+
+
+def dense_target_grad(x, weight, label_smoothing, softcap, grad_scale):
+    """Triton form of :func:`crossent.torch._engine.dense_target_grad`."""
+    cd = _compute_dtype(x.dtype)
+    n, v = x.shape
+    x = _rows(x)
+    out = torch.empty((n, v), dtype=cd, device=x.device)
+    w = None if weight is None else weight.to(cd).contiguous()
+    if n:
+        block = _block(v)
+        _dense_target_grad_kernel[(n,)](
+            x, x.stride(0), w if w is not None else x, out, out.stride(0), v,
+            _params(x, -(1.0 - float(label_smoothing)) * grad_scale, 1.0 if softcap is None else softcap),
+            CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None, BLOCK=block,
+            num_warps=_warps(block))
+    return out
+
+
+def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
+    """Triton form of :func:`crossent.torch._engine.binary_target_grad`."""
+    cd = _compute_dtype(x.dtype)
+    shape = x.shape
+    xf = x.contiguous().reshape(-1)
+    w, pw = _flat(weight, shape, cd), _flat(pos_weight, shape, cd)
+    out = torch.empty(xf.numel(), dtype=cd, device=x.device)
+    if xf.numel():
+        _binary_target_grad_kernel[(triton.cdiv(xf.numel(), _ELEMENT_BLOCK),)](
+            xf, w if w is not None else xf, pw if pw is not None else xf, out, xf.numel(),
+            _params(x, -(1.0 - float(label_smoothing)) * grad_scale), CD=_cd_flag(cd),
+            HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None, BLOCK=_ELEMENT_BLOCK)
+    return out.reshape(shape)
 
 
 def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
