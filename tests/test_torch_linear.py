@@ -254,3 +254,77 @@ def test_bfloat16_weight_gradient_accumulates_in_float32():
     ours_err = (w.grad.double() - w64.grad).abs().max()
     naive_err = (naive.double() - w64.grad).abs().max()
     assert ours_err < naive_err / 2
+
+
+# ----------------------------------------------------------------------------- bfloat16 on a GPU
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_low_precision_operands_stay_low_for_the_tensor_cores(monkeypatch, reduction):
+    """On a GPU, bfloat16 hidden states and weight are multiplied in bfloat16 into float32
+    results (``mm.dtype_out``), with the logit gradient rounded once to bfloat16 for the two
+    backward products. Without a GPU, the products are emulated in float32 from the same
+    bfloat16 operands (exact: a bfloat16 product fits float32) and the path is compared with
+    autograd through the naive bfloat16 head (F.linear in float32 on the same operands, the
+    logit gradient rounded to bfloat16 as autograd rounds the gradient of a bfloat16 linear)."""
+    from crossent.torch import linear
+
+    calls = []
+
+    def mm_f32(a, b, out):
+        assert a.dtype == b.dtype == torch.bfloat16 and out.dtype == torch.float32
+        calls.append("mm")
+        return torch.mm(a.float(), b.float(), out=out)
+
+    def addmm_f32_(acc, a, b):
+        assert a.dtype == b.dtype == torch.bfloat16 and acc.dtype == torch.float32
+        calls.append("addmm")
+        return acc.addmm_(a.float(), b.float())
+
+    monkeypatch.setattr(linear, "_low_precision_on_gpu", lambda h, w: h.dtype == torch.bfloat16)
+    monkeypatch.setattr(linear, "_mm_f32", mm_f32)
+    monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
+    g = torch.Generator().manual_seed(0)
+    n, d, v = 37, 24, 300
+    h = (torch.randn(n, d, generator=g)).bfloat16().requires_grad_(True)
+    w = (torch.randn(v, d, generator=g) * 0.3).bfloat16().requires_grad_(True)
+    b = torch.randn(v, generator=g).requires_grad_(True)
+    y = torch.randint(0, v, (n,), generator=g)
+    y[3] = -100
+    up = torch.rand(n, generator=g) if reduction == "none" else torch.tensor(1.0)
+    with _engine.force_torch_path():  # the chunk loop of a non-CPU device, on CPU tensors
+        out = ct.linear_cross_entropy(h, w, y, b, reduction=reduction, chunk_size=8)
+        (out * up).sum().backward()
+    assert calls.count("mm") >= 2 * 5 and "addmm" in calls  # 5 chunks: logits and grad_h each
+
+    def naive(round_logit_grad):
+        hf, wf, bf = (t.detach().float().requires_grad_(True) for t in (h, w, b))
+        logits = torch.nn.functional.linear(hf, wf, bf)
+        if round_logit_grad:  # autograd's bfloat16 rounding of the logit gradient
+            logits.register_hook(lambda grad: grad.bfloat16().float())
+        want = torch.nn.functional.cross_entropy(logits, y, reduction=reduction)
+        (want * up.bfloat16().float()).sum().backward()  # what reaches a bfloat16 output
+        return want.detach(), hf.grad, wf.grad, bf.grad
+
+    want, gh, gw, _ = naive(True)
+    _, _, _, gb = naive(False)  # the bias gradient sums the float32 logit gradient
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), want, rtol=8e-3, atol=1e-6)  # rounded once
+    assert h.grad.dtype == w.grad.dtype == torch.bfloat16 and b.grad.dtype == torch.float32
+    # a logit gradient one float32 ulp apart may round to the next bfloat16: sums of such
+    # terms agree to a few bfloat16 ulps of their largest entry
+    for got, ref in ((h.grad, gh), (w.grad, gw)):
+        torch.testing.assert_close(got.float(), ref.bfloat16().float(), rtol=1.6e-2,
+                                   atol=8e-3 * float(ref.abs().max()))
+    torch.testing.assert_close(b.grad, gb, rtol=1e-5, atol=1e-7)
+
+
+def test_low_precision_products_accept_their_operands_on_the_meta_device():
+    """The real GPU ops (``aten::mm.dtype_out``, ``aten::addmm.dtype_out``) take bfloat16 and
+    float16 operands into float32 outputs, accumulators included: checked by their meta kernels."""
+    from crossent.torch import linear
+
+    for low in (torch.bfloat16, torch.float16):
+        a = torch.empty(8, 16, dtype=low, device="meta")
+        b = torch.empty(16, 32, dtype=low, device="meta")
+        assert linear._mm_f32(a, b, torch.empty(8, 32, device="meta")).dtype == torch.float32
+        acc = torch.zeros(16, 32, device="meta")
+        assert linear._addmm_f32_(acc, a.t(), torch.empty(8, 32, dtype=low, device="meta")) is acc

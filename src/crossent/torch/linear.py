@@ -81,10 +81,13 @@ class LinearProblem:
     """Inputs of a (possibly vocabulary-sharded) fused linear cross-entropy, as the operator
     sees them (shapes already checked by :func:`check_linear`).
 
-    ``hidden`` ``(..., D)`` becomes ``(N, D)`` rows in the compute dtype (float64, or float32
-    for float32/float16/bfloat16: so float16/bfloat16 weight gradients accumulate in float32
-    across the chunks and are cast once); ``weight`` ``(V, D)`` holds this process's classes
-    ``[vocab_start, vocab_start + V)``; targets are global class indices.
+    ``hidden`` ``(..., D)`` becomes ``(N, D)`` rows; ``weight`` ``(V, D)`` holds this
+    process's classes ``[vocab_start, vocab_start + V)``; targets are global class indices.
+    The logits, their gradient and the accumulated gradients are in the compute dtype (float64,
+    or float32 for float32/float16/bfloat16: float16/bfloat16 weight gradients accumulate in
+    float32 across the chunks and are cast once). The operands of the products are too, except
+    float16/bfloat16 on a GPU, which stay in their dtype for the tensor cores (products formed
+    in float32 by cuBLAS, see :class:`_Products`).
     """
 
     def __init__(self, hidden, weight, target, bias, ignore_index, reduction, eps, z_loss, softcap,
@@ -97,17 +100,18 @@ class LinearProblem:
         self.vocab_start = int(vocab_start)
         self.local_vocab = weight.shape[0]
         total = self.vocab_start + self.local_vocab if vocab_size is None else vocab_size
-        cd = _engine.compute_dtype(hidden.dtype)
+        cd = self.cd = _engine.compute_dtype(hidden.dtype)
+        od = hidden.dtype if _low_precision_on_gpu(hidden, weight) else cd  # the operands' dtype
         self.hidden, self.weight = hidden, weight
-        self.h = hidden.detach().reshape(-1, hidden.shape[-1]).to(cd).contiguous()
-        self.w = weight.detach().to(cd).contiguous()
+        self.h = hidden.detach().reshape(-1, hidden.shape[-1]).to(od).contiguous()
+        self.w = weight.detach().to(od).contiguous()
         self.b = None if bias is None else bias.detach().to(cd).contiguous()
         self.bias_dtype = None if bias is None else bias.dtype
         n = self.h.shape[0]
         # the chunking depends only on N and chunk_vocab (the widest slice of the group), so
         # every rank of a vocabulary-parallel group runs the same number of chunks
         width = self.local_vocab if chunk_vocab is None else chunk_vocab
-        self.chunk = default_chunk_rows(n, width, self.h.element_size()) if chunk is None else chunk
+        self.chunk = default_chunk_rows(n, width, cd.itemsize) if chunk is None else chunk
         self.y = labels_numpy(target, total, self.ignore_index).reshape(-1)
         counted = self.y != self.ignore_index if self.ignore_index is not None else np.ones(n, bool)
         self.s_np = row_weights(sample_weight)
@@ -132,17 +136,17 @@ class LinearProblem:
         """
         if self.sample_weight is not None:
             row_scale = self.sample_weight if row_scale is None else row_scale * self.sample_weight
-        h, w, b = self.h, self.w, self.b
+        h, w, b, cd = self.h, self.w, self.b, self.cd
         n = h.shape[0]
         need_any = need_h or need_w or need_b
         use_kernel = shard_hooks is None and _engine.uses_kernels(h)
         loss = torch.empty(n, dtype=torch.float64, device=h.device)
         owned_count = None if shard_hooks is None else torch.empty(n, dtype=torch.float64, device=h.device)
-        grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros_like(w) if need_w else None
-        grad_b = torch.zeros(w.shape[0], dtype=h.dtype, device=h.device) if need_b else None
-        buffer = torch.empty((min(self.chunk, n), w.shape[0]), dtype=h.dtype, device=h.device)
-        products = _Products(h, w, b, min(self.chunk, n))
+        grad_h = torch.empty(h.shape, dtype=cd, device=h.device) if need_h else None
+        grad_w = torch.zeros(w.shape, dtype=cd, device=h.device) if need_w else None
+        grad_b = torch.zeros(w.shape[0], dtype=cd, device=h.device) if need_b else None
+        buffer = torch.empty((min(self.chunk, n), w.shape[0]), dtype=cd, device=h.device)
+        products = _Products(h, w, b, min(self.chunk, n), cd)
         for start in range(0, n, self.chunk):
             sl = slice(start, min(start + self.chunk, n))
             logits = buffer[: sl.stop - sl.start]
@@ -173,12 +177,13 @@ class LinearProblem:
             g = logits
             if row_scale is not None:
                 g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
+            if need_b:
+                grad_b.add_(g.sum(dim=0))
+            g = products.operand(g)
             if need_h:
                 products.grad_hidden(g, grad_h[sl])
             if need_w:
-                grad_w.addmm_(g.t(), h[sl])
-            if need_b:
-                grad_b.add_(g.sum(dim=0))
+                products.grad_weight(grad_w, g, h[sl])
         return loss, grad_h, grad_w, grad_b, owned_count
 
     def value(self, loss):
@@ -206,26 +211,64 @@ def _chunk_stats(logits, softcap, out):
     predicted.copy_(z.argmax(dim=1))
 
 
+def _low_precision_on_gpu(hidden, weight):
+    """float16/bfloat16 operands on a GPU: their products run on the tensor cores."""
+    low = (torch.float16, torch.bfloat16)
+    return hidden.device.type == "cuda" and hidden.dtype in low and weight.dtype == hidden.dtype
+
+
+def _mm_f32(a, b, out):
+    """out = a @ b in float32 from float16/bfloat16 operands (cuBLAS accumulates in float32)."""
+    return torch.ops.aten.mm.dtype_out(a, b, torch.float32, out=out)
+
+
+def _addmm_f32_(acc, a, b):
+    """acc += a @ b, ``acc`` float32, ``a``/``b`` float16/bfloat16 (one rounding per product)."""
+    return torch.ops.aten.addmm.dtype_out(acc, a, b, torch.float32, out=acc)
+
+
 class _Products:
-    """The chunk's two products with ``weight``, laid out for the BLAS at hand.
+    """The chunk's three products with ``weight`` (``h_c W^T``, ``G W``, ``G^T h_c``), laid out
+    for the BLAS at hand.
 
     On the CPU (MKL), a product with few rows on the left and the long vocabulary on the right
     (``h_c @ W.T``, ``G @ W``) runs ~30% slower than the same product transposed, with the
     vocabulary on the left: so the logits are formed as ``W[v] @ h_c.T`` in blocks of 2048
     classes and copied transposed into the buffer (a 2048 x chunk scratch), and ``grad_h[c]``
     as ``(W.T @ G.T).T`` (a D x chunk scratch). Elsewhere the products are formed directly.
+
+    Operands in float16/bfloat16 (on a GPU, see :func:`_low_precision_on_gpu`) are multiplied
+    in their dtype into float32 results: the logits and the gradients are float32, and the
+    chunk's logit gradient is rounded once to the operands' dtype (a chunk-sized scratch) for
+    the two backward products, as autograd rounds the gradient of a bfloat16 ``F.linear``.
     """
 
     BLOCK = 2048
 
-    def __init__(self, h, w, b, rows):
+    def __init__(self, h, w, b, rows, cd):
         self.w, self.b = w, b
-        self.transposed = h.device.type == "cpu"
+        self.low = None if h.dtype == cd else torch.empty((rows, w.shape[0]), dtype=h.dtype, device=h.device)
+        self.transposed = h.device.type == "cpu" and self.low is None
         if self.transposed:
             self.scratch = torch.empty(max(self.BLOCK, h.shape[1]) * rows, dtype=h.dtype, device=h.device)
 
+    def operand(self, g):
+        """The chunk's logit gradient as an operand of the backward products."""
+        return g if self.low is None else self.low[: g.shape[0]].copy_(g)
+
+    def grad_weight(self, acc, g, h_c):
+        if self.low is None:
+            acc.addmm_(g.t(), h_c)
+        else:
+            _addmm_f32_(acc, g.t(), h_c)
+
     def logits(self, h_c, out):
         w, b = self.w, self.b
+        if self.low is not None:
+            _mm_f32(h_c, w.t(), out)
+            if b is not None:
+                out.add_(b)
+            return
         if not self.transposed:
             torch.mm(h_c, w.t(), out=out) if b is None else torch.addmm(b, h_c, w.t(), out=out)
             return
@@ -240,6 +283,9 @@ class _Products:
             out[:, start:stop].copy_(part.t())
 
     def grad_hidden(self, g, out):
+        if self.low is not None:
+            _mm_f32(g, self.w, out)
+            return
         if not self.transposed:
             torch.mm(g, self.w, out=out)
             return
@@ -274,7 +320,7 @@ def linear_forward(problem, need_h, need_w, need_b, with_stats, shard_hooks=None
     n = h.shape[0]
     stats = None
     if with_stats:
-        stats = (torch.empty(n, dtype=h.dtype, device=h.device), torch.empty(n, dtype=h.dtype, device=h.device),
+        stats = (torch.empty(n, dtype=problem.cd, device=h.device), torch.empty(n, dtype=problem.cd, device=h.device),
                  torch.empty(n, dtype=torch.int64, device=h.device))
     if problem.reduction == "none":
         need_h = need_w = need_b = False
@@ -285,7 +331,8 @@ def linear_forward(problem, need_h, need_w, need_b, with_stats, shard_hooks=None
     gh, gw, gb = finish(gh, gw, gb)
     grads = problem.grads_out(gh, gw, gb)
     if stats is None:
-        stats = (empty_grad(h), empty_grad(h), torch.empty(0, dtype=torch.int64, device=h.device))
+        stats = (h.new_empty(0, dtype=problem.cd), h.new_empty(0, dtype=problem.cd),
+                 torch.empty(0, dtype=torch.int64, device=h.device))
     else:
         lse, entropy, predicted = stats
         stats = (lse.reshape(problem.batch_shape), entropy.reshape(problem.batch_shape),
@@ -295,7 +342,7 @@ def linear_forward(problem, need_h, need_w, need_b, with_stats, shard_hooks=None
 
 def linear_backward(problem, grad_output, need_h, need_w, need_b, shard_hooks=None, finish=_no_finish):
     """reduction="none": the chunks again, each row's gradient times its upstream gradient."""
-    row_scale = grad_output.reshape(-1).to(device=problem.h.device, dtype=problem.h.dtype)
+    row_scale = grad_output.reshape(-1).to(device=problem.h.device, dtype=problem.cd)
     _, gh, gw, gb, _ = problem.run(need_h, need_w, need_b, 1.0, row_scale=row_scale, shard_hooks=shard_hooks)
     return problem.grads_out(*finish(gh, gw, gb))
 
