@@ -172,20 +172,24 @@ CASES = [
                       z_loss=1e-2, softcap=2.0),
      ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap"), (X, Y)),
     ("softmax_ce_dense",
-     SoftmaxCEOptions(weight=np.array([1.0, 2.0, 0.5, 1.5, 3.0]), label_smoothing=0.2, z_loss=1e-2, softcap=2.0),
+     SoftmaxCEOptions(weight=np.array([1.0, 2.0, 0.5, 1.5, 3.0]), label_smoothing=0.2, z_loss=1e-2,
+                      softcap=2.0),
      ("weight", "label_smoothing", "z_loss", "softcap"), (X, T_DENSE)),
     ("nll", NLLOptions(weight=np.array([1.0, 2.0, 0.5, 1.5, 3.0]), ignore_index=0),
      ("weight", "ignore_index"), (X - 10, Y)),
-    ("softmax_focal", SoftmaxFocalOptions(alpha=np.array([0.5, 0.25, 1.0, 2.0, 0.75]), gamma=0.5, ignore_index=0),
+    ("softmax_focal",
+     SoftmaxFocalOptions(alpha=np.array([0.5, 0.25, 1.0, 2.0, 0.75]), gamma=0.5, ignore_index=0),
      ("alpha", "gamma", "ignore_index"), (X, Y)),
     ("sigmoid_binary_cross_entropy",
      BinaryOptions(weight=np.array([[1.0], [2.0], [0.5], [3.0]]), pos_weight=np.array([2.0, 0.5, 1.5]),
                    label_smoothing=0.2),
      ("weight", "pos_weight", "label_smoothing"), (XB, TB)),
-    ("binary_cross_entropy", BinaryOptions(weight=np.array([[1.0], [2.0], [0.5], [3.0]])), ("weight",), (PB, TB)),
+    ("binary_cross_entropy", BinaryOptions(weight=np.array([[1.0], [2.0], [0.5], [3.0]])), ("weight",),
+     (PB, TB)),
     ("sigmoid_focal", BinaryOptions(alpha=0.75, gamma=0.5), ("alpha", "gamma"), (XB, TB)),
 ]
-_REFERENCE = {"softmax_ce_index": "softmax_cross_entropy_index", "softmax_ce_dense": "softmax_cross_entropy_dense"}
+_REFERENCE = {"softmax_ce_index": "softmax_cross_entropy_index",
+              "softmax_ce_dense": "softmax_cross_entropy_dense"}  # the reference's names
 
 
 ENGINE_CASES = [c for c in CASES if c[0] not in ("nll", "binary_cross_entropy")]  # no torch front

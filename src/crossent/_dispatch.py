@@ -2,8 +2,9 @@
 
 Callers (:mod:`crossent.losses`, :mod:`crossent.torch`) have already validated everything (the
 options into their family's object of :mod:`crossent._options`, which each function here unpacks
-into its kernel's arguments or hands to the reference) and laid the data out as C-contiguous float32/float64 blocks — ``(N, C)`` rows for the softmax
-family, any shape for the element-wise binary family — with int64 labels and float64 weights.
+into its kernel's arguments or hands to the reference) and laid the data out as C-contiguous
+float32/float64 blocks — ``(N, C)`` rows for the softmax family, any shape for the element-wise
+binary family — with int64 labels and float64 weights.
 Each function returns ``(loss, grad)``: the per-row (per-element) losses as float64, and, when
 ``need_grad``, ``grad_scale`` times the gradient of each row's own loss, in the input's dtype
 (``None`` otherwise). The element-wise losses take ``total=True`` to return the float64 sum of

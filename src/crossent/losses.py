@@ -1,10 +1,11 @@
 """The cross-entropy losses, their reductions, and their analytic gradients.
 
 Every loss validates its arguments (its options once, into its family's object of
-:mod:`crossent._options`, which the kernels and the reference read), brings the class axis last and the rows into one
-C-contiguous ``(N, C)`` block (a copy only when the layout needs one; inputs are never
-modified), then runs the compiled kernel when there is one for the case and the NumPy
-reference (:mod:`crossent._reference`) otherwise. Per-row losses are summed in float64.
+:mod:`crossent._options`, which the kernels and the reference read), brings the class axis
+last and the rows into one C-contiguous ``(N, C)`` block (a copy only when the layout needs
+one; inputs are never modified), then runs the compiled kernel when there is one for the case
+and the NumPy reference (:mod:`crossent._reference`) otherwise. Per-row losses are summed in
+float64.
 
 :func:`value_and_grad` and :func:`grad` return the gradient with respect to the first argument,
 computed in the same pass as the value.

@@ -6,8 +6,9 @@ summed across ranks. On CUDA tensors (when triton imports) each function hands i
 Triton namesake in :mod:`crossent.torch._triton`, which computes the same formulas in one
 kernel per row; the formulas here remain their readable statement. Each function reads its
 options from its loss family's object of :mod:`crossent._options` (weights as float64 tensors
-on the input's device) and returns per-row (per-element) losses in float64 and, when asked, ``grad_scale`` times the gradient of each row's own loss in the compute dtype (float64
-for float64 inputs, float32 otherwise). Everything runs under ``torch.no_grad``.
+on the input's device) and returns per-row (per-element) losses in float64 and, when asked,
+``grad_scale`` times the gradient of each row's own loss in the compute dtype (float64 for
+float64 inputs, float32 otherwise). Everything runs under ``torch.no_grad``.
 """
 
 from __future__ import annotations

@@ -559,8 +559,10 @@ def softmax_ce_dense(x, targets, options, grad_scale, need_grad):
         _softmax_ce_dense_kernel[(n,)](
             x, x.stride(0), targets, targets.stride(0), grad if need_grad else x,
             grad.stride(0) if need_grad else 0, w if w is not None else x, loss, v,
-            _params(x, options.label_smoothing, options.z_loss, 1.0 if softcap is None else softcap, grad_scale),
-            CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None, NEED_GRAD=bool(need_grad), BLOCK=block,
+            _params(x, options.label_smoothing, options.z_loss, 1.0 if softcap is None else softcap,
+                    grad_scale),
+            CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
+            NEED_GRAD=bool(need_grad), BLOCK=block,
             num_warps=_warps(block))
     return loss, grad
 

@@ -162,6 +162,7 @@ def _ce_dense(rows, target, opts, need, need_target, logit_scale, s_np, normaliz
     denominator = float(x.shape[0]) if s_np is None else float(np.sum(s_np))
     denominator = mean_denominator(reduction, denominator, normalizer)
     scale = grad_scale(reduction, denominator)
+    t_opts = tensor_options(opts, x.device)  # the weights as the torch engine reads them
     if _engine.uses_kernels(x):
         x_np, _ = numpy_block(x)
         t_np, _ = numpy_block(t)
@@ -171,11 +172,10 @@ def _ce_dense(rows, target, opts, need, need_target, logit_scale, s_np, normaliz
         loss = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
         g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
         for sl in _chunks(*x.shape):
-            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], tensor_options(opts, x.device),
-                                                     scale * logit_scale, need)
+            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], t_opts, scale * logit_scale, need)
             if need:
                 g[sl] = g_c
-    g_t = _engine.dense_target_grad(x, tensor_options(opts, x.device), scale) if need_target else None
+    g_t = _engine.dense_target_grad(x, t_opts, scale) if need_target else None
     if g_t is not None and s_np is not None:
         g_t.mul_(torch.from_numpy(s_np).to(g_t).unsqueeze(1))
     loss, g = _weight_rows(loss, g, s_np)
@@ -654,4 +654,5 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     opts = checked_options(BinaryOptions, reduction=reduction, gamma=gamma, alpha=None if off else alpha)
     x = check_tensor(inputs, "inputs")
     _check_binary_target(x, targets, "sigmoid_focal_loss", differentiable=False)
-    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, opts.alpha, opts.gamma, opts.reduction)
+    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, opts.alpha, opts.gamma,
+                       opts.reduction)

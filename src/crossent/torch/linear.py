@@ -92,7 +92,8 @@ class LinearProblem:
     def __init__(self, hidden, weight, target, bias, options, chunk, logit_scale=1.0, sample_weight=None,
                  normalizer=None, vocab_start=0, vocab_size=None, chunk_vocab=None):
         self.options = options
-        self.reduction, self.ignore_index, self.logit_scale = options.reduction, options.ignore_index, logit_scale
+        self.reduction, self.ignore_index = options.reduction, options.ignore_index
+        self.logit_scale = logit_scale
         self.out_dtype = hidden.dtype
         self.batch_shape = tuple(hidden.shape[:-1])
         self.vocab_start = int(vocab_start)
