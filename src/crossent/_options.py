@@ -4,8 +4,11 @@ A loss checks its keyword options in one place, the ``checked`` constructor of i
 class here, and hands the object on: :mod:`crossent._dispatch` unpacks it into the compiled
 kernel's arguments (the C++ side holds the same fields, ``csrc/options.hpp``),
 :mod:`crossent._reference` reads its fields, and the PyTorch front builds the same objects
-(with the weights as tensors for its torch engine and Triton kernels). A new option is a field
-and a check here, a term in the reference and the kernel, and its tests.
+(with the weights as tensors for its torch engine and Triton kernels). A torch function builds
+its object before its operator runs (a trace-time constant for ``torch.compile``); the
+operator, whose schema carries plain values, rebuilds it with the same constructor, which
+then checks the weight tensors' values too. A new option is a field and a check here, a term
+in the reference and the kernel, and its tests.
 
 The objects are immutable (frozen, their weight arrays read-only) and compare and hash by
 value, so an object without weights is a constant that ``torch.compile`` can keep. Per-call
@@ -93,7 +96,17 @@ class SoftmaxCEOptions(_Options):
     def checked(cls, *, reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
                 ignore_index=None, weight=None, num_classes=None):
         """The options, validated (ValueError/TypeError naming the option and its value);
-        ``weight`` needs ``num_classes``."""
+        ``weight`` needs ``num_classes``.
+
+        Examples
+        --------
+        >>> from crossent._options import SoftmaxCEOptions
+        >>> SoftmaxCEOptions.checked(label_smoothing=0.1, softcap=30)
+        SoftmaxCEOptions(reduction='mean', weight=None, ignore_index=None, label_smoothing=0.1, z_loss=0.0, softcap=30.0)
+        >>> SoftmaxCEOptions.checked(weight=[1.0, -2.0], num_classes=2)
+        Traceback (most recent call last):
+        ValueError: weight[1] = -2.0 is negative
+        """
         return cls(reduction=_checks.check_reduction(reduction),
                    label_smoothing=_checks.check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0),
                    z_loss=_checks.check_scalar(z_loss, "z_loss", low=0.0),
