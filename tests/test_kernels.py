@@ -19,6 +19,7 @@ import crossent
 import crossent._backend as _backend
 from crossent import _dispatch
 from crossent import _reference as ref
+from crossent._options import BinaryOptions, NLLOptions, SoftmaxCEOptions, SoftmaxFocalOptions
 
 ext = _backend._compiled
 pytestmark = pytest.mark.skipif(ext is None, reason=f"compiled kernels unavailable: {_backend._IMPORT_ERROR}")
@@ -94,8 +95,9 @@ def test_softmax_ce_index_matches_reference(dtype, data):
     scale = data.draw(st.sampled_from([1.0, 0.25]))
     loss, g = _call_index(x, labels, weight, ignore_index, eps, z_loss, softcap, scale=scale)
     lf, gf = _call_index(x, labels, weight, ignore_index, eps, z_loss, softcap, grad=False)
-    r_loss, r_grad = ref.softmax_cross_entropy_index(
-        x.astype(np.float64), labels, weight, ignore_index, eps, z_loss, softcap or None)
+    opts = SoftmaxCEOptions.checked(weight=weight, num_classes=c, ignore_index=ignore_index,
+                                    label_smoothing=eps, z_loss=z_loss, softcap=softcap or None)
+    r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels, opts)
     assert g.dtype == dtype and gf is None
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(lf, r_loss, TOL[dtype])
@@ -121,7 +123,7 @@ def test_long_rows_and_chunk_boundaries(dtype, c, where):
     for eps in (0.0, 0.1):
         loss, g = _call_index(x, labels, eps=eps, scale=0.5)
         r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels,
-                                                         label_smoothing=eps)
+                                                         SoftmaxCEOptions(label_smoothing=eps))
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, 0.5 * r_grad, TOL[dtype])
 
@@ -137,7 +139,7 @@ def test_in_place_gradient_overwrites_the_logits(dtype, eps, c):
     x[2, 0] = np.inf  # a non-finite maximum takes the general path, in place too
     labels = np.array([0, 2, 1, c - 1], dtype=np.int64)
     r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels,
-                                                     label_smoothing=eps)
+                                                     SoftmaxCEOptions(label_smoothing=eps))
     buf = x.copy()
     loss, g = _call_index(buf, labels, eps=eps, out=buf)
     assert g is buf
@@ -221,8 +223,8 @@ def test_few_long_rows_split_over_threads(dtype, case):
     finally:
         crossent.set_num_threads(before)
     with np.errstate(invalid="ignore"):
-        r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels, weight,
-                                                         ignore_index, 0.0, z_loss)
+        opts = SoftmaxCEOptions(weight=weight, ignore_index=ignore_index, z_loss=z_loss)
+        r_loss, r_grad = ref.softmax_cross_entropy_index(x.astype(np.float64), labels, opts)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(lf, r_loss, TOL[dtype])
     assert_close(g, 0.5 * r_grad, TOL[dtype])
@@ -244,8 +246,9 @@ def test_softmax_ce_dense_matches_reference(level, dtype, data):
     loss, g = np.empty(n), np.empty_like(x)
     with at_level(level):
         ext.softmax_ce_dense(x, t, weight, eps, z_loss, softcap, loss, g, 0.5)
-    r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t.astype(np.float64),
-                                                     weight, eps, z_loss, softcap or None)
+    opts = SoftmaxCEOptions.checked(weight=weight, num_classes=c, label_smoothing=eps, z_loss=z_loss,
+                                    softcap=softcap or None)
+    r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t.astype(np.float64), opts)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, 0.5 * r_grad, TOL[dtype])
 
@@ -263,12 +266,14 @@ def test_nll_and_softmax_focal_match_reference(level, dtype, data):
     logp = np.minimum(x, 0).astype(dtype)
     ext.nll(logp, labels, weight, ignore_index, loss, g, 2.0)
     with np.errstate(invalid="ignore"):  # 0 * -inf: NaN in both
-        r_loss, r_grad = ref.nll(logp.astype(np.float64), labels, weight, ignore_index)
+        r_loss, r_grad = ref.nll(logp.astype(np.float64), labels,
+                                 NLLOptions.checked(weight=weight, num_classes=c, ignore_index=ignore_index))
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, 2.0 * r_grad, TOL[dtype])
     with at_level(level):
         ext.softmax_focal(x, labels, weight, gamma, ignore_index, loss, g, 1.0)
-    r_loss, r_grad = ref.softmax_focal(x.astype(np.float64), labels, weight, gamma, ignore_index)
+    opts = SoftmaxFocalOptions.checked(alpha=weight, num_classes=c, gamma=gamma, ignore_index=ignore_index)
+    r_loss, r_grad = ref.softmax_focal(x.astype(np.float64), labels, opts)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, r_grad, TOL[dtype])
 
@@ -321,15 +326,17 @@ def test_binary_kernels_match_reference(level, dtype, data):
     t64 = t.astype(np.float64)
     with np.errstate(all="ignore"), at_level(level):
         loss, g = _binary_call(ext.sigmoid_bce, x, t, w, pw, eps)
-        r_loss, r_grad = ref.sigmoid_binary_cross_entropy(x.astype(np.float64), t64, w, pw, eps)
+        opts = BinaryOptions.checked(weight=w, pos_weight=pw, label_smoothing=eps, alpha=alpha, gamma=gamma,
+                                     shape=x.shape)
+        r_loss, r_grad = ref.sigmoid_binary_cross_entropy(x.astype(np.float64), t64, opts)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad, TOL[dtype])
         loss, g = _binary_call(ext.bce, p, t, w)
-        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64, w)
+        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64, opts)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad.astype(dtype), TOL[dtype])  # 1/p may overflow float32
         loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma)
-        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64, alpha, gamma)
+        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64, opts)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, r_grad, TOL[dtype])
 
@@ -345,7 +352,7 @@ def test_sigmoid_focal_gradient_is_zero_at_infinite_logits_with_hard_targets(lev
             loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma)
         np.testing.assert_array_equal(loss, 0.0)
         np.testing.assert_array_equal(g, 0.0)
-        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t, alpha, gamma)
+        r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t, BinaryOptions(alpha=alpha, gamma=gamma))
         np.testing.assert_array_equal(r_loss, 0.0)
         np.testing.assert_array_equal(r_grad, 0.0)
 

@@ -22,6 +22,8 @@ pytest.importorskip("triton")  # TRITON_INTERPRET=1 is set by conftest.py when t
 
 import crossent.torch as ct  # noqa: E402
 from crossent.torch import _engine  # noqa: E402
+from crossent._options import BinaryOptions, SoftmaxCEOptions  # noqa: E402
+from crossent.torch._autograd import tensor_options  # noqa: E402
 
 # The interpreter evaluates masked lanes too (log 0, inf - inf): NumPy warns, results are right.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -185,9 +187,10 @@ def test_row_kernels_against_the_torch_formulas_at_many_blocks(kernels):
         x[2, 8000] = 40.0  # the maximum in the last block
         y = torch.tensor([6000, 10, 8000])
         ones = torch.ones(3, dtype=torch.bool)
-        want = _engine.softmax_ce_index_rows(x.clone(), y, ones, ones, None, 0.1, 1e-4, 7.0, 0.5, True)
+        opts = SoftmaxCEOptions.checked(label_smoothing=0.1, z_loss=1e-4, softcap=7.0)
+        want = _engine.softmax_ce_index_rows(x.clone(), y, ones, ones, opts, 0.5, True)
         buf = x.clone()
-        got = kernels.softmax_ce_index_rows(buf, y, ones, ones, None, 0.1, 1e-4, 7.0, 0.5, True, out=buf)
+        got = kernels.softmax_ce_index_rows(buf, y, ones, ones, opts, 0.5, True, out=buf)
         assert got[1].data_ptr() == buf.data_ptr()  # the gradient replaced the logits
         rtol, atol = TOL[dtype]
         torch.testing.assert_close(got[0], want[0], rtol=rtol, atol=atol)
@@ -205,8 +208,10 @@ def test_shard_path_of_one_shard_equals_the_fused_kernel(kernels, eps, z_loss, s
     x[3, :] = -math.inf  # every class masked
     y = torch.tensor([4700, 10, 2000, 3])
     counted = torch.tensor([True, True, False, True])
-    w = torch.tensor(rng.uniform(0.5, 2.0, size=5000)) if weighted else None
-    args = (y, counted, counted, w, eps, z_loss, softcap, 0.25, True)
+    w = rng.uniform(0.5, 2.0, size=5000) if weighted else None
+    opts = tensor_options(SoftmaxCEOptions.checked(label_smoothing=eps, z_loss=z_loss, softcap=softcap,
+                                                   weight=w, num_classes=5000), x.device)
+    args = (y, counted, counted, opts, 0.25, True)
     fused = kernels.softmax_ce_index_rows(x.clone(), *args)
     sharded = kernels.softmax_ce_index_rows(x.clone(), *args, all_max=lambda t: t, all_sum=lambda t: t)
     eager = _engine.softmax_ce_index_rows(x.clone(), *args)  # CPU tensors, not forced: eager torch
@@ -222,7 +227,7 @@ def test_sigmoid_focal_gradient_is_zero_at_saturated_correct_logits(kernels):
     """At x = +-inf with the matching hard target the loss is 0 and the gradient's limit is 0."""
     x = torch.tensor([math.inf, -math.inf, 30.0, -30.0], dtype=torch.float64)
     t = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)
-    loss, grad = kernels.sigmoid_focal(x, t, 0.25, 2.0, 1.0, True)
+    loss, grad = kernels.sigmoid_focal(x, t, BinaryOptions(alpha=0.25, gamma=2.0), 1.0, True)
     assert loss.tolist()[:2] == [0.0, 0.0] and grad.tolist()[:2] == [0.0, 0.0]
     assert all(abs(g) < 1e-25 for g in grad.tolist()[2:])
 
@@ -232,15 +237,15 @@ def test_element_kernel_math_edges(kernels):
     x = torch.tensor([0.0, 1e-30, -1e-30, 1e-8, -1e-8, 0.5, -0.5, 20.0, -20.0, 700.0, -700.0,
                       math.inf, -math.inf], dtype=torch.float64)
     t = torch.zeros_like(x)
-    loss, grad = kernels.sigmoid_binary_cross_entropy(x, t, None, None, 0.0, 1.0, True)
+    loss, grad = kernels.sigmoid_binary_cross_entropy(x, t, BinaryOptions(), 1.0, True)
     # l(x, t=0) = -log sigma(-x) = softplus(x); dl/dx = sigma(x)
     torch.testing.assert_close(loss, torch.nn.functional.softplus(x, threshold=1000), rtol=1e-15, atol=0)
     torch.testing.assert_close(grad, torch.sigmoid(x), rtol=1e-15, atol=0)
     rows = torch.tensor([[1e-9, 0.0], [-3.0, 3.0]], dtype=torch.float64)
     cap = 2.0
     loss, _, _ = kernels.softmax_ce_index_rows(rows, torch.tensor([0, 0]), torch.ones(2, dtype=torch.bool),
-                                               torch.ones(2, dtype=torch.bool), None, 0.0, 0.0, cap,
-                                               1.0, False)
+                                               torch.ones(2, dtype=torch.bool),
+                                               SoftmaxCEOptions(softcap=cap), 1.0, False)
     z = cap * torch.tanh(rows / cap)
     torch.testing.assert_close(loss, -torch.log_softmax(z, 1)[:, 0], rtol=1e-15, atol=0)
 

@@ -1,8 +1,10 @@
 """Compiled kernel or NumPy reference: one entry point per loss, on validated canonical blocks.
 
-Callers (:mod:`crossent.losses`, :mod:`crossent.torch`) have already validated everything and
-laid the data out as C-contiguous float32/float64 blocks — ``(N, C)`` rows for the softmax
-family, any shape for the element-wise binary family — with int64 labels and float64 weights.
+Callers (:mod:`crossent.losses`, :mod:`crossent.torch`) have already validated everything (the
+options into their family's object of :mod:`crossent._options`, which each function here unpacks
+into its kernel's arguments or hands to the reference) and laid the data out as C-contiguous
+float32/float64 blocks — ``(N, C)`` rows for the softmax family, any shape for the element-wise
+binary family — with int64 labels and float64 weights.
 Each function returns ``(loss, grad)``: the per-row (per-element) losses as float64, and, when
 ``need_grad``, ``grad_scale`` times the gradient of each row's own loss, in the input's dtype
 (``None`` otherwise). The element-wise losses take ``total=True`` to return the float64 sum of
@@ -114,19 +116,19 @@ def normalize_rows(x, need_out, log_space):
     return lse, (out.astype(x.dtype, copy=False) if need_out else None)
 
 
-def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, softcap,
-                     grad_scale, need_grad, out=None):
-    """``out``: a C-contiguous buffer of x's shape and dtype for the gradient; it may be ``x``
-    itself (the gradient then overwrites the logits in place)."""
+def softmax_ce_index(x, labels, options, grad_scale, need_grad, out=None):
+    """``options``: a :class:`~crossent._options.SoftmaxCEOptions`. ``out``: a C-contiguous
+    buffer of x's shape and dtype for the gradient; it may be ``x`` itself (the gradient then
+    overwrites the logits in place)."""
+    o = options
     ext = kernels()
     if ext is not None:
         loss = np.empty(x.shape[0], dtype=np.float64)
         grad = (np.empty_like(x) if out is None else out) if need_grad else None
-        ext.softmax_ce_index(x, _i64(labels), _f64(weight), ignore_index, label_smoothing,
-                             z_loss, softcap or 0.0, loss, grad, grad_scale)
+        ext.softmax_ce_index(x, _i64(labels), _f64(o.weight), o.ignore_index, o.label_smoothing,
+                             o.z_loss, o.softcap or 0.0, loss, grad, grad_scale)
         return loss, grad
-    loss, grad = _reference.softmax_cross_entropy_index(
-        x.astype(np.float64), labels, weight, ignore_index, label_smoothing, z_loss, softcap)
+    loss, grad = _reference.softmax_cross_entropy_index(x.astype(np.float64), labels, o)
     grad = _scaled(grad, grad_scale, x.dtype, need_grad)
     if need_grad and out is not None:
         out[...] = grad
@@ -134,73 +136,82 @@ def softmax_ce_index(x, labels, weight, ignore_index, label_smoothing, z_loss, s
     return loss, grad
 
 
-def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad,
-                     out=None):
-    """``out``: as for :func:`softmax_ce_index`, but it may not be ``x`` itself."""
+def softmax_ce_dense(x, targets, options, grad_scale, need_grad, out=None):
+    """``options``: as for :func:`softmax_ce_index` (``ignore_index`` unused). ``out``: as
+    there, but it may not be ``x`` itself."""
+    o = options
     ext = kernels()
     if ext is not None:
-        return _rows(ext.softmax_ce_dense, x, _targets(targets, x.shape), _f64(weight), label_smoothing,
-                     z_loss, softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale, out=out)
+        return _rows(ext.softmax_ce_dense, x, _targets(targets, x.shape), _f64(o.weight), o.label_smoothing,
+                     o.z_loss, o.softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale, out=out)
     loss, grad = _reference.softmax_cross_entropy_dense(
-        x.astype(np.float64), targets.astype(np.float64), weight, label_smoothing, z_loss, softcap)
+        x.astype(np.float64), targets.astype(np.float64), o)
     return _reference_rows(loss, grad, grad_scale, x.dtype, need_grad, out)
 
 
-def nll(log_probs, labels, weight, ignore_index, grad_scale, need_grad, out=None):
-    """``out``: as for :func:`softmax_ce_dense`."""
+def nll(log_probs, labels, options, grad_scale, need_grad, out=None):
+    """``options``: a :class:`~crossent._options.NLLOptions`. ``out``: as for
+    :func:`softmax_ce_dense`."""
+    o = options
     ext = kernels()
     if ext is not None:
-        return _rows(ext.nll, log_probs, _i64(labels), _f64(weight), ignore_index,
+        return _rows(ext.nll, log_probs, _i64(labels), _f64(o.weight), o.ignore_index,
                      need_grad=need_grad, grad_scale=grad_scale, out=out)
-    loss, grad = _reference.nll(log_probs.astype(np.float64), labels, weight, ignore_index)
+    loss, grad = _reference.nll(log_probs.astype(np.float64), labels, o)
     return _reference_rows(loss, grad, grad_scale, log_probs.dtype, need_grad, out)
 
 
-def softmax_focal(x, labels, alpha, gamma, ignore_index, grad_scale, need_grad, out=None):
-    """``out``: as for :func:`softmax_ce_dense`."""
+def softmax_focal(x, labels, options, grad_scale, need_grad, out=None):
+    """``options``: a :class:`~crossent._options.SoftmaxFocalOptions`. ``out``: as for
+    :func:`softmax_ce_dense`."""
+    o = options
     ext = kernels()
     if ext is not None:
-        return _rows(ext.softmax_focal, x, _i64(labels), _f64(alpha), gamma, ignore_index,
+        return _rows(ext.softmax_focal, x, _i64(labels), _f64(o.alpha), o.gamma, o.ignore_index,
                      need_grad=need_grad, grad_scale=grad_scale, out=out)
-    loss, grad = _reference.softmax_focal(x.astype(np.float64), labels, alpha, gamma, ignore_index)
+    loss, grad = _reference.softmax_focal(x.astype(np.float64), labels, o)
     return _reference_rows(loss, grad, grad_scale, x.dtype, need_grad, out)
 
 
-def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
-                                 need_grad, total=False, out=None):
+def sigmoid_binary_cross_entropy(x, targets, options, grad_scale, need_grad, total=False, out=None):
+    """``options``: a :class:`~crossent._options.BinaryOptions` (weight, pos_weight,
+    label_smoothing)."""
+    o = options
     ext = kernels()
     if ext is not None:
-        return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(weight, x.shape),
-                            _broadcast(pos_weight, x.shape), label_smoothing,
+        return _elementwise(ext.sigmoid_bce, x, targets, _broadcast(o.weight, x.shape),
+                            _broadcast(o.pos_weight, x.shape), o.label_smoothing,
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
                             unit=[("targets", targets)], out=out)
     _check_unit([("targets", targets)])
     loss, grad = _reference.sigmoid_binary_cross_entropy(
-        x.astype(np.float64), targets.astype(np.float64), weight, pos_weight, label_smoothing)
+        x.astype(np.float64), targets.astype(np.float64), o)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
 
 
-def binary_cross_entropy(probs, targets, weight, grad_scale, need_grad, total=False, out=None):
+def binary_cross_entropy(probs, targets, options, grad_scale, need_grad, total=False, out=None):
+    """``options``: a :class:`~crossent._options.BinaryOptions` (its weight)."""
     ext = kernels()
     if ext is not None:
-        return _elementwise(ext.bce, probs, targets, _broadcast(weight, probs.shape),
+        return _elementwise(ext.bce, probs, targets, _broadcast(options.weight, probs.shape),
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
                             unit=[("targets", targets), ("probs", probs)], out=out)
     _check_unit([("targets", targets), ("probs", probs)])
     loss, grad = _reference.binary_cross_entropy(
-        probs.astype(np.float64), targets.astype(np.float64), weight)
+        probs.astype(np.float64), targets.astype(np.float64), options)
     return _reference_elementwise(loss, grad, grad_scale, probs.dtype, need_grad, total)
 
 
-def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad, total=False, out=None):
+def sigmoid_focal(x, targets, options, grad_scale, need_grad, total=False, out=None):
+    """``options``: a :class:`~crossent._options.BinaryOptions` (alpha, gamma)."""
     ext = kernels()
     if ext is not None:
         return _elementwise(ext.sigmoid_focal, x, targets,
-                            None if alpha is None else float(alpha), gamma,
+                            None if options.alpha is None else float(options.alpha), options.gamma,
                             need_grad=need_grad, grad_scale=grad_scale, total=total,
                             unit=[("targets", targets)], out=out)
     _check_unit([("targets", targets)])
-    loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), alpha, gamma)
+    loss, grad = _reference.sigmoid_focal(x.astype(np.float64), targets.astype(np.float64), options)
     return _reference_elementwise(loss, grad, grad_scale, x.dtype, need_grad, total)
 
 

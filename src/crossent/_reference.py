@@ -1,7 +1,8 @@
 """Plain NumPy reference of every loss and its gradient: the readable specification.
 
 Each function takes validated, canonical inputs (float64; the class axis last, rows flattened
-to ``(N, C)`` for the softmax losses; element-wise arrays for the binary ones) and returns
+to ``(N, C)`` for the softmax losses; element-wise arrays for the binary ones) and its loss
+family's options object (:mod:`crossent._options`; the reduction there is not applied) and returns
 ``(loss, grad)``: the per-row (or per-element) losses and the gradient of each row's own loss
 with respect to its inputs. Reductions are applied by :mod:`crossent.losses`. The compiled
 kernels compute the same quantities and are tested against these functions.
@@ -14,6 +15,8 @@ it); a zero coefficient times an infinite logarithm is 0.
 from __future__ import annotations
 
 import numpy as np
+
+from ._options import BinaryOptions, NLLOptions, SoftmaxCEOptions, SoftmaxFocalOptions
 
 __all__ = [
     "normalize_rows",
@@ -76,9 +79,9 @@ def normalize_rows(x, log_space):
 
 
 # ----------------------------------------------------------------------------- softmax family
-def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
-                                label_smoothing=0.0, z_loss=0.0, softcap=None):
-    r"""Softmax cross-entropy of ``(N, C)`` logits against class indices.
+def softmax_cross_entropy_index(logits, labels, options=None):
+    r"""Softmax cross-entropy of ``(N, C)`` logits against class indices, with the
+    :class:`~crossent._options.SoftmaxCEOptions` ``options`` (default: none).
 
     With z = softcap(x), lse = logsumexp(z), p = softmax(z), C' the number of unmasked
     classes and w the class weights (ones by default):
@@ -88,17 +91,18 @@ def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
     dl/dz_j = p_j [(1-eps) w_y + (eps/C') W + 2 z_loss w_y lse] - (eps/C') w_j - (1-eps) w_y [j=y]
     with W = sum_c w_c; then dl/dx_j = dl/dz_j * dz_j/dx_j. Ignored rows: loss 0, gradient 0.
     """
+    o = SoftmaxCEOptions() if options is None else options
     n, c = logits.shape
-    w = np.ones(c) if weight is None else weight
-    z, dz = _softcap(logits, softcap)
+    w = np.ones(c) if o.weight is None else o.weight
+    z, dz = _softcap(logits, o.softcap)
     logp, lse = _log_softmax_rows(z)
-    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    ignored = (labels == o.ignore_index) if o.ignore_index is not None else np.zeros(n, bool)
     y = np.where(ignored, 0, labels)
     rows = np.arange(n)
     unmasked = z != -np.inf
     c_eff = np.maximum(unmasked.sum(axis=1, keepdims=True), 1)
     w_y = w[y][:, None]
-    eps = label_smoothing
+    eps, z_loss = o.label_smoothing, o.z_loss
 
     nll_y = -logp[rows, y][:, None]
     with np.errstate(invalid="ignore"):  # 0 * inf on masked classes, discarded by the where
@@ -124,22 +128,23 @@ def softmax_cross_entropy_index(logits, labels, weight=None, ignore_index=None,
     return loss, grad
 
 
-def softmax_cross_entropy_dense(logits, targets, weight=None, label_smoothing=0.0,
-                                z_loss=0.0, softcap=None):
-    r"""Softmax cross-entropy of ``(N, C)`` logits against target distributions.
+def softmax_cross_entropy_dense(logits, targets, options=None):
+    r"""Softmax cross-entropy of ``(N, C)`` logits against target distributions, with the
+    :class:`~crossent._options.SoftmaxCEOptions` ``options`` (its ``ignore_index`` unused).
 
     With t~ = (1-eps) t + eps/C' on unmasked classes ((1-eps) t on masked ones):
 
         l_n = -sum_c w_c t~_c log p_c + z_loss lse^2
         dl/dz_j = p_j sum_c w_c t~_c - w_j t~_j + 2 z_loss lse p_j
     """
+    o = SoftmaxCEOptions() if options is None else options
     n, c = logits.shape
-    w = np.ones(c) if weight is None else weight
-    z, dz = _softcap(logits, softcap)
+    w = np.ones(c) if o.weight is None else o.weight
+    z, dz = _softcap(logits, o.softcap)
     logp, lse = _log_softmax_rows(z)
     unmasked = z != -np.inf
     c_eff = np.maximum(unmasked.sum(axis=1, keepdims=True), 1)
-    eps = label_smoothing
+    eps, z_loss = o.label_smoothing, o.z_loss
     t = (1 - eps) * targets + np.where(unmasked, eps / c_eff, 0.0)
     wt = w * t
     loss = np.sum(_zero_times(wt, -logp), axis=1, keepdims=True)
@@ -154,14 +159,16 @@ def softmax_cross_entropy_dense(logits, targets, weight=None, label_smoothing=0.
     return loss[:, 0], grad
 
 
-def nll(log_probs, labels, weight=None, ignore_index=None):
-    r"""Negative log-likelihood of ``(N, C)`` log-probabilities: l_n = -w_y log_probs[n, y].
+def nll(log_probs, labels, options=None):
+    r"""Negative log-likelihood of ``(N, C)`` log-probabilities: l_n = -w_y log_probs[n, y],
+    with the :class:`~crossent._options.NLLOptions` ``options``.
 
     dl/d log_probs[n, j] = -w_y [j = y].
     """
+    o = NLLOptions() if options is None else options
     n, c = log_probs.shape
-    w = np.ones(c) if weight is None else weight
-    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    w = np.ones(c) if o.weight is None else o.weight
+    ignored = (labels == o.ignore_index) if o.ignore_index is not None else np.zeros(n, bool)
     y = np.where(ignored, 0, labels)
     rows = np.arange(n)
     loss = np.where(ignored, 0.0, -w[y] * log_probs[rows, y])
@@ -170,8 +177,9 @@ def nll(log_probs, labels, weight=None, ignore_index=None):
     return loss, grad
 
 
-def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
-    r"""Softmax focal loss (Lin et al. 2017) of ``(N, C)`` logits against class indices.
+def softmax_focal(logits, labels, options=None):
+    r"""Softmax focal loss (Lin et al. 2017) of ``(N, C)`` logits against class indices, with
+    the :class:`~crossent._options.SoftmaxFocalOptions` ``options``.
 
     With lp = log p_y and u = 1 - p_y (from lp without cancellation, u = -expm1(lp)):
 
@@ -182,9 +190,11 @@ def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
     A row whose classes are all masked has p_y = 0 (loss inf, as in the cross-entropy); a zero
     alpha_y zeroes the row's loss and gradient even then.
     """
+    o = SoftmaxFocalOptions() if options is None else options
     n, c = logits.shape
-    a = np.ones(c) if alpha is None else alpha
-    ignored = (labels == ignore_index) if ignore_index is not None else np.zeros(n, bool)
+    a = np.ones(c) if o.alpha is None else o.alpha
+    gamma = o.gamma
+    ignored = (labels == o.ignore_index) if o.ignore_index is not None else np.zeros(n, bool)
     y = np.where(ignored, 0, labels)
     rows = np.arange(n)
     logp, lse = _log_softmax_rows(logits)
@@ -205,9 +215,10 @@ def softmax_focal(logits, labels, alpha=None, gamma=2.0, ignore_index=None):
 
 
 # ----------------------------------------------------------------------------- binary family
-def sigmoid_binary_cross_entropy(logits, targets, weight=None, pos_weight=None,
-                                 label_smoothing=0.0):
-    r"""Element-wise binary cross-entropy of logits, with t' = t (1-eps) + eps/2:
+def sigmoid_binary_cross_entropy(logits, targets, options=None):
+    r"""Element-wise binary cross-entropy of logits, with the
+    :class:`~crossent._options.BinaryOptions` ``options`` (weight w, pos_weight pw,
+    label_smoothing eps) and t' = t (1-eps) + eps/2:
 
         l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)]
         dl/dx = w [sigma(x) (pw t' + 1 - t') - pw t'] = w [(1-t') sigma(x) - pw t' sigma(-x)]
@@ -216,10 +227,12 @@ def sigmoid_binary_cross_entropy(logits, targets, weight=None, pos_weight=None,
     lose its digits, and x = 1e15 multiplies them. The gradient uses the second form, two
     accurate terms with no 1 - sigma(x) in it.
     """
-    t = targets * (1 - label_smoothing) + label_smoothing / 2
-    one_minus_t = (1 - targets) * (1 - label_smoothing) + label_smoothing / 2
-    pw = 1.0 if pos_weight is None else pos_weight
-    w = 1.0 if weight is None else weight
+    o = BinaryOptions() if options is None else options
+    eps = o.label_smoothing
+    t = targets * (1 - eps) + eps / 2
+    one_minus_t = (1 - targets) * (1 - eps) + eps / 2
+    pw = 1.0 if o.pos_weight is None else o.pos_weight
+    w = 1.0 if o.weight is None else o.weight
     # log(1 - sigma(x)) = log sigma(-x)
     ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
     loss = -w * (_zero_times(pw * t, ls) + _zero_times(one_minus_t, lsn))
@@ -227,14 +240,16 @@ def sigmoid_binary_cross_entropy(logits, targets, weight=None, pos_weight=None,
     return loss, grad
 
 
-def binary_cross_entropy(probs, targets, weight=None):
-    r"""Element-wise binary cross-entropy of probabilities, exact (no clamping):
+def binary_cross_entropy(probs, targets, options=None):
+    r"""Element-wise binary cross-entropy of probabilities, exact (no clamping), with the
+    ``weight`` w of the :class:`~crossent._options.BinaryOptions` ``options``:
 
         l = -w [t log p + (1-t) log(1-p)],  dl/dp = w [-t/p + (1-t)/(1-p)]
 
     with 0 log 0 = 0; p = 0 with t > 0 (or p = 1 with t < 1) gives inf.
     """
-    w = 1.0 if weight is None else weight
+    o = BinaryOptions() if options is None else options
+    w = 1.0 if o.weight is None else o.weight
     with np.errstate(divide="ignore"):
         log_p = np.log(probs)
         log_1mp = np.log1p(-probs)  # log(1 - p) without cancellation for small p
@@ -248,8 +263,9 @@ def binary_cross_entropy(probs, targets, weight=None):
     return loss, grad
 
 
-def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
-    r"""Element-wise sigmoid focal loss (Lin et al. 2017; torchvision's definition), in log space.
+def sigmoid_focal(logits, targets, options=None):
+    r"""Element-wise sigmoid focal loss (Lin et al. 2017; torchvision's definition), in log space,
+    with the ``alpha`` and ``gamma`` of the :class:`~crossent._options.BinaryOptions` ``options``.
 
     With u = 1 - p_t = t sigma(-x) + (1-t) sigma(x), ce the binary cross-entropy and
     alpha_t = alpha t + (1-alpha)(1-t) (1 when alpha is None):
@@ -262,6 +278,8 @@ def sigmoid_focal(logits, targets, alpha=0.25, gamma=2.0):
     logit infinite on its side, where ce = 0: the term (du/dx / u) ce is then its limit 0 (not
     exp(-inf - -inf) * 0 = NaN).
     """
+    o = BinaryOptions() if options is None else options
+    alpha, gamma = o.alpha, o.gamma
     ls, lsn = _log_sigmoid(logits), _log_sigmoid(-logits)
     ce = -(_zero_times(targets, ls) + _zero_times(1 - targets, lsn))
     with np.errstate(divide="ignore", invalid="ignore"):  # log 0 = -inf; NaN logits stay NaN

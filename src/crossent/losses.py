@@ -1,9 +1,11 @@
 """The cross-entropy losses, their reductions, and their analytic gradients.
 
-Every loss validates its arguments, brings the class axis last and the rows into one
-C-contiguous ``(N, C)`` block (a copy only when the layout needs one; inputs are never
-modified), then runs the compiled kernel when there is one for the case and the NumPy
-reference (:mod:`crossent._reference`) otherwise. Per-row losses are summed in float64.
+Every loss validates its arguments (its options once, into its family's object of
+:mod:`crossent._options`, which the kernels and the reference read), brings the class axis
+last and the rows into one C-contiguous ``(N, C)`` block (a copy only when the layout needs
+one; inputs are never modified), then runs the compiled kernel when there is one for the case
+and the NumPy reference (:mod:`crossent._reference`) otherwise. Per-row losses are summed in
+float64.
 
 :func:`value_and_grad` and :func:`grad` return the gradient with respect to the first argument,
 computed in the same pass as the value.
@@ -17,6 +19,7 @@ import inspect
 import numpy as np
 
 from . import _checks, _dispatch, _layout
+from ._options import BinaryOptions, NLLOptions, SoftmaxCEOptions, SoftmaxFocalOptions
 
 __all__ = [
     "softmax_cross_entropy",
@@ -148,33 +151,23 @@ def _index_or_dense(targets, rows, name="targets"):
     raise TypeError(f"{name} must be integer class indices or float distributions, got dtype {t.dtype}")
 
 
-def _check_options(reduction, label_smoothing):
-    return (_checks.check_reduction(reduction),
-            _checks.check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0))
-
-
-def _check_gamma(gamma):
-    return _checks.check_scalar(gamma, "gamma", low=0.0)
-
-
 # ----------------------------------------------------------------------------- softmax family
 def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index=None,
                            label_smoothing=0.0, z_loss=0.0, softcap=None, sample_weight=None,
                            where=None, reduction="mean", need_grad=False, out=None):
-    reduction, eps = _check_options(reduction, label_smoothing)
-    zl = _checks.check_scalar(z_loss, "z_loss", low=0.0)
-    cap = None if softcap is None else _checks.check_scalar(softcap, "softcap", low=0.0, low_open=True)
-    ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(logits, "logits", axis)
-    w = _checks.check_class_weight(weight, rows.num_classes)
+    opts = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                    softcap=softcap, ignore_index=ignore_index, weight=weight,
+                                    num_classes=rows.num_classes)
+    reduction, ignore_index = opts.reduction, opts.ignore_index
     kind, t = _index_or_dense(targets, rows)
     sample = _SampleWeights(sample_weight, where, rows.batch_shape)
     x = rows.block
     if kind == "index":
         y = _checks.check_labels(t, rows.num_classes, ignore_index, "targets").reshape(-1)
-        denominator = _counted_weight(y, w, ignore_index, sample)
-        loss, g = _dispatch.softmax_ce_index(x, np.ascontiguousarray(y), w, ignore_index, eps, zl,
-                                             cap, _grad_scale(reduction, denominator), need_grad,
+        denominator = _counted_weight(y, opts.weight, ignore_index, sample)
+        loss, g = _dispatch.softmax_ce_index(x, np.ascontiguousarray(y), opts,
+                                             _grad_scale(reduction, denominator), need_grad,
                                              out=rows.out_rows(out))
         return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
     if ignore_index is not None:
@@ -183,8 +176,7 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
     _checks.check_unit_interval(t, "targets")
     denominator = sample.total(x.shape[0])
     t_rows = rows.rows_of(t)
-    loss, g = _dispatch.softmax_ce_dense(x, t_rows, w, eps, zl, cap,
-                                         _grad_scale(reduction, denominator), need_grad,
+    loss, g = _dispatch.softmax_ce_dense(x, t_rows, opts, _grad_scale(reduction, denominator), need_grad,
                                          out=_distinct_out_rows(rows, out, t_rows))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
@@ -280,18 +272,18 @@ def softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_index
 
 def _nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, sample_weight=None,
               where=None, reduction="mean", need_grad=False, out=None):
-    reduction = _checks.check_reduction(reduction)
-    ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(log_probs, "log_probs", axis)
-    w = _checks.check_class_weight(weight, rows.num_classes)
+    opts = NLLOptions.checked(reduction=reduction, ignore_index=ignore_index, weight=weight,
+                              num_classes=rows.num_classes)
+    reduction, ignore_index = opts.reduction, opts.ignore_index
     y_arr = _checks.as_array(labels, "labels")
     if y_arr.shape != rows.batch_shape:
         raise ValueError(f"labels has shape {y_arr.shape}, but log_probs of shape {rows.shape} "
                          f"with the class axis {rows.axis} needs labels of shape {rows.batch_shape}")
     y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
     sample = _SampleWeights(sample_weight, where, rows.batch_shape)
-    denominator = _counted_weight(y, w, ignore_index, sample)
-    loss, g = _dispatch.nll(rows.block, y, w, ignore_index, _grad_scale(reduction, denominator),
+    denominator = _counted_weight(y, opts.weight, ignore_index, sample)
+    loss, g = _dispatch.nll(rows.block, y, opts, _grad_scale(reduction, denominator),
                             need_grad, out=_distinct_out_rows(rows, out))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
@@ -342,16 +334,10 @@ def nll_loss(log_probs, labels, *, axis=-1, weight=None, ignore_index=None, samp
 def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None,
                         sample_weight=None, where=None, reduction="mean", need_grad=False,
                         out=None):
-    reduction = _checks.check_reduction(reduction)
-    gamma = _check_gamma(gamma)
-    ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(logits, "logits", axis)
-    if alpha is None:
-        a = None
-    elif np.ndim(alpha) == 0:
-        a = np.full(rows.num_classes, _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0))
-    else:
-        a = _checks.check_class_weight(alpha, rows.num_classes, name="alpha")
+    opts = SoftmaxFocalOptions.checked(reduction=reduction, gamma=gamma, ignore_index=ignore_index,
+                                       alpha=alpha, num_classes=rows.num_classes)
+    reduction, ignore_index = opts.reduction, opts.ignore_index
     y_arr = _checks.as_array(labels, "labels")
     if y_arr.shape != rows.batch_shape:
         raise ValueError(f"labels has shape {y_arr.shape}, but logits of shape {rows.shape} "
@@ -359,8 +345,7 @@ def _softmax_focal_loss(logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignor
     y = _checks.check_labels(y_arr, rows.num_classes, ignore_index).reshape(-1)
     sample = _SampleWeights(sample_weight, where, rows.batch_shape)
     denominator = _counted_weight(y, None, ignore_index, sample)
-    loss, g = _dispatch.softmax_focal(rows.block, y, a, gamma, ignore_index,
-                                      _grad_scale(reduction, denominator), need_grad,
+    loss, g = _dispatch.softmax_focal(rows.block, y, opts, _grad_scale(reduction, denominator), need_grad,
                                       out=_distinct_out_rows(rows, out))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
@@ -464,13 +449,13 @@ def _finish_elementwise(loss, g, reduction, dtype, n, out=None, sample=None):
 def _sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=None,
                                   label_smoothing=0.0, sample_weight=None, where=None,
                                   reduction="mean", need_grad=False, out=None):
-    reduction, eps = _check_options(reduction, label_smoothing)
     x, t, n = _binary_inputs(logits, targets, "logits")
-    w = _checks.check_broadcast_weight(weight, x.shape, "weight")
-    pw = _checks.check_broadcast_weight(pos_weight, x.shape, "pos_weight")
+    opts = BinaryOptions.checked(reduction=reduction, label_smoothing=label_smoothing, weight=weight,
+                                 pos_weight=pos_weight, shape=x.shape)
+    reduction = opts.reduction
     sample = _SampleWeights(sample_weight, where, x.shape)
     n = sample.total(n)
-    loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, w, pw, eps, _grad_scale(reduction, n),
+    loss, g = _dispatch.sigmoid_binary_cross_entropy(x, t, opts, _grad_scale(reduction, n),
                                                      need_grad, total=_totals(reduction, sample),
                                                      out=_elementwise_out(out, x, t))
     return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)
@@ -530,12 +515,12 @@ def sigmoid_binary_cross_entropy(logits, targets, *, weight=None, pos_weight=Non
 
 def _binary_cross_entropy(probs, targets, *, weight=None, sample_weight=None, where=None,
                           reduction="mean", need_grad=False, out=None):
-    reduction = _checks.check_reduction(reduction)
     p, t, n = _binary_inputs(probs, targets, "probs")
-    w = _checks.check_broadcast_weight(weight, p.shape, "weight")
+    opts = BinaryOptions.checked(reduction=reduction, weight=weight, shape=p.shape)
+    reduction = opts.reduction
     sample = _SampleWeights(sample_weight, where, p.shape)
     n = sample.total(n)
-    loss, g = _dispatch.binary_cross_entropy(p, t, w, _grad_scale(reduction, n), need_grad,
+    loss, g = _dispatch.binary_cross_entropy(p, t, opts, _grad_scale(reduction, n), need_grad,
                                              total=_totals(reduction, sample),
                                              out=_elementwise_out(out, p, t))
     return _finish_elementwise(loss, g, reduction, p.dtype, n, out, sample)
@@ -593,13 +578,12 @@ def binary_cross_entropy(probs, targets, *, weight=None, sample_weight=None, whe
 
 def _sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, sample_weight=None,
                         where=None, reduction="mean", need_grad=False, out=None):
-    reduction = _checks.check_reduction(reduction)
-    gamma = _check_gamma(gamma)
-    a = None if alpha is None else _checks.check_scalar(alpha, "alpha", low=0.0, high=1.0)
+    opts = BinaryOptions.checked(reduction=reduction, gamma=gamma, alpha=alpha)
     x, t, n = _binary_inputs(logits, targets, "logits")
+    reduction = opts.reduction
     sample = _SampleWeights(sample_weight, where, x.shape)
     n = sample.total(n)
-    loss, g = _dispatch.sigmoid_focal(x, t, a, gamma, _grad_scale(reduction, n), need_grad,
+    loss, g = _dispatch.sigmoid_focal(x, t, opts, _grad_scale(reduction, n), need_grad,
                                       total=_totals(reduction, sample),
                                       out=_elementwise_out(out, x, t))
     return _finish_elementwise(loss, g, reduction, x.dtype, n, out, sample)

@@ -9,6 +9,7 @@ kernels, so ``torch.compile`` and ``torch.export`` trace them without running th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -151,14 +152,18 @@ def check_constant(t, name):
                          f"pass {name}.detach()")
 
 
-def class_weight(weight, num_classes, device, name="weight"):
-    """Validated per-class weights: (float64 NumPy array, float64 tensor on ``device``), or Nones."""
-    if weight is None:
-        return None, None
-    check_constant(weight, name)
-    w = weight.detach().to("cpu", torch.float64).numpy() if isinstance(weight, torch.Tensor) else weight
-    w_np = _checks.check_class_weight(w, num_classes, name)
-    return w_np, torch.from_numpy(w_np).to(device)
+def host(weight):
+    """A weight tensor's values as a float64 NumPy array (for the options' checks and the
+    compiled kernels), or None."""
+    return None if weight is None else weight.detach().to("cpu", torch.float64).numpy()
+
+
+def tensor_options(options, device):
+    """``options`` (an object of :mod:`crossent._options`) with its weight arrays as float64
+    tensors on ``device``: the form the torch engine and the Triton kernels read."""
+    arrays = {f.name: torch.tensor(getattr(options, f.name), device=device)
+              for f in dataclasses.fields(options) if isinstance(getattr(options, f.name), np.ndarray)}
+    return dataclasses.replace(options, **arrays) if arrays else options
 
 
 def labels_numpy(target, num_classes, ignore_index, name="target"):
@@ -199,13 +204,12 @@ def check_scalar(value, name, low=None, high=None, low_open=False):
     return _checks.check_scalar(value, name, low=low, high=high, low_open=low_open)
 
 
-def scalars(reduction, label_smoothing, z_loss=0.0, softcap=None):
-    """Validated options: (reduction, eps, z_loss, softcap or None)."""
-    reduction = _checks.check_reduction(reduction)
-    eps = check_scalar(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    zl = check_scalar(z_loss, "z_loss", low=0.0)
-    cap = None if softcap is None else check_scalar(softcap, "softcap", low=0.0, low_open=True)
-    return reduction, eps, zl, cap
+@torch.compiler.assume_constant_result
+def checked_options(family, **options):
+    """``family.checked(**options)``: a loss family's options object (:mod:`crossent._options`)
+    validated by its one constructor, without weights, which ``torch.compile`` runs at trace time
+    and keeps as a constant (the weights, tensors, are checked by the operators)."""
+    return family.checked(**options)
 
 
 def head_options(logit_scale, sample_weight, normalizer, batch_shape, device):

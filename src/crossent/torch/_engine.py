@@ -4,9 +4,11 @@ Tensors on devices other than the CPU take this path (CPU tensors run the compil
 through :mod:`crossent._dispatch`); so does the vocabulary-parallel loss, whose statistics are
 summed across ranks. On CUDA tensors (when triton imports) each function hands its rows to its
 Triton namesake in :mod:`crossent.torch._triton`, which computes the same formulas in one
-kernel per row; the formulas here remain their readable statement. Each function returns per-row (per-element) losses in float64 and, when
-asked, ``grad_scale`` times the gradient of each row's own loss in the compute dtype (float64
-for float64 inputs, float32 otherwise). Everything runs under ``torch.no_grad``.
+kernel per row; the formulas here remain their readable statement. Each function reads its
+options from its loss family's object of :mod:`crossent._options` (weights as float64 tensors
+on the input's device) and returns per-row (per-element) losses in float64 and, when asked,
+``grad_scale`` times the gradient of each row's own loss in the compute dtype (float64 for
+float64 inputs, float32 otherwise). Everything runs under ``torch.no_grad``.
 """
 
 from __future__ import annotations
@@ -80,13 +82,15 @@ def _identity(t):
     return t
 
 
-def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss, softcap,
-                          grad_scale, need_grad, out=None, all_max=_identity, all_sum=_identity):
+def softmax_ce_index_rows(x, y, owned, counted, options, grad_scale, need_grad, out=None,
+                          all_max=_identity, all_sum=_identity):
     r"""Softmax cross-entropy of ``(n, V)`` logits against class indices, possibly of one shard.
 
     ``y`` holds each row's target column in this block (any valid column where the target
     lives elsewhere), ``owned`` marks the rows whose target lives here, ``counted`` the rows
-    that are not ignored; ``weight`` is this block's slice of the class weights (or None).
+    that are not ignored; ``options`` is a :class:`~crossent._options.SoftmaxCEOptions` whose
+    ``weight`` is this block's slice of the class weights (or None; its ``ignore_index`` and
+    ``reduction`` are the caller's business).
     ``all_max``/``all_sum`` combine per-row statistics across the shards of the vocabulary
     (identity on one process): the row maximum m; then s = sum_c exp(z_c - m), z_y, w_y, the
     number of owned targets and, for label smoothing, C', W = sum_c w_c and sum_c w_c (m - z_c).
@@ -100,9 +104,9 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     """
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
-                                         softcap, grad_scale, need_grad, out=out,
-                                         all_max=all_max, all_sum=all_sum)
+        return gpu.softmax_ce_index_rows(x, y, owned, counted, options, grad_scale, need_grad,
+                                         out=out, all_max=all_max, all_sum=all_sum)
+    weight, z_loss, softcap = options.weight, options.z_loss, options.softcap
     cd = compute_dtype(x.dtype)
     if out is None:
         z = x.to(cd, copy=True)
@@ -116,7 +120,7 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     w_y = torch.where(owned, weight[y], 0.0).double() if weight is not None else owned.double()
     stats = [z_y, w_y, owned.double()]
     unmasked = None
-    eps = float(label_smoothing)
+    eps = float(options.label_smoothing)
     if eps > 0:
         unmasked = z != -math.inf
         w_row = unmasked.to(cd) if weight is None else torch.where(unmasked, weight.to(cd), 0.0)
@@ -182,23 +186,24 @@ def _log_softmax_rows(z):
     return (z - m) - log_s, m + log_s
 
 
-def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
-    """Softmax cross-entropy of ``(n, C)`` logits against target distributions.
+def softmax_ce_dense(x, targets, options, grad_scale, need_grad):
+    """Softmax cross-entropy of ``(n, C)`` logits against target distributions, with the
+    :class:`~crossent._options.SoftmaxCEOptions` ``options``.
 
     With t~ = (1-eps) t + eps/C' on unmasked classes: l = -sum_c w_c t~_c log p_c + z_loss lse^2
     and dl/dz_j = p_j (sum_c w_c t~_c + 2 z_loss lse) - w_j t~_j.
     """
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap,
-                                    grad_scale, need_grad)
+        return gpu.softmax_ce_dense(x, targets, options, grad_scale, need_grad)
+    weight, z_loss, softcap = options.weight, options.z_loss, options.softcap
     cd = compute_dtype(x.dtype)
     z = x.to(cd, copy=True)
     dz = _softcap_(z, softcap) if softcap is not None else None
     logp, lse = _log_softmax_rows(z)
     unmasked = z != -math.inf
     c_eff = unmasked.sum(dim=1, keepdim=True).clamp_min(1).to(cd)
-    eps = float(label_smoothing)
+    eps = float(options.label_smoothing)
     w = torch.ones(z.shape[1], dtype=cd, device=z.device) if weight is None else weight.to(cd)
     t = (1 - eps) * targets.to(cd) + torch.where(unmasked, eps / c_eff, 0.0)
     wt = w * t
@@ -215,26 +220,29 @@ def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_
     return loss, grad.mul_(grad_scale)
 
 
-def dense_target_grad(x, weight, label_smoothing, softcap, grad_scale):
+def dense_target_grad(x, options, grad_scale):
     """d l / d t_j = -(1-eps) w_j log p_j for dense targets (the smoothing mass is constant)."""
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.dense_target_grad(x, weight, label_smoothing, softcap, grad_scale)
+        return gpu.dense_target_grad(x, options, grad_scale)
     z = x.to(compute_dtype(x.dtype), copy=True)
-    if softcap is not None:
-        _softcap_(z, softcap)
+    if options.softcap is not None:
+        _softcap_(z, options.softcap)
     logp = torch.log_softmax(z, dim=1)
-    w = 1.0 if weight is None else weight.to(z.dtype)
-    return (-(1 - float(label_smoothing)) * grad_scale) * (w * logp)
+    w = 1.0 if options.weight is None else options.weight.to(z.dtype)
+    return (-(1 - float(options.label_smoothing)) * grad_scale) * (w * logp)
 
 
-def softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad):
-    """Softmax focal loss of ``(n, C)`` logits (formula of :func:`crossent._reference.softmax_focal`):
+def softmax_focal(x, y, counted, options, grad_scale, need_grad):
+    """Softmax focal loss of ``(n, C)`` logits with the
+    :class:`~crossent._options.SoftmaxFocalOptions` ``options`` (the rows' ``counted`` mask in
+    place of its ``ignore_index``; formula of :func:`crossent._reference.softmax_focal`):
     l = -alpha_y u^gamma lp with lp = log p_y, u = 1 - p_y = -expm1(lp);
     dl/dz_j = alpha_y (p_j - [j=y]) u^gamma (1 - gamma p_y lp / u)."""
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad)
+        return gpu.softmax_focal(x, y, counted, options, grad_scale, need_grad)
+    alpha, gamma = options.alpha, options.gamma
     cd = compute_dtype(x.dtype)
     z = x.to(cd)
     logp, lse = _log_softmax_rows(z)
@@ -260,18 +268,18 @@ def _log_sigmoid(x):
     return torch.clamp_max(x, 0.0) - torch.log1p(torch.exp(-x.abs()))
 
 
-def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
-                                 need_grad):
-    """Element-wise l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)], t' = t(1-eps) + eps/2;
+def sigmoid_binary_cross_entropy(x, targets, options, grad_scale, need_grad):
+    """Element-wise l = -w [pw t' log sigma(x) + (1-t') log sigma(-x)], t' = t(1-eps) + eps/2,
+    with w, pw and eps of the :class:`~crossent._options.BinaryOptions` ``options``;
     dl/dx = w [(1-t') sigma(x) - pw t' sigma(-x)] (:func:`crossent._reference.sigmoid_binary_cross_entropy`)."""
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing,
-                                                grad_scale, need_grad)
+        return gpu.sigmoid_binary_cross_entropy(x, targets, options, grad_scale, need_grad)
+    weight, pos_weight = options.weight, options.pos_weight
     cd = compute_dtype(x.dtype)
     x = x.to(cd)
     t0 = targets.to(cd)
-    eps = float(label_smoothing)
+    eps = float(options.label_smoothing)
     t = t0 * (1 - eps) + eps / 2
     one_minus_t = (1 - t0) * (1 - eps) + eps / 2  # 1 - t' without cancellation near t' = 1
     pw = 1.0 if pos_weight is None else pos_weight.to(cd)
@@ -284,22 +292,24 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
     return loss.double(), grad
 
 
-def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
+def binary_target_grad(x, options, grad_scale):
     """d l / d t = -(1-eps) w [pw log sigma(x) - log sigma(-x)]."""
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale)
+        return gpu.binary_target_grad(x, options, grad_scale)
     x = x.to(compute_dtype(x.dtype))
-    pw = 1.0 if pos_weight is None else pos_weight.to(x.dtype)
-    w = 1.0 if weight is None else weight.to(x.dtype)
-    return (-(1 - float(label_smoothing)) * grad_scale) * w * (pw * _log_sigmoid(x) - _log_sigmoid(-x))
+    pw = 1.0 if options.pos_weight is None else options.pos_weight.to(x.dtype)
+    w = 1.0 if options.weight is None else options.weight.to(x.dtype)
+    return (-(1 - float(options.label_smoothing)) * grad_scale) * w * (pw * _log_sigmoid(x) - _log_sigmoid(-x))
 
 
-def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
-    """Element-wise l = alpha_t u^gamma ce with u = 1 - p_t (:func:`crossent._reference.sigmoid_focal`)."""
+def sigmoid_focal(x, targets, options, grad_scale, need_grad):
+    """Element-wise l = alpha_t u^gamma ce with u = 1 - p_t, alpha and gamma of the
+    :class:`~crossent._options.BinaryOptions` ``options`` (:func:`crossent._reference.sigmoid_focal`)."""
     gpu = _triton_for(x)
     if gpu is not None:
-        return gpu.sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad)
+        return gpu.sigmoid_focal(x, targets, options, grad_scale, need_grad)
+    alpha, gamma = options.alpha, options.gamma
     cd = compute_dtype(x.dtype)
     x = x.to(cd)
     t = targets.to(cd)

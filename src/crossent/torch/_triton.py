@@ -604,8 +604,8 @@ def _identity(t):
     return t
 
 
-def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss, softcap,
-                          grad_scale, need_grad, out=None, all_max=_identity, all_sum=_identity):
+def softmax_ce_index_rows(x, y, owned, counted, options, grad_scale, need_grad, out=None,
+                          all_max=_identity, all_sum=_identity):
     """Triton form of :func:`crossent.torch._engine.softmax_ce_index_rows`.
 
     On one process (identity ``all_max``/``all_sum``) one kernel per row computes the
@@ -616,6 +616,7 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
     gradient kernel writes the shard's rows. Returns ``(loss (n,) float64, grad or None,
     owned_count (n,) float64)``.
     """
+    weight, z_loss, softcap = options.weight, options.z_loss, options.softcap
     cd = _compute_dtype(x.dtype)
     n, v = x.shape
     x = _rows(x)
@@ -625,7 +626,7 @@ def softmax_ce_index_rows(x, y, owned, counted, weight, label_smoothing, z_loss,
         elif out.stride(-1) != 1:
             raise ValueError("out must have unit stride along the classes")
     w = None if weight is None else weight.to(cd).contiguous()
-    eps = float(label_smoothing)
+    eps = float(options.label_smoothing)
     params = _params(x, eps, z_loss, 1.0 if softcap is None else softcap, grad_scale)
     flags = dict(CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
                  SMOOTH=eps > 0)
@@ -684,8 +685,9 @@ def _shard_rows(x, y, owned, counted, w, eps, z_loss, softcap, need_grad, out, a
     return loss, out, owned_count
 
 
-def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_scale, need_grad):
+def softmax_ce_dense(x, targets, options, grad_scale, need_grad):
     """Triton form of :func:`crossent.torch._engine.softmax_ce_dense`."""
+    weight, softcap = options.weight, options.softcap
     cd = _compute_dtype(x.dtype)
     n, v = x.shape
     x, targets = _rows(x), _rows(targets)
@@ -697,14 +699,17 @@ def softmax_ce_dense(x, targets, weight, label_smoothing, z_loss, softcap, grad_
         _softmax_ce_dense_kernel[(n,)](
             x, x.stride(0), targets, targets.stride(0), grad if need_grad else x,
             grad.stride(0) if need_grad else 0, w if w is not None else x, loss, v,
-            _params(x, label_smoothing, z_loss, 1.0 if softcap is None else softcap, grad_scale), CD=_cd_flag(cd), SOFTCAP=softcap is not None,
-            HAS_WEIGHT=w is not None, NEED_GRAD=bool(need_grad), BLOCK=block,
+            _params(x, options.label_smoothing, options.z_loss, 1.0 if softcap is None else softcap,
+                    grad_scale),
+            CD=_cd_flag(cd), SOFTCAP=softcap is not None, HAS_WEIGHT=w is not None,
+            NEED_GRAD=bool(need_grad), BLOCK=block,
             num_warps=_warps(block))
     return loss, grad
 
 
-def softmax_focal(x, y, counted, alpha, gamma, grad_scale, need_grad):
+def softmax_focal(x, y, counted, options, grad_scale, need_grad):
     """Triton form of :func:`crossent.torch._engine.softmax_focal`."""
+    alpha, gamma = options.alpha, options.gamma
     cd = _compute_dtype(x.dtype)
     n, v = x.shape
     x = _rows(x)
@@ -733,9 +738,9 @@ def _flat(t, shape, cd):
     return t.to(cd).expand(shape).contiguous().reshape(-1)
 
 
-def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing, grad_scale,
-                                 need_grad):
+def sigmoid_binary_cross_entropy(x, targets, options, grad_scale, need_grad):
     """Triton form of :func:`crossent.torch._engine.sigmoid_binary_cross_entropy`."""
+    weight, pos_weight = options.weight, options.pos_weight
     cd = _compute_dtype(x.dtype)
     shape = x.shape
     xf = x.contiguous().reshape(-1)
@@ -747,14 +752,15 @@ def sigmoid_binary_cross_entropy(x, targets, weight, pos_weight, label_smoothing
         grid = (triton.cdiv(xf.numel(), _ELEMENT_BLOCK),)
         _sigmoid_bce_kernel[grid](
             xf, tf, w if w is not None else xf, pw if pw is not None else xf, loss,
-            grad if need_grad else loss, xf.numel(), _params(x, label_smoothing, grad_scale),
+            grad if need_grad else loss, xf.numel(), _params(x, options.label_smoothing, grad_scale),
             CD=_cd_flag(cd), HAS_WEIGHT=w is not None, HAS_POS_WEIGHT=pw is not None,
             NEED_GRAD=bool(need_grad), BLOCK=_ELEMENT_BLOCK)
     return loss.double().reshape(shape), (None if grad is None else grad.reshape(shape))
 
 
-def dense_target_grad(x, weight, label_smoothing, softcap, grad_scale):
+def dense_target_grad(x, options, grad_scale):
     """Triton form of :func:`crossent.torch._engine.dense_target_grad`."""
+    weight, label_smoothing, softcap = options.weight, options.label_smoothing, options.softcap
     cd = _compute_dtype(x.dtype)
     n, v = x.shape
     x = _rows(x)
@@ -770,8 +776,9 @@ def dense_target_grad(x, weight, label_smoothing, softcap, grad_scale):
     return out
 
 
-def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
+def binary_target_grad(x, options, grad_scale):
     """Triton form of :func:`crossent.torch._engine.binary_target_grad`."""
+    weight, pos_weight, label_smoothing = options.weight, options.pos_weight, options.label_smoothing
     cd = _compute_dtype(x.dtype)
     shape = x.shape
     xf = x.contiguous().reshape(-1)
@@ -785,8 +792,9 @@ def binary_target_grad(x, weight, pos_weight, label_smoothing, grad_scale):
     return out.reshape(shape)
 
 
-def sigmoid_focal(x, targets, alpha, gamma, grad_scale, need_grad):
+def sigmoid_focal(x, targets, options, grad_scale, need_grad):
     """Triton form of :func:`crossent.torch._engine.sigmoid_focal`."""
+    alpha, gamma = options.alpha, options.gamma
     cd = _compute_dtype(x.dtype)
     shape = x.shape
     xf = x.contiguous().reshape(-1)

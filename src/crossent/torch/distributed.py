@@ -26,12 +26,13 @@ import torch.distributed
 from torch import Tensor
 from torch.library import custom_op
 
-from .. import _checks
+from .._options import SoftmaxCEOptions
 from . import _engine
 from ._autograd import (
     apply_fused,
     check_same_device,
     check_tensor,
+    checked_options,
     empty_grad,
     fused_function,
     grad_scale,
@@ -40,7 +41,6 @@ from ._autograd import (
     mean_denominator,
     reduce,
     row_weights,
-    scalars,
 )
 from .linear import (
     LinearProblem,
@@ -169,7 +169,8 @@ def _vp_ce_op(local_logits: Tensor, target: Tensor, ignore_index: Optional[int],
     signature = _signature(batch_shape, x.dtype, ignore_index, reduction, label_smoothing, z_loss, softcap,
                            logit_scale, normalizer, sample_weight, target, needs=need_input)
     start, total, widest = _agree(group, None, signature, local, vocab_start)
-    eps, zl, cap = label_smoothing, z_loss, softcap
+    options = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                       softcap=softcap, ignore_index=ignore_index)
     y = labels_numpy(target, total, ignore_index).reshape(-1)  # same targets, same verdict everywhere
     counted_np = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
     s_np = row_weights(sample_weight)
@@ -192,7 +193,7 @@ def _vp_ce_op(local_logits: Tensor, target: Tensor, ignore_index: Optional[int],
     for i in range(0, n, step):
         sl = slice(i, min(i + step, n))
         loss[sl], _, count[sl] = _engine.softmax_ce_index_rows(
-            rows[sl], y_t[sl], owned[sl], counted[sl], None, eps, zl, cap, scale, need_input,
+            rows[sl], y_t[sl], owned[sl], counted[sl], options, scale, need_input,
             out=g[sl] if need_input else None, all_max=all_max, all_sum=all_sum)
     bad = counted & (count != 1)
     if bool(bad.any()):
@@ -288,7 +289,8 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
     """
     _check_initialised()
     try:
-        reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+        o = checked_options(SoftmaxCEOptions, reduction=reduction, label_smoothing=label_smoothing,
+                            z_loss=z_loss, softcap=softcap, ignore_index=ignore_index)
         x = check_tensor(local_logits, "local_logits")
         if not isinstance(target, torch.Tensor):
             raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
@@ -301,14 +303,13 @@ def vocab_parallel_cross_entropy(local_logits, target, group=None, ignore_index=
         if tuple(target.shape) != batch_shape:
             raise ValueError(f"target must have shape {batch_shape} (local_logits' shape without the "
                              f"class dim), got {tuple(target.shape)}")
-        ignore_index = _checks.check_ignore_index(ignore_index)
         start = _check_vocab_start(vocab_start)
         scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, batch_shape, x.device)
     except (TypeError, ValueError) as exc:
         _fail_everywhere(group, exc)
         raise  # pragma: no cover - _fail_everywhere raises
-    return apply_fused(_VocabParallelCrossEntropy, _VP_CE_OP, 1, x, target, ignore_index, reduction, eps,
-                       zl, cap, scale, sw, norm, _group_key(group), start)
+    return apply_fused(_VocabParallelCrossEntropy, _VP_CE_OP, 1, x, target, o.ignore_index, o.reduction,
+                       o.label_smoothing, o.z_loss, o.softcap, scale, sw, norm, _group_key(group), start)
 
 
 def _check_vocab_start(vocab_start):
@@ -327,9 +328,10 @@ def _vp_problem(hidden, weight, bias, target, ignore_index, reduction, label_smo
                            z_loss, softcap, logit_scale, normalizer, sample_weight, target, chunk_size,
                            hidden.shape[-1], needs)
     start, total, widest = _agree(group, None, signature, weight.shape[0], vocab_start)
-    problem = LinearProblem(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
-                            softcap, chunk_size, logit_scale, sample_weight, normalizer, vocab_start=start,
-                            vocab_size=total, chunk_vocab=widest)
+    options = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                       softcap=softcap, ignore_index=ignore_index)
+    problem = LinearProblem(hidden, weight, target, bias, options, chunk_size, logit_scale, sample_weight,
+                            normalizer, vocab_start=start, vocab_size=total, chunk_vocab=widest)
 
     def finish(grad_h, grad_w, grad_b):
         if grad_h is not None:  # hidden is replicated: its gradient sums every rank's classes
@@ -446,14 +448,14 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
     """
     _check_initialised()
     try:
-        reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+        o = checked_options(SoftmaxCEOptions, reduction=reduction, label_smoothing=label_smoothing,
+                            z_loss=z_loss, softcap=softcap, ignore_index=ignore_index)
         chunk = check_linear(hidden, local_weight, target, local_bias, chunk_size, "local_weight", "local_bias")
-        ignore_index = _checks.check_ignore_index(ignore_index)
         start = _check_vocab_start(vocab_start)
         scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
     except (TypeError, ValueError) as exc:
         _fail_everywhere(group, exc)
         raise  # pragma: no cover - _fail_everywhere raises
     return apply_linear(_VocabParallelLinear, _VP_LINEAR_OP, hidden, local_weight, local_bias, target,
-                        ignore_index, reduction, eps, zl, cap, chunk, scale, sw, norm, _group_key(group),
-                        start)[0]
+                        o.ignore_index, o.reduction, o.label_smoothing, o.z_loss, o.softcap, chunk, scale, sw,
+                        norm, _group_key(group), start)[0]

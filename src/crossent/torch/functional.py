@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 from torch.library import custom_op
 
-from .. import _checks, _dispatch
+from .. import _dispatch
+from .._options import BinaryOptions, SoftmaxCEOptions, SoftmaxFocalOptions
 from . import _engine, _formulas
 from ._autograd import (
     apply_fused,
@@ -27,18 +28,19 @@ from ._autograd import (
     check_scalar,
     check_tensor,
     check_unit_interval,
-    class_weight,
+    checked_options,
     empty_grad,
     fused_function,
     grad_scale,
     head_options,
+    host,
     labels_numpy,
     mean_denominator,
     numpy_block,
     reduce,
     register_loop_vmap,
     row_weights,
-    scalars,
+    tensor_options,
 )
 
 __all__ = [
@@ -118,8 +120,8 @@ def _weight_rows(loss, g, s_np):
 
 
 # ----------------------------------------------------------------------------- cross-entropy
-def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, need, logit_scale,
-              s_np, normalizer):
+def _ce_index(rows, target, opts, need, logit_scale, s_np, normalizer):
+    w_np, ignore_index, reduction = opts.weight, opts.ignore_index, opts.reduction
     y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
     counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
     # "mean" divides by sum_n s_n w_{y_n} over counted rows (torch: sum_n w_{y_n})
@@ -135,43 +137,45 @@ def _ce_index(rows, target, w_np, w_t, ignore_index, eps, zl, cap, reduction, ne
     if _engine.uses_kernels(x):
         x_np, private = numpy_block(x)
         private = private or logit_scale != 1.0
-        loss, g = _dispatch.softmax_ce_index(x_np, np.ascontiguousarray(y), w_np, ignore_index, eps,
-                                             zl, cap, scale, need, out=x_np if private and need else None)
+        loss, g = _dispatch.softmax_ce_index(x_np, np.ascontiguousarray(y), opts, scale, need,
+                                             out=x_np if private and need else None)
         loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need else None)
     else:
         y_t = torch.from_numpy(y).to(x.device)
         is_counted = torch.from_numpy(counted).to(x.device)
         y_t = torch.where(is_counted, y_t, 0)
+        t_opts = tensor_options(opts, x.device)
         loss = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
         g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
         for sl in _chunks(*x.shape):
             loss[sl] = _engine.softmax_ce_index_rows(
-                x[sl], y_t[sl], is_counted[sl], is_counted[sl], w_t, eps, zl, cap, scale, need,
+                x[sl], y_t[sl], is_counted[sl], is_counted[sl], t_opts, scale, need,
                 out=g[sl] if need else None)[0]
     loss, g = _weight_rows(loss, g, s_np)
     return reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape), g
 
 
-def _ce_dense(rows, target, w_np, w_t, eps, zl, cap, reduction, need, need_target, logit_scale,
-              s_np, normalizer):
+def _ce_dense(rows, target, opts, need, need_target, logit_scale, s_np, normalizer):
+    reduction = opts.reduction
     check_unit_interval(target.detach(), "target")
     x, t = _head_block(rows, logit_scale), rows.rows_of(target.detach())
     denominator = float(x.shape[0]) if s_np is None else float(np.sum(s_np))
     denominator = mean_denominator(reduction, denominator, normalizer)
     scale = grad_scale(reduction, denominator)
+    t_opts = tensor_options(opts, x.device)  # the weights as the torch engine reads them
     if _engine.uses_kernels(x):
         x_np, _ = numpy_block(x)
         t_np, _ = numpy_block(t)
-        loss, g = _dispatch.softmax_ce_dense(x_np, t_np, w_np, eps, zl, cap, scale * logit_scale, need)
+        loss, g = _dispatch.softmax_ce_dense(x_np, t_np, opts, scale * logit_scale, need)
         loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need else None)
     else:
         loss = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
         g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need else None
         for sl in _chunks(*x.shape):
-            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], w_t, eps, zl, cap, scale * logit_scale, need)
+            loss[sl], g_c = _engine.softmax_ce_dense(x[sl], t[sl], t_opts, scale * logit_scale, need)
             if need:
                 g[sl] = g_c
-    g_t = _engine.dense_target_grad(x, w_t, eps, cap, scale) if need_target else None
+    g_t = _engine.dense_target_grad(x, t_opts, scale) if need_target else None
     if g_t is not None and s_np is not None:
         g_t.mul_(torch.from_numpy(s_np).to(g_t).unsqueeze(1))
     loss, g = _weight_rows(loss, g, s_np)
@@ -184,9 +188,10 @@ def _cross_entropy_index(input: Tensor, target: Tensor, weight: Optional[Tensor]
                          logit_scale: float, sample_weight: Optional[Tensor], normalizer: Optional[Tensor],
                          need_input: bool) -> tuple[Tensor, Tensor]:
     rows = _Rows(input)
-    w_np, w_t = class_weight(weight, rows.num_classes, input.device)
-    value, g = _ce_index(rows, target, w_np, w_t, ignore_index, label_smoothing, z_loss, softcap,
-                         reduction, need_input, logit_scale, row_weights(sample_weight), normalizer)
+    opts = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                    softcap=softcap, ignore_index=ignore_index, weight=host(weight),
+                                    num_classes=rows.num_classes)
+    value, g = _ce_index(rows, target, opts, need_input, logit_scale, row_weights(sample_weight), normalizer)
     return value, (rows.back(g).contiguous() if need_input else empty_grad(input))
 
 
@@ -206,9 +211,10 @@ def _cross_entropy_dense(input: Tensor, target: Tensor, weight: Optional[Tensor]
                          sample_weight: Optional[Tensor], normalizer: Optional[Tensor], need_input: bool,
                          need_target: bool) -> tuple[Tensor, Tensor, Tensor]:
     rows = _Rows(input)
-    w_np, w_t = class_weight(weight, rows.num_classes, input.device)
-    value, g, g_t = _ce_dense(rows, target, w_np, w_t, label_smoothing, z_loss, softcap, reduction,
-                              need_input, need_target, logit_scale, row_weights(sample_weight), normalizer)
+    opts = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                    softcap=softcap, weight=host(weight), num_classes=rows.num_classes)
+    value, g, g_t = _ce_dense(rows, target, opts, need_input, need_target, logit_scale,
+                              row_weights(sample_weight), normalizer)
     return (value, rows.back(g).contiguous() if need_input else empty_grad(input),
             rows.back(g_t).to(target.dtype).contiguous() if need_target else empty_grad(target))
 
@@ -310,12 +316,14 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> logits.grad[1].tolist()
     [0.0, 0.0, 0.0]
     """
-    reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+    opts = checked_options(SoftmaxCEOptions, reduction=reduction, label_smoothing=label_smoothing,
+                           z_loss=z_loss, softcap=softcap, ignore_index=ignore_index)
     x = check_tensor(input, "input")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     check_same_device(x, target, "input", "target")
-    ignore_index = _checks.check_ignore_index(ignore_index)
+    ignore_index, reduction = opts.ignore_index, opts.reduction
+    eps, zl, cap = opts.label_smoothing, opts.z_loss, opts.softcap
     rows = _Rows(x)
     _check_class_weight_shape(weight, rows.num_classes, x.device, "weight")
     scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, rows.batch_shape, x.device)
@@ -395,13 +403,11 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     >>> round(softmax_focal_loss(x, torch.tensor([0])).item(), 8)  # (1 - 0.9)^2 * -log 0.9
     0.00105361
     """
-    reduction = _checks.check_reduction(reduction)
-    gamma = check_scalar(gamma, "gamma", low=0.0)
+    opts = checked_options(SoftmaxFocalOptions, reduction=reduction, gamma=gamma, ignore_index=ignore_index)
     x = check_tensor(input, "input")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     check_same_device(x, target, "input", "target")
-    ignore_index = _checks.check_ignore_index(ignore_index)
     rows = _Rows(x)
     if alpha is None:
         a_t = None
@@ -416,14 +422,17 @@ def softmax_focal_loss(input, target, alpha=None, gamma=2.0, ignore_index=-100, 
     if tuple(target.shape) != rows.batch_shape:
         raise ValueError(f"target holds class indices of shape {tuple(target.shape)}, but input of "
                          f"shape {rows.shape} needs indices of shape {rows.batch_shape}")
-    return apply_fused(_SoftmaxFocal, _SOFTMAX_FOCAL_LOSS_OP, 1, x, target, a_t, gamma, ignore_index, reduction)
+    return apply_fused(_SoftmaxFocal, _SOFTMAX_FOCAL_LOSS_OP, 1, x, target, a_t, opts.gamma, opts.ignore_index,
+                       opts.reduction)
 
 
 @custom_op("crossent::softmax_focal_loss", mutates_args=())
 def _softmax_focal(input: Tensor, target: Tensor, alpha: Optional[Tensor], gamma: float,
                    ignore_index: Optional[int], reduction: str, need_input: bool) -> tuple[Tensor, Tensor]:
     rows = _Rows(input)
-    a_np = None if alpha is None else class_weight(alpha, rows.num_classes, input.device, name="alpha")[0]
+    opts = SoftmaxFocalOptions.checked(reduction=reduction, gamma=gamma, ignore_index=ignore_index,
+                                       alpha=host(alpha), num_classes=rows.num_classes)
+    ignore_index = opts.ignore_index
     y = labels_numpy(target, rows.num_classes, ignore_index).reshape(-1)
     counted = y != ignore_index if ignore_index is not None else np.ones(y.shape, bool)
     denominator = float(np.count_nonzero(counted))
@@ -431,14 +440,12 @@ def _softmax_focal(input: Tensor, target: Tensor, alpha: Optional[Tensor], gamma
     xb = rows.block
     if _engine.uses_kernels(xb):
         x_np, _ = numpy_block(xb)
-        loss, g = _dispatch.softmax_focal(x_np, np.ascontiguousarray(y), a_np, gamma, ignore_index,
-                                          scale, need_input)
+        loss, g = _dispatch.softmax_focal(x_np, np.ascontiguousarray(y), opts, scale, need_input)
         loss, g = torch.from_numpy(loss), (torch.from_numpy(g) if need_input else None)
     else:
         y_t = torch.from_numpy(np.where(counted, y, 0)).to(xb.device)
         c_t = torch.from_numpy(counted).to(xb.device)
-        a_t = None if a_np is None else torch.from_numpy(a_np).to(xb.device)
-        loss, g = _engine.softmax_focal(xb, y_t, c_t, a_t, gamma, scale, need_input)
+        loss, g = _engine.softmax_focal(xb, y_t, c_t, tensor_options(opts, xb.device), scale, need_input)
     value = reduce(loss, reduction, denominator, rows.dtype, rows.batch_shape)
     return value, (rows.back(g).contiguous() if need_input else empty_grad(input))
 
@@ -478,14 +485,6 @@ def _check_broadcast_shape(weight, shape, device, name):
                          f"beyond {tuple(shape)}")
 
 
-def _broadcast_weight(weight, shape, name):
-    """Operator side: (float64 NumPy array, float64 tensor) of checked values, or Nones."""
-    if weight is None:
-        return None, None
-    w_np = _checks.check_broadcast_weight(weight.detach().to("cpu", torch.float64).numpy(), shape, name)
-    return w_np, torch.from_numpy(w_np).to(weight.device)
-
-
 def _check_binary_target(x, target, loss_name, differentiable):
     if not isinstance(target, torch.Tensor) or not target.is_floating_point():
         raise TypeError(f"target must be a floating-point tensor of 0/1 (or soft) labels, got "
@@ -523,16 +522,14 @@ def _elementwise(x, target, reduction, kernel, engine):
 def _bce_with_logits(input: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor],
                      reduction: str, label_smoothing: float, need_input: bool,
                      need_target: bool) -> tuple[Tensor, Tensor, Tensor]:
-    shape = tuple(input.shape)
-    w_np, w_t = _broadcast_weight(weight, shape, "weight")
-    pw_np, pw_t = _broadcast_weight(pos_weight, shape, "pos_weight")
-    eps = label_smoothing
+    opts = BinaryOptions.checked(reduction=reduction, label_smoothing=label_smoothing, weight=host(weight),
+                                 pos_weight=host(pos_weight), shape=tuple(input.shape))
+    t_opts = tensor_options(opts, input.device)
     value, scale, g = _elementwise(
-        input, target, reduction,
-        lambda x_np, t_np, scale: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, w_np, pw_np, eps, scale,
-                                                                         need_input),
-        lambda xd, td, scale: _engine.sigmoid_binary_cross_entropy(xd, td, w_t, pw_t, eps, scale, need_input))
-    g_t = (_engine.binary_target_grad(input.detach(), w_t, pw_t, eps, scale).to(target.dtype).contiguous()
+        input, target, opts.reduction,
+        lambda x_np, t_np, scale: _dispatch.sigmoid_binary_cross_entropy(x_np, t_np, opts, scale, need_input),
+        lambda xd, td, scale: _engine.sigmoid_binary_cross_entropy(xd, td, t_opts, scale, need_input))
+    g_t = (_engine.binary_target_grad(input.detach(), t_opts, scale).to(target.dtype).contiguous()
            if need_target else empty_grad(target))
     return value, (g if need_input else empty_grad(input)), g_t
 
@@ -550,10 +547,11 @@ register_loop_vmap(_BCE_WITH_LOGITS_OP)
 @custom_op("crossent::sigmoid_focal_loss", mutates_args=())
 def _sigmoid_focal(input: Tensor, target: Tensor, alpha: Optional[float], gamma: float, reduction: str,
                    need_input: bool) -> tuple[Tensor, Tensor]:
+    opts = BinaryOptions.checked(reduction=reduction, gamma=gamma, alpha=alpha)
     value, _, g = _elementwise(
-        input, target, reduction,
-        lambda x_np, t_np, scale: _dispatch.sigmoid_focal(x_np, t_np, alpha, gamma, scale, need_input),
-        lambda xd, td, scale: _engine.sigmoid_focal(xd, td, alpha, gamma, scale, need_input))
+        input, target, opts.reduction,
+        lambda x_np, t_np, scale: _dispatch.sigmoid_focal(x_np, t_np, opts, scale, need_input),
+        lambda xd, td, scale: _engine.sigmoid_focal(xd, td, opts, scale, need_input))
     return value, (g if need_input else empty_grad(input))
 
 
@@ -606,13 +604,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     >>> round(binary_cross_entropy_with_logits(torch.zeros(2), torch.tensor([1.0, 0.0])).item(), 6)
     0.693147
     """
-    reduction, eps, _, _ = scalars(reduction, label_smoothing)
+    opts = checked_options(BinaryOptions, reduction=reduction, label_smoothing=label_smoothing)
     x = check_tensor(input, "input")
     _check_binary_target(x, target, "binary_cross_entropy_with_logits", differentiable=True)
     _check_broadcast_shape(weight, x.shape, x.device, "weight")
     _check_broadcast_shape(pos_weight, x.shape, x.device, "pos_weight")
-    return apply_fused(_BCEWithLogits, _BCE_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, reduction,
-                       eps)
+    return apply_fused(_BCEWithLogits, _BCE_WITH_LOGITS_OP, 2, x, target, weight, pos_weight, opts.reduction,
+                       opts.label_smoothing)
 
 
 def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
@@ -652,10 +650,9 @@ def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
     >>> sigmoid_focal_loss(torch.zeros(1), torch.ones(1), alpha=None, gamma=0).tolist()  # = BCE
     [0.6931471...]
     """
-    reduction = _checks.check_reduction(reduction)
-    gamma = check_scalar(gamma, "gamma", low=0.0)
-    a = None if alpha is None or (not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha < 0) \
-        else check_scalar(alpha, "alpha", low=0.0, high=1.0)
+    off = alpha is None or (not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha < 0)
+    opts = checked_options(BinaryOptions, reduction=reduction, gamma=gamma, alpha=None if off else alpha)
     x = check_tensor(inputs, "inputs")
     _check_binary_target(x, targets, "sigmoid_focal_loss", differentiable=False)
-    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, a, gamma, reduction)
+    return apply_fused(_SigmoidFocal, _SIGMOID_FOCAL_LOSS_OP, 1, x, targets, opts.alpha, opts.gamma,
+                       opts.reduction)

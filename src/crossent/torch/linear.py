@@ -19,11 +19,13 @@ import torch
 from torch import Tensor
 from torch.library import custom_op
 
-from .. import _checks, _dispatch
+from .. import _dispatch
+from .._options import SoftmaxCEOptions
 from . import _engine
 from ._autograd import (
     check_same_device,
     check_tensor,
+    checked_options,
     _is_unit,
     default_chunk_rows,
     empty_grad,
@@ -33,7 +35,6 @@ from ._autograd import (
     mean_denominator,
     reduce,
     row_weights,
-    scalars,
 )
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_with_stats"]
@@ -87,14 +88,15 @@ class LinearProblem:
     or float32 for float32/float16/bfloat16: float16/bfloat16 weight gradients accumulate in
     float32 across the chunks and are cast once). The operands of the products are too, except
     float16/bfloat16 on a GPU, which stay in their dtype for the tensor cores (products formed
-    in float32 by cuBLAS, see :class:`_Products`).
+    in float32 by cuBLAS, see :class:`_Products`). ``options``, a
+    :class:`~crossent._options.SoftmaxCEOptions` without class weights, is what the kernels read.
     """
 
-    def __init__(self, hidden, weight, target, bias, ignore_index, reduction, eps, z_loss, softcap,
-                 chunk, logit_scale=1.0, sample_weight=None, normalizer=None, vocab_start=0,
-                 vocab_size=None, chunk_vocab=None):
-        self.reduction, self.eps, self.z_loss, self.softcap = reduction, eps, z_loss, softcap
-        self.ignore_index, self.logit_scale = ignore_index, logit_scale
+    def __init__(self, hidden, weight, target, bias, options, chunk, logit_scale=1.0, sample_weight=None,
+                 normalizer=None, vocab_start=0, vocab_size=None, chunk_vocab=None):
+        self.options = options
+        self.reduction, self.ignore_index = options.reduction, options.ignore_index
+        self.logit_scale = logit_scale
         self.out_dtype = hidden.dtype
         self.batch_shape = tuple(hidden.shape[:-1])
         self.vocab_start = int(vocab_start)
@@ -116,7 +118,7 @@ class LinearProblem:
         counted = self.y != self.ignore_index if self.ignore_index is not None else np.ones(n, bool)
         self.s_np = row_weights(sample_weight)
         row_w = counted.astype(np.float64) if self.s_np is None else np.where(counted, self.s_np, 0.0)
-        self.denominator = mean_denominator(reduction, float(np.sum(row_w)), normalizer)
+        self.denominator = mean_denominator(self.reduction, float(np.sum(row_w)), normalizer)
         device = self.h.device
         self.sample_weight = None if self.s_np is None else torch.from_numpy(self.s_np).to(device)
         self.counted = torch.from_numpy(counted).to(device)
@@ -154,19 +156,18 @@ class LinearProblem:
             if self.logit_scale != 1.0:
                 logits.mul_(self.logit_scale)
             if stats is not None:
-                _chunk_stats(logits, self.softcap, [t[sl] for t in stats])
+                _chunk_stats(logits, self.options.softcap, [t[sl] for t in stats])
             if use_kernel:
                 arr = logits.numpy()
                 rows_loss, _ = _dispatch.softmax_ce_index(
-                    arr, self.y[sl], None, self.ignore_index, self.eps, self.z_loss, self.softcap,
-                    scale * self.logit_scale, need_any, out=arr)  # the gradient overwrites the logits
+                    arr, self.y[sl], self.options, scale * self.logit_scale, need_any,
+                    out=arr)  # the gradient overwrites the logits
                 loss[sl] = torch.from_numpy(rows_loss)
             else:
                 all_max, all_sum = shard_hooks or (_engine._identity, _engine._identity)
                 loss[sl], _, count = _engine.softmax_ce_index_rows(
-                    logits, self.y_local[sl], self.owned[sl], self.counted[sl], None, self.eps,
-                    self.z_loss, self.softcap, scale * self.logit_scale, need_any, out=logits,
-                    all_max=all_max, all_sum=all_sum)
+                    logits, self.y_local[sl], self.owned[sl], self.counted[sl], self.options,
+                    scale * self.logit_scale, need_any, out=logits, all_max=all_max, all_sum=all_sum)
                 if owned_count is not None:
                     owned_count[sl] = count
             if self.sample_weight is not None:  # l_n s_n, 0 for a weight of 0 even beside inf
@@ -434,8 +435,10 @@ def check_owned(problem, owned_count):
 
 def _problem(hidden, weight, bias, target, ignore_index, reduction, label_smoothing, z_loss, softcap,
              chunk_size, logit_scale, sample_weight, normalizer):
-    return LinearProblem(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss,
-                         softcap, chunk_size, logit_scale, sample_weight, normalizer)
+    options = SoftmaxCEOptions.checked(reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                                       softcap=softcap, ignore_index=ignore_index)
+    return LinearProblem(hidden, weight, target, bias, options, chunk_size, logit_scale, sample_weight,
+                         normalizer)
 
 
 @custom_op("crossent::linear_cross_entropy", mutates_args=())
@@ -484,12 +487,12 @@ _LinearCrossEntropy = linear_function("linear_cross_entropy", _LINEAR_OP, _LINEA
 
 def _linear(hidden, weight, target, bias, ignore_index, reduction, label_smoothing, z_loss, softcap,
             chunk_size, logit_scale, sample_weight, normalizer, with_stats):
-    reduction, eps, zl, cap = scalars(reduction, label_smoothing, z_loss, softcap)
+    o = checked_options(SoftmaxCEOptions, reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+                        softcap=softcap, ignore_index=ignore_index)
     chunk = check_linear(hidden, weight, target, bias, chunk_size)
-    ignore_index = _checks.check_ignore_index(ignore_index)
     scale, sw, norm = head_options(logit_scale, sample_weight, normalizer, target.shape, hidden.device)
-    return apply_linear(_LinearCrossEntropy, _LINEAR_OP, hidden, weight, bias, target, ignore_index,
-                        reduction, eps, zl, cap, chunk, scale, sw, norm, with_stats)
+    return apply_linear(_LinearCrossEntropy, _LINEAR_OP, hidden, weight, bias, target, o.ignore_index,
+                        o.reduction, o.label_smoothing, o.z_loss, o.softcap, chunk, scale, sw, norm, with_stats)
 
 
 def linear_cross_entropy(hidden, weight, target, bias=None, ignore_index=-100, reduction="mean",
