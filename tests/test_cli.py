@@ -73,12 +73,17 @@ def _table(path, rows=200, seed=0):
 
 
 # ----------------------------------------------------------------------------- Ctrl-C (item 17)
-@pytest.mark.parametrize("module", ["numpy", "crossent._backend", "crossent.measures", "crossent.cli",
-                                    "typer", "rich.console", "crossent.cli.calculator"])
-def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module):
+@pytest.mark.parametrize("module, argv", [
+    *[(m, ("entropy", "0.5", "0.5")) for m in ("numpy", "crossent._backend", "crossent.measures",
+                                               "crossent.cli", "typer", "crossent.cli.calculator")],
+    ("typer", ("entropy", "--help")), ("crossent.cli.calculator_commands", ("entropy", "--help")),
+    ("rich.console", ("demo", "--help")), ("_crossent_launcher.commands", ("--help",)),
+])
+def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module, argv):
     """Ctrl-C while the command imports (the package itself included) printed a
-    KeyboardInterrupt traceback and died of SIGINT."""
-    res = crossent("entropy", "0.5", "0.5", hook=_hook("interrupt", [module]))
+    KeyboardInterrupt traceback and died of SIGINT. (A plain calculator call imports neither
+    Typer nor Rich: it looks Typer up, which the hook interrupts too.)"""
+    res = crossent(*argv, hook=_hook("interrupt", [module]))
     assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
 
 
@@ -155,6 +160,64 @@ def test_ctrl_c_swallowed_by_the_command_is_raised_again(capsys, monkeypatch):
     assert main(["entropy", "0.5", "0.5"]) == 130
     assert capsys.readouterr() == ("", INTERRUPTED)
     assert ran_on == [] and signal.getsignal(signal.SIGINT) is before
+
+
+# ----------------------------------------------------------------------------- start-up (issue 13)
+_MODULES_AT_EXIT = "import atexit, sys\natexit.register(lambda: print(sorted(sys.modules)))\n"
+
+
+@pytest.mark.parametrize("argv, absent", [
+    ((), ("crossent", "numpy", "typer", "pydantic", "rich")),
+    (("--help",), ("crossent", "numpy", "typer", "pydantic", "rich")),
+    (("entropy", "0.5", "0.5", "--base", "2"), ("typer", "pydantic", "rich")),
+    (("cross-entropy", "--p", "0.8,0.1,0.1", "--q", "0.2,0.2,0.6", "--normalize"),
+     ("typer", "pydantic", "rich")),
+])
+def test_help_and_calculator_start_without_heavy_imports(argv, absent):
+    """``crossent --help`` imported NumPy, the compiled kernels, Typer and pydantic (0.4 s of
+    CPU); the calculator imported Typer, pydantic and Rich to compute one number."""
+    res = crossent(*argv, hook=_MODULES_AT_EXIT)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    imported = {name.split(".")[0] for name in eval(res.stdout.strip().splitlines()[-1])}
+    assert imported.isdisjoint(absent), imported & set(absent)
+
+
+@pytest.mark.parametrize("columns", ["50", "60", "80", "132"])
+def test_top_level_help_is_the_one_typer_prints(capsys, monkeypatch, columns):
+    """The help printed without Typer, from the command table, is Typer's own, at any width
+    (Click wraps at the terminal's width, at most 78 columns)."""
+    from _crossent_launcher.commands import COMMANDS, top_help
+
+    from crossent.cli import _register
+    from crossent.cli._app import app
+
+    monkeypatch.setenv("COLUMNS", columns)
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        _register(module, skip_missing=False)
+    app(args=["--help"], prog_name="crossent", standalone_mode=False)
+    typer_help = capsys.readouterr().out
+    assert typer_help == top_help() + "\n"
+    assert all(name in typer_help for name in COMMANDS)
+
+
+def test_plain_calculator_calls_print_what_typer_prints(capsys):
+    """A plain call is computed without Typer; written with ``--option=value`` the same call
+    goes through Typer: the lines are the same."""
+    from crossent.cli import main
+
+    for fast, typer_path in [
+        (["entropy", "0.5", "0.5", "--base", "2"], ["entropy", "0.5", "0.5", "--base=2"]),
+        (["entropy", "--p", "3,1", "--normalize"], ["entropy", "--p=3,1", "--normalize"]),
+        (["kl", "--p", "1,0", "--q", "0,1"], ["kl", "--p=1,0", "--q=0,1"]),
+        (["js", "--p", "0.5,0.5", "--q", "0.2,0.8", "--base", "10"], ["js", "--p=0.5,0.5", "--q=0.2,0.8", "--base=10"]),
+        (["entropy", "0.5", "0.7"], ["entropy", "0.5", "0.7", "--base=2.718281828459045"]),
+    ]:
+        results = []
+        for argv in (fast, typer_path):
+            code = main(argv)
+            results.append((code, *capsys.readouterr()))
+        assert results[0] == results[1], (fast, results)
+        assert results[0][1] or results[0][2].startswith("crossent: error: ")
 
 
 # ----------------------------------------------------------------------------- warnings (item 18)

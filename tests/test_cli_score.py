@@ -228,7 +228,8 @@ def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     probs, labels, _ = sklearn_predictions("breast_cancer")
     path = write_predictions(tmp_path / "bc.parquet", prediction_columns(probs, labels))
     screen = io.StringIO()
-    monkeypatch.setattr(score_module, "err_console", Console(file=screen, force_terminal=True, width=100))
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(score_module, "err_console", lambda: terminal)
     code, out, err = run(capsys, "score", path, "--label", "y", "--batch-size", "100")
     assert code == 0 and err == ""
     assert f"{labels.size:,} rows" in screen.getvalue() and "bc.parquet" in screen.getvalue()

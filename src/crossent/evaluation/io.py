@@ -108,21 +108,25 @@ def expand_paths(path) -> list:
     return [text]
 
 
-def _pa():
-    """pyarrow, with pandas (when installed) imported first, from Python.
+def _pa(*, pandas: bool = False):
+    """pyarrow; with ``pandas=True``, pandas (when installed) imported first, from Python.
 
-    pyarrow's first conversion to NumPy (``to_numpy``) imports pandas from C++ and discards
-    any exception raised during that import: a Ctrl-C landing then was lost (``crossent
-    train`` went on training). Imported here, an interrupt propagates as from any import.
+    pyarrow's first conversion of a table to NumPy (``to_numpy``) imports pandas from C++ and
+    discards any exception raised during that import, Ctrl-C included. :func:`read_table`
+    (whose caller converts whole columns) imports it here, where an interrupt propagates as
+    from any import. The streaming reader never converts that way (Arrow buffers are viewed
+    with :func:`_view`), so it leaves pandas out: importing it costs more start-up time than
+    reading a million rows.
     """
     try:
         import pyarrow
     except ImportError:  # pragma: no cover - pyarrow is in the cli extra
         raise ImportError("reading prediction files needs pyarrow: pip install 'crossent[cli]'") from None
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        pass
+    if pandas:
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            pass
     return pyarrow
 
 
@@ -216,8 +220,6 @@ class _Labels:
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
-        import pyarrow.compute as pc
-
         if column.null_count:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
@@ -244,6 +246,8 @@ class _Labels:
                 raise fail(i, f"label {float(v[i])!r} is not a class index")
             return self._from_ints(v.astype(np.int64), fail)
         if pa.types.is_string(t) or pa.types.is_large_string(t):
+            import pyarrow.compute as pc  # not for dictionary labels: its import costs start-up time
+
             idx = pc.index_in(column, value_set=pa.array(self.classes, type=t))
             if idx.null_count == 0:
                 return idx.to_numpy().astype(np.int64, copy=False)
@@ -1008,7 +1012,7 @@ def read_table(path):
     >>> read_table(path).column_names
     ['x', 'y']
     """
-    pa = _pa()
+    pa = _pa(pandas=True)
     text = os.fspath(path)
     fmt = file_format(text)
     if not os.path.exists(text):
