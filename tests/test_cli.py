@@ -195,9 +195,12 @@ def test_top_level_help_is_the_one_typer_prints(capsys, monkeypatch, columns):
     for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
         _register(module, skip_missing=False)
     app(args=["--help"], prog_name="crossent", standalone_mode=False)
-    typer_help = capsys.readouterr().out
-    assert typer_help == top_help() + "\n"
-    assert all(name in typer_help for name in COMMANDS)
+    typer_head, typer_rows = capsys.readouterr().out.split("Commands:\n")
+    head, rows = (top_help() + "\n").split("Commands:\n")
+    assert head == typer_head
+    # Typer lists the commands in the order their modules were imported (here, by earlier tests)
+    assert sorted(rows.splitlines()) == sorted(typer_rows.splitlines())
+    assert [row.split()[0] for row in rows.splitlines()] == list(COMMANDS)
 
 
 def test_plain_calculator_calls_print_what_typer_prints(capsys):
@@ -265,3 +268,38 @@ def test_a_command_missing_its_dependency_fails_alone(tmp_path):
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "H(p) = 1 bit\n", "")
     help_ = crossent("--help", hook=hook)
     assert help_.returncode == 0 and "entropy" in help_.stdout
+
+
+# ----------------------------------------------------------------------------- plain calls (issue 13)
+@pytest.mark.parametrize("args", [
+    ["p.csv", "--label", "y", "--help"],
+    ["p.csv", "--label=y"],
+    ["p.csv", "--label", "y", "--bins", "0"],  # below the declared minimum: Typer's message
+    ["p.csv", "--label", "y", "--bins", "1_0"],
+    ["p.csv", "--label", "y", "--label", "z"],
+    ["p.csv", "--label", "y", "--no-such-option"],
+    ["p.csv"],  # --label is required
+    ["p.csv", "q.csv", "--label", "y"],
+    ["p.csv", "--label", "y", "--clip", "-0.1"],
+    ["p.csv", "--label"],
+])
+def test_calls_that_are_not_plain_are_left_to_typer(args):
+    from crossent.cli._plain import plain_arguments
+    from crossent.cli.score import score_cmd
+
+    assert plain_arguments(score_cmd, args) is None
+
+
+def test_plain_arguments_are_the_ones_typer_passes():
+    """Defaults, flags, numbers, paths and lists as Typer gives them to the command."""
+    from pathlib import Path
+
+    from crossent.cli._plain import plain_arguments
+    from crossent.cli.score import compare_cmd, score_cmd
+
+    kwargs = plain_arguments(score_cmd, ["p.csv", "-l", "y", "--bins", "7", "--clip", "1e-3", "--json"])
+    assert kwargs == dict(pred=Path("p.csv"), label="y", truth=None, id=None, classes=None, weight=None,
+                          multilabel=False, logits=False, normalize=False, clip=1e-3, bins=7,
+                          as_json=True, plot=None, batch_size=1 << 18, workers=None, scheduler=None)
+    kwargs = plain_arguments(compare_cmd, ["a.csv", "b.csv", "c.csv", "--label", "y", "--confidence", "0.9"])
+    assert kwargs["preds"] == [Path("a.csv"), Path("b.csv"), Path("c.csv")] and kwargs["confidence"] == 0.9

@@ -399,3 +399,38 @@ def test_csv_memory_does_not_grow_with_the_rows(tmp_path):
         path.unlink()
     # 1.8 million more rows hold over 50 MB as float64 columns and labels; the peak stays put.
     assert peaks[1] - peaks[0] < 40, peaks
+
+
+# -- issue 13: plain calls parsed without Typer's runtime -----------------------------------------
+@pytest.mark.parametrize("plain, through_typer", [
+    (["--label", "y", "--json"], ["--label=y", "--json"]),
+    (["-l", "y", "--id", "id", "--bins", "7", "--clip", "1e-3"], ["-l", "y", "--id=id", "--bins=7", "--clip=1e-3"]),
+    (["--label", "y", "--classes", "d0,d1,d2,d3,d4,d5,d6,d7,d8,d9", "--normalize", "--batch-size", "100", "--json"],
+     ["--label", "y", "--classes=d0,d1,d2,d3,d4,d5,d6,d7,d8,d9", "--normalize", "--batch-size=100", "--json"]),
+    (["--label", "nope"], ["--label=nope"]),
+])
+def test_plain_score_calls_print_what_typer_prints(capsys, digits_files, plain, through_typer):
+    """A plain call gets its arguments without Typer (and pydantic); written with --name=value
+    the same call is parsed by Typer: same output, same error line, same status."""
+    path = digits_files["parquet"]
+    assert run(capsys, "score", path, *plain) == run(capsys, "score", path, *through_typer)
+
+
+def test_plain_compare_call_prints_what_typer_prints(capsys, digits_files):
+    files = [digits_files["parquet"], digits_files["csv"]]
+    plain = run(capsys, "compare", *files, "--label", "y", "--id", "id", "--bootstrap", "200", "--json")
+    assert plain[0] == 0
+    assert plain == run(capsys, "compare", *files, "--label=y", "--id=id", "--bootstrap=200", "--json")
+
+
+def test_scoring_parquet_imports_neither_pydantic_nor_pandas_nor_rich(digits_files):
+    """``crossent score preds.parquet --label y --json`` imported pandas (through pyarrow's
+    lazy import), pydantic (through Typer) and Rich: more start-up time than the work."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules})))\n"
+            "from crossent.cli import main\nsys.exit(main())\n")
+    res = subprocess.run([sys.executable, "-c", code, "score", str(digits_files["parquet"]), "--label", "y",
+                          "--id", "id", "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    imported = set(eval(res.stdout.strip().splitlines()[-1]))
+    assert "pyarrow" in imported and not imported & {"pydantic", "pandas", "rich"}

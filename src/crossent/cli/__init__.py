@@ -8,7 +8,9 @@ naming the extra that installs them, and the others keep working.
 Two calls never import Typer (whose import, with pydantic's, took longer than the work): the
 top-level help, printed from the command table of :mod:`_crossent_launcher.commands`, and a
 plain calculator call (:func:`crossent.cli.calculator.run`). Both first check that the
-``cli`` extra is installed, so that without it they fail as every command does.
+``cli`` extra is installed, so that without it they fail as every command does. The other
+commands, called plainly, get their arguments from :mod:`crossent.cli._plain` without Typer's
+runtime (pydantic); Typer parses the rest, with its messages.
 """
 
 from __future__ import annotations
@@ -125,8 +127,17 @@ def _run(args) -> int:
 
         for module in dict.fromkeys(_COMMANDS.values()) if command not in _COMMANDS else [_COMMANDS[command]]:
             _register(module, skip_missing=command not in _COMMANDS)
+        callback = kwargs = None
+        if args[0] == command and command in _COMMANDS:
+            from ._plain import plain_arguments
+
+            callback = next(c.callback for c in app.registered_commands if c.name == command)
+            kwargs = plain_arguments(callback, args[1:])
         try:
-            result = app(args=args, prog_name="crossent", standalone_mode=False)
+            if kwargs is not None:  # a plain call: Typer would pass the same arguments
+                result = callback(**kwargs)
+            else:
+                result = app(args=args, prog_name="crossent", standalone_mode=False)
         except typer.Exit as exc:
             return exc.exit_code
         except typer.Abort:

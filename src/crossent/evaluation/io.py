@@ -900,7 +900,7 @@ def _id_values(column, fail) -> np.ndarray:
         i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
         raise fail(i, "missing id")
     if pa.types.is_integer(column.type):
-        return column.to_numpy().astype(np.int64, copy=False)
+        return _view(column).astype(np.int64, copy=False)
     values = column.to_numpy(zero_copy_only=False)
     if values.dtype.kind != "U":
         values = values.astype(str)
