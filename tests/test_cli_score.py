@@ -434,3 +434,24 @@ def test_scoring_parquet_imports_neither_pydantic_nor_pandas_nor_rich(digits_fil
     assert res.returncode == 0 and res.stderr == "", res.stderr
     imported = set(eval(res.stdout.strip().splitlines()[-1]))
     assert "pyarrow" in imported and not imported & {"pydantic", "pandas", "rich"}
+
+
+@pytest.mark.parametrize("env, expected", [({}, "jemalloc"), ({"ARROW_DEFAULT_MEMORY_POOL": "system"}, "system")])
+def test_score_allocates_with_jemalloc_unless_told_otherwise(digits_files, env, expected):
+    """pyarrow's default mimalloc pool gave freed batch buffers back to the system and faulted
+    them in again (a third of the system time of scoring a large file); the user's
+    ARROW_DEFAULT_MEMORY_POOL still wins."""
+    import os
+
+    import pyarrow as pa
+
+    if "jemalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow is built without jemalloc")
+    code = ("import atexit, sys, pyarrow\n"
+            "atexit.register(lambda: print(pyarrow.default_memory_pool().backend_name))\n"
+            "from crossent.cli import main\nsys.exit(main())\n")
+    res = subprocess.run([sys.executable, "-c", code, "score", str(digits_files["parquet"]), "--label", "y",
+                          "--id", "id", "--json"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == expected
