@@ -173,16 +173,34 @@ class Batch:
     targets: Optional[tuple] = None
 
 
+class _NotALabel(Exception):
+    """A dictionary entry that is no label (raised inside :meth:`_Labels._map_all` only)."""
+
+
 class _Labels:
     """Maps a label column (names or indices) to class indices."""
 
     def __init__(self, classes: Sequence[str]):
         self.classes = list(classes)
+        self._dictionary = (None, None)  # the last dictionary mapped whole, and its class indices
         self.by_name = all(_INT_NAME.fullmatch(c) for c in self.classes)
         if self.by_name:  # integer names: label v is the class named v
             values = np.array([int(c) for c in self.classes], dtype=np.int64)
             self._order = np.argsort(values, kind="stable")
             self._sorted = values[self._order]
+
+    def _map_all(self, values) -> Optional[np.ndarray]:
+        """Class indices of every entry of a dictionary (remembered), or None if one is no label."""
+
+        def fail(message):
+            raise _NotALabel
+
+        try:
+            mapped = np.array([self._one(v, fail) for v in values], dtype=np.int64)
+        except _NotALabel:
+            return None
+        self._dictionary = (values, mapped)
+        return mapped
 
     def _from_ints(self, v: np.ndarray, fail) -> np.ndarray:
         n = len(self.classes)
@@ -224,15 +242,20 @@ class _Labels:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
         if pa.types.is_dictionary(column.type):
-            # Map the (few) distinct labels once, then look up each row's code.
+            # Map the (few) distinct labels once, then look up each row's code. The batches of
+            # a row group share one dictionary of class names, mapped whole once; a dictionary
+            # with an entry that is no label has only its entries in use mapped, the first
+            # row of a bad one named.
             codes = _view(column.indices)
-            used = np.zeros(len(column.dictionary), dtype=bool)
-            used[codes] = True
-            values = column.dictionary.to_pylist()
-            mapped = np.zeros(used.size, dtype=np.int64)
-            for j in np.flatnonzero(used):
-                mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
-            return mapped[codes]
+            values = tuple(column.dictionary.to_pylist())
+            mapped = self._dictionary[1] if self._dictionary[0] == values else self._map_all(values)
+            if mapped is None:
+                used = np.zeros(len(values), dtype=bool)
+                used[codes] = True
+                mapped = np.zeros(used.size, dtype=np.int64)
+                for j in np.flatnonzero(used):
+                    mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
+            return np.take(mapped, codes)
         t = column.type
         if pa.types.is_boolean(t):
             return _view(column.cast(pa.int8())).astype(np.int64)
