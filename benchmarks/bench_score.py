@@ -8,9 +8,11 @@ Writes a Parquet file of random predictions (float32 probability columns named c
 a string label column ``y`` naming the class, row groups of 1M rows) in a temporary
 directory, then measures, on that same file:
 
-Whole processes (``python -m crossent score FILE --label y --json``, a DuckDB query of the mean
-cross-entropy alone, and scikit-learn: pyarrow reads the columns, ``log_loss`` scores them),
-plus ``crossent --help`` and the calculator (start-up). Wall seconds, CPU seconds (user + sys)
+Whole processes (``python -m crossent score FILE --label y --json``, the same with pyarrow's
+default mimalloc memory pool instead of the jemalloc pool the command chooses, a DuckDB query of
+the mean cross-entropy alone, and scikit-learn: pyarrow reads the columns, ``log_loss`` scores
+them), plus ``crossent --help`` and the calculator (start-up, run as the ``crossent`` console
+script runs them: through ``_crossent_launcher``). Wall seconds, CPU seconds (user + sys)
 and peak resident memory (the child's own VmHWM, reported at its exit). The machine may be shared: the contenders run interleaved, ``--runs`` rounds, and the
 medians are reported with every run's figure; CPU seconds are steadier than wall seconds there.
 
@@ -73,6 +75,7 @@ labels = np.searchsorted(np.array(names), t.column("y").to_numpy(zero_copy_only=
 print(sklearn.metrics.log_loss(labels, probs, labels=np.arange(len(names))))
 """
 DUCKDB = "import sys, duckdb; print(duckdb.execute(sys.argv[1]).fetchall()[0][0])"
+LAUNCHER = "import sys; from _crossent_launcher import main; sys.exit(main())"  # the console script
 # Runs a module (-m NAME) or a script (-c CODE) and reports its peak resident set (VmHWM) on
 # standard error at exit: ru_maxrss of a child would also hold this process's resident set
 # from before the exec.
@@ -89,11 +92,11 @@ else:
 """
 
 
-def run_process(argv):
+def run_process(argv, env=None):
     """(wall s, cpu s, peak MiB, stdout) of a child process ``[python, -m|-c, ...]``."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([argv[0], "-c", PEAK, *argv[1:]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     out, err = proc.communicate()
     wall = time.perf_counter() - t0
     _, _, usage = 0, 0, resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -126,23 +129,27 @@ def main() -> None:
               f"{os.getloadavg()[0]:.1f} at the start: a shared machine makes wall times noisy); "
               f"medians of {args.runs} interleaved runs")
 
+        score = [py, "-m", "crossent", "score", path, "--label", "y", "--json"]
         contenders = {
-            "crossent score --json (every metric)": [py, "-m", "crossent", "score", path, "--label", "y", "--json"],
-            "DuckDB SQL, mean cross-entropy alone": [py, "-c", DUCKDB, duckdb_query(path, args.classes)],
-            "pyarrow read + sklearn log_loss": [py, "-c", SKLEARN, path],
-            "crossent --help": [py, "-m", "crossent", "--help"],
-            "crossent entropy 0.5,0.5 (calculator)": [py, "-m", "crossent", "entropy", "0.5", "0.5"],
+            "crossent score --json (every metric)": (score, None),
+            "the same, pyarrow's mimalloc pool": (score, {"ARROW_DEFAULT_MEMORY_POOL": "mimalloc"}),
+            "DuckDB SQL, mean cross-entropy alone": ([py, "-c", DUCKDB, duckdb_query(path, args.classes)], None),
+            "pyarrow read + sklearn log_loss": ([py, "-c", SKLEARN, path], None),
+            "crossent --help": ([py, "-c", LAUNCHER, "--help"], None),
+            "crossent entropy 0.5 0.5 (calculator)": ([py, "-c", LAUNCHER, "entropy", "0.5", "0.5"], None),
         }
         runs = {name: [] for name in contenders}
         values = {}
         for _ in range(args.runs):  # interleaved: each round runs every contender once
-            for name, argv in contenders.items():
+            for name, (argv, env) in contenders.items():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                wall, after, peak, out = run_process(argv)
+                wall, after, peak, out = run_process(argv, env)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 runs[name].append((wall, cpu, peak))
                 values[name] = out
         ce = json.loads(values["crossent score --json (every metric)"])["cross_entropy_nats"]
+        other = json.loads(values["the same, pyarrow's mimalloc pool"])["cross_entropy_nats"]
+        assert other == ce, (other, ce)
         for name in ("DuckDB SQL, mean cross-entropy alone", "pyarrow read + sklearn log_loss"):
             other = float(values[name].strip().splitlines()[-1])
             assert abs(other - ce) <= 1e-6 * ce, (name, other, ce)
@@ -153,7 +160,8 @@ def main() -> None:
         ref = med["crossent score --json (every metric)"]
         for name, (wall, cpu, peak) in med.items():
             ratio = "" if name.startswith("crossent") else (
-                f"  this / crossent score: {wall / ref[0]:.2f}x wall, {cpu / ref[1]:.2f}x CPU")
+                f"  this / crossent score: {wall / ref[0]:.2f}x wall, {cpu / ref[1]:.2f}x CPU, "
+                f"{peak / ref[2]:.2f}x peak")
             walls = ", ".join(f"{r[0]:.2f}" for r in runs[name])
             print(f"  {name:40s} {wall:6.2f} s {cpu:6.2f} s {peak:6.0f} MiB [{walls}]{ratio}")
 
@@ -225,8 +233,13 @@ def in_process(path, args) -> None:
 
 def engines(path, args) -> None:
     """Reading the columns alone, by each candidate engine (why score_file reads with
-    ``ParquetFile.iter_batches`` and keeps the labels dictionary-encoded)."""
+    ``ParquetFile.iter_batches`` and keeps the labels dictionary-encoded, and why ``crossent
+    score`` has pyarrow allocate with jemalloc). Wall and CPU seconds (all threads): on a
+    shared 2-core machine an engine's extra threads buy little wall time, and cost CPU."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import duckdb
+    import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
@@ -241,6 +254,22 @@ def engines(path, args) -> None:
     def dataset():
         return sum(b.num_rows for b in ds.dataset(path).to_batches(batch_size=1 << 18))
 
+    def row_groups_in_threads():  # whole row groups, two at a time
+        pf = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20, read_dictionary=["y"])
+        with ThreadPoolExecutor(2) as ex:
+            return sum(ex.map(lambda i: pf.read_row_group(i, use_threads=False).num_rows,
+                              range(pf.num_row_groups)))
+
+    def with_pool(pool, read):
+        def run():
+            previous = pa.default_memory_pool()
+            pa.set_memory_pool(pool)
+            try:
+                return read()
+            finally:
+                pa.set_memory_pool(previous)
+        return run
+
     def duck_arrow():  # the label's class index computed by DuckDB, streamed as Arrow batches
         query = f"SELECT {', '.join(names)}, list_position({listed}, y) AS y FROM read_parquet('{path}')"
         return sum(b.num_rows for b in duckdb.sql(query).to_arrow_reader(1 << 18))
@@ -248,16 +277,24 @@ def engines(path, args) -> None:
     readers = {"pyarrow ParquetFile.iter_batches, labels dictionary-encoded (crossent)": lambda: iter_batches(True),
                "pyarrow ParquetFile.iter_batches, labels decoded to strings": lambda: iter_batches(False),
                "pyarrow.dataset to_batches (multithreaded scanner)": dataset,
+               "pyarrow row groups read in 2 threads (whole row groups in memory)": row_groups_in_threads,
                "DuckDB Arrow streaming (to_arrow_reader)": duck_arrow}
+    for backend in ("jemalloc", "mimalloc", "system"):
+        if backend in pa.supported_memory_backends():
+            pool = getattr(pa, f"{backend}_memory_pool")()
+            readers[f"iter_batches as crossent, {backend} memory pool"] = with_pool(pool, lambda: iter_batches(True))
     times = {n: [] for n in readers}
+    cpus = {n: [] for n in readers}
     for _ in range(args.runs):
         for name, fn in readers.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             assert fn() == args.rows
             times[name].append(time.perf_counter() - t0)
-    print("Reading engines, the columns alone (median seconds):")
+            cpus[name].append(time.process_time() - c0)
+    print("Reading engines, the columns alone (medians: wall s / CPU s of all threads):")
     for name, ts in times.items():
-        print(f"  {name:72s} {statistics.median(ts):6.3f} s  runs: " + ", ".join(f"{x:.2f}" for x in ts))
+        print(f"  {name:72s} {statistics.median(ts):6.3f} s {statistics.median(cpus[name]):6.3f} s CPU"
+              "  runs: " + ", ".join(f"{x:.2f}" for x in ts))
 
 
 if __name__ == "__main__":

@@ -18,26 +18,33 @@ namespace {
 
 constexpr int64_t kBlock = 256;
 
-// One block of n <= kBlock rows: per row, the top and the lowest probability, the sum and the
-// sum of squares (a NaN, which max and min may skip, still makes the sum NaN). Per-row arrays,
-// max and min instead of branches, no reduction across rows: the loop over rows vectorises.
+// One block of n <= kBlock rows: per row, the top probability and its class (the first class
+// reaching it: argmax), the lowest, the sum, the sum of squares and the label's probability (a
+// NaN, which max and min may skip, still makes the sum NaN). Per-row arrays and selects instead
+// of branches, no reduction across rows: the loop over rows vectorises.
 template <typename T>
 CROSSENT_CLONES void block_pass(const T* __restrict p, int64_t C, int64_t m, int64_t n,
-                                double* __restrict top, double* __restrict low,
-                                double* __restrict sum, double* __restrict squares) {
+                                const int64_t* __restrict labels, double* __restrict top,
+                                double* __restrict arg, double* __restrict low,
+                                double* __restrict sum, double* __restrict squares,
+                                double* __restrict truth) {
   for (int64_t j = 0; j < n; ++j) {
     top[j] = -std::numeric_limits<double>::infinity();
     low[j] = std::numeric_limits<double>::infinity();
-    sum[j] = squares[j] = 0.0;
+    arg[j] = sum[j] = squares[j] = truth[j] = 0.0;
   }
   for (int64_t k = 0; k < C; ++k) {
     const T* __restrict column = p + k * m;
+    const double class_k = static_cast<double>(k);
     for (int64_t j = 0; j < n; ++j) {
       const double v = static_cast<double>(column[j]);
       sum[j] += v;
       squares[j] += v * v;
-      top[j] = std::max(top[j], v);
+      const bool above = v > top[j];  // strictly: a later class equal to the top is not argmax
+      arg[j] = above ? class_k : arg[j];
+      top[j] = above ? v : top[j];
       low[j] = std::min(low[j], v);
+      truth[j] = labels[j] == k ? v : truth[j];
     }
   }
 }
@@ -57,12 +64,12 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
   double* bin_hits = bin_weight + n_bins;
   double* bin_conf = bin_hits + n_bins;
   double loss_sum = 0, hits = 0, brier = 0, weight_sum = 0, n_inf = 0;
-  double top[kBlock], low[kBlock], sum[kBlock], squares[kBlock];
+  double top[kBlock], arg[kBlock], low[kBlock], sum[kBlock], squares[kBlock], truth[kBlock];
   // Each value must be in [0, hi] (NaN fails): hi = 1, or any finite value when normalising.
   const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
   for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
     const int64_t n = std::min(kBlock, m - i0);
-    block_pass<T>(p + i0, C, m, n, top, low, sum, squares);
+    block_pass<T>(p + i0, C, m, n, labels + i0, top, arg, low, sum, squares, truth);
     // Valid: every value in [0, hi] and the sum within tol of 1 (normalising: a positive finite
     // sum); a NaN makes the sum NaN, which fails both.
     for (int64_t j = 0; j < n; ++j) {
@@ -73,18 +80,17 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
     for (int64_t j = 0; j < n; ++j) {
       const int64_t i = i0 + j;
       const int64_t y = labels[i];
-      int64_t arg = 0;  // the first class reaching the top (argmax)
-      while (static_cast<double>(p[arg * m + i]) != top[j]) ++arg;
-      double p_true = static_cast<double>(p[y * m + i]), t = top[j], sq = squares[j];
+      double p_true = truth[j], t = top[j], sq = squares[j];
       if (normalize) {  // row / sum: squares scale by 1 / sum^2
         p_true /= sum[j];
         t /= sum[j];
         sq /= sum[j] * sum[j];
       }
-      const double loss = -std::fmax(std::log(p_true), log_clip);
+      const double log_true = std::log(p_true);  // p_true is a number: no NaN for fmax to skip
+      const double loss = -(log_true > log_clip ? log_true : log_clip);
       loss_out[i] = loss;
       const double w = weights ? weights[i] : 1.0;
-      const double hit = arg == y ? w : 0.0;
+      const double hit = arg[j] == static_cast<double>(y) ? w : 0.0;
       // sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1
       const double row_brier = sq - 2.0 * p_true + 1.0;
       const double wloss = w == 0.0 ? 0.0 : w * loss;  // a weight 0 removes even an infinite loss

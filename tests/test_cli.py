@@ -73,12 +73,17 @@ def _table(path, rows=200, seed=0):
 
 
 # ----------------------------------------------------------------------------- Ctrl-C (item 17)
-@pytest.mark.parametrize("module", ["numpy", "crossent._backend", "crossent.measures", "crossent.cli",
-                                    "typer", "rich.console", "crossent.cli.calculator"])
-def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module):
+@pytest.mark.parametrize("module, argv", [
+    *[(m, ("entropy", "0.5", "0.5")) for m in ("numpy", "crossent._backend", "crossent.measures",
+                                               "crossent.cli", "typer", "crossent.cli.calculator")],
+    ("typer", ("entropy", "--help")), ("crossent.cli.calculator_commands", ("entropy", "--help")),
+    ("rich.console", ("demo", "--help")), ("_crossent_launcher.commands", ("--help",)),
+])
+def test_ctrl_c_during_start_up_imports_is_one_line_exit_130(module, argv):
     """Ctrl-C while the command imports (the package itself included) printed a
-    KeyboardInterrupt traceback and died of SIGINT."""
-    res = crossent("entropy", "0.5", "0.5", hook=_hook("interrupt", [module]))
+    KeyboardInterrupt traceback and died of SIGINT. (A plain calculator call imports neither
+    Typer nor Rich: it looks Typer up, which the hook interrupts too.)"""
+    res = crossent(*argv, hook=_hook("interrupt", [module]))
     assert (res.returncode, res.stdout, res.stderr) == (130, "", INTERRUPTED)
 
 
@@ -157,6 +162,67 @@ def test_ctrl_c_swallowed_by_the_command_is_raised_again(capsys, monkeypatch):
     assert ran_on == [] and signal.getsignal(signal.SIGINT) is before
 
 
+# ----------------------------------------------------------------------------- start-up (issue 13)
+_MODULES_AT_EXIT = "import atexit, sys\natexit.register(lambda: print(sorted(sys.modules)))\n"
+
+
+@pytest.mark.parametrize("argv, absent", [
+    ((), ("crossent", "numpy", "typer", "pydantic", "rich")),
+    (("--help",), ("crossent", "numpy", "typer", "pydantic", "rich")),
+    (("entropy", "0.5", "0.5", "--base", "2"), ("typer", "pydantic", "rich")),
+    (("cross-entropy", "--p", "0.8,0.1,0.1", "--q", "0.2,0.2,0.6", "--normalize"),
+     ("typer", "pydantic", "rich")),
+])
+def test_help_and_calculator_start_without_heavy_imports(argv, absent):
+    """``crossent --help`` imported NumPy, the compiled kernels, Typer and pydantic (0.4 s of
+    CPU); the calculator imported Typer, pydantic and Rich to compute one number."""
+    res = crossent(*argv, hook=_MODULES_AT_EXIT)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    imported = {name.split(".")[0] for name in eval(res.stdout.strip().splitlines()[-1])}
+    assert imported.isdisjoint(absent), imported & set(absent)
+
+
+@pytest.mark.parametrize("columns", ["50", "60", "80", "132"])
+def test_top_level_help_is_the_one_typer_prints(capsys, monkeypatch, columns):
+    """The help printed without Typer, from the command table, is Typer's own, at any width
+    (Click wraps at the terminal's width, at most 78 columns)."""
+    from _crossent_launcher.commands import COMMANDS, top_help
+
+    from crossent.cli import _register
+    from crossent.cli._app import app
+
+    monkeypatch.setenv("COLUMNS", columns)
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        _register(module, skip_missing=False)
+    app(args=["--help"], prog_name="crossent", standalone_mode=False)
+    typer_head, typer_rows = capsys.readouterr().out.split("Commands:\n")
+    head, rows = (top_help() + "\n").split("Commands:\n")
+    assert head == typer_head
+    # Typer lists the commands in the order their modules were imported (here, by earlier tests)
+    assert sorted(rows.splitlines()) == sorted(typer_rows.splitlines())
+    assert [row.split()[0] for row in rows.splitlines()] == list(COMMANDS)
+
+
+def test_plain_calculator_calls_print_what_typer_prints(capsys):
+    """A plain call is computed without Typer; written with ``--option=value`` the same call
+    goes through Typer: the lines are the same."""
+    from crossent.cli import main
+
+    for fast, typer_path in [
+        (["entropy", "0.5", "0.5", "--base", "2"], ["entropy", "0.5", "0.5", "--base=2"]),
+        (["entropy", "--p", "3,1", "--normalize"], ["entropy", "--p=3,1", "--normalize"]),
+        (["kl", "--p", "1,0", "--q", "0,1"], ["kl", "--p=1,0", "--q=0,1"]),
+        (["js", "--p", "0.5,0.5", "--q", "0.2,0.8", "--base", "10"], ["js", "--p=0.5,0.5", "--q=0.2,0.8", "--base=10"]),
+        (["entropy", "0.5", "0.7"], ["entropy", "0.5", "0.7", "--base=2.718281828459045"]),
+    ]:
+        results = []
+        for argv in (fast, typer_path):
+            code = main(argv)
+            results.append((code, *capsys.readouterr()))
+        assert results[0] == results[1], (fast, results)
+        assert results[0][1] or results[0][2].startswith("crossent: error: ")
+
+
 # ----------------------------------------------------------------------------- warnings (item 18)
 def test_failing_command_prints_its_error_line_only(tmp_path):
     """``train --solver gd --learning-rate 1e6`` put RuntimeWarnings before its error line."""
@@ -202,3 +268,38 @@ def test_a_command_missing_its_dependency_fails_alone(tmp_path):
     assert (ok.returncode, ok.stdout, ok.stderr) == (0, "H(p) = 1 bit\n", "")
     help_ = crossent("--help", hook=hook)
     assert help_.returncode == 0 and "entropy" in help_.stdout
+
+
+# ----------------------------------------------------------------------------- plain calls (issue 13)
+@pytest.mark.parametrize("args", [
+    ["p.csv", "--label", "y", "--help"],
+    ["p.csv", "--label=y"],
+    ["p.csv", "--label", "y", "--bins", "0"],  # below the declared minimum: Typer's message
+    ["p.csv", "--label", "y", "--bins", "1_0"],
+    ["p.csv", "--label", "y", "--label", "z"],
+    ["p.csv", "--label", "y", "--no-such-option"],
+    ["p.csv"],  # --label is required
+    ["p.csv", "q.csv", "--label", "y"],
+    ["p.csv", "--label", "y", "--clip", "-0.1"],
+    ["p.csv", "--label"],
+])
+def test_calls_that_are_not_plain_are_left_to_typer(args):
+    from crossent.cli._plain import plain_arguments
+    from crossent.cli.score import score_cmd
+
+    assert plain_arguments(score_cmd, args) is None
+
+
+def test_plain_arguments_are_the_ones_typer_passes():
+    """Defaults, flags, numbers, paths and lists as Typer gives them to the command."""
+    from pathlib import Path
+
+    from crossent.cli._plain import plain_arguments
+    from crossent.cli.score import compare_cmd, score_cmd
+
+    kwargs = plain_arguments(score_cmd, ["p.csv", "-l", "y", "--bins", "7", "--clip", "1e-3", "--json"])
+    assert kwargs == dict(pred=Path("p.csv"), label="y", truth=None, id=None, classes=None, weight=None,
+                          multilabel=False, logits=False, normalize=False, clip=1e-3, bins=7,
+                          as_json=True, plot=None, batch_size=1 << 18, workers=None, scheduler=None)
+    kwargs = plain_arguments(compare_cmd, ["a.csv", "b.csv", "c.csv", "--label", "y", "--confidence", "0.9"])
+    assert kwargs["preds"] == [Path("a.csv"), Path("b.csv"), Path("c.csv")] and kwargs["confidence"] == 0.9

@@ -228,7 +228,8 @@ def test_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     probs, labels, _ = sklearn_predictions("breast_cancer")
     path = write_predictions(tmp_path / "bc.parquet", prediction_columns(probs, labels))
     screen = io.StringIO()
-    monkeypatch.setattr(score_module, "err_console", Console(file=screen, force_terminal=True, width=100))
+    terminal = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(score_module, "err_console", lambda: terminal)
     code, out, err = run(capsys, "score", path, "--label", "y", "--batch-size", "100")
     assert code == 0 and err == ""
     assert f"{labels.size:,} rows" in screen.getvalue() and "bc.parquet" in screen.getvalue()
@@ -398,3 +399,59 @@ def test_csv_memory_does_not_grow_with_the_rows(tmp_path):
         path.unlink()
     # 1.8 million more rows hold over 50 MB as float64 columns and labels; the peak stays put.
     assert peaks[1] - peaks[0] < 40, peaks
+
+
+# -- issue 13: plain calls parsed without Typer's runtime -----------------------------------------
+@pytest.mark.parametrize("plain, through_typer", [
+    (["--label", "y", "--json"], ["--label=y", "--json"]),
+    (["-l", "y", "--id", "id", "--bins", "7", "--clip", "1e-3"], ["-l", "y", "--id=id", "--bins=7", "--clip=1e-3"]),
+    (["--label", "y", "--classes", "d0,d1,d2,d3,d4,d5,d6,d7,d8,d9", "--normalize", "--batch-size", "100", "--json"],
+     ["--label", "y", "--classes=d0,d1,d2,d3,d4,d5,d6,d7,d8,d9", "--normalize", "--batch-size=100", "--json"]),
+    (["--label", "nope"], ["--label=nope"]),
+])
+def test_plain_score_calls_print_what_typer_prints(capsys, digits_files, plain, through_typer):
+    """A plain call gets its arguments without Typer (and pydantic); written with --name=value
+    the same call is parsed by Typer: same output, same error line, same status."""
+    path = digits_files["parquet"]
+    assert run(capsys, "score", path, *plain) == run(capsys, "score", path, *through_typer)
+
+
+def test_plain_compare_call_prints_what_typer_prints(capsys, digits_files):
+    files = [digits_files["parquet"], digits_files["csv"]]
+    plain = run(capsys, "compare", *files, "--label", "y", "--id", "id", "--bootstrap", "200", "--json")
+    assert plain[0] == 0
+    assert plain == run(capsys, "compare", *files, "--label=y", "--id=id", "--bootstrap=200", "--json")
+
+
+def test_scoring_parquet_imports_neither_pydantic_nor_pandas_nor_rich(digits_files):
+    """``crossent score preds.parquet --label y --json`` imported pandas (through pyarrow's
+    lazy import), pydantic (through Typer) and Rich: more start-up time than the work."""
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print(sorted({m.split('.')[0] for m in sys.modules})))\n"
+            "from crossent.cli import main\nsys.exit(main())\n")
+    res = subprocess.run([sys.executable, "-c", code, "score", str(digits_files["parquet"]), "--label", "y",
+                          "--id", "id", "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    imported = set(eval(res.stdout.strip().splitlines()[-1]))
+    assert "pyarrow" in imported and not imported & {"pydantic", "pandas", "rich"}
+
+
+@pytest.mark.parametrize("env, expected", [({}, "jemalloc"), ({"ARROW_DEFAULT_MEMORY_POOL": "system"}, "system")])
+def test_score_allocates_with_jemalloc_unless_told_otherwise(digits_files, env, expected):
+    """pyarrow's default mimalloc pool gave freed batch buffers back to the system and faulted
+    them in again (a third of the system time of scoring a large file); the user's
+    ARROW_DEFAULT_MEMORY_POOL still wins."""
+    import os
+
+    import pyarrow as pa
+
+    if "jemalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow is built without jemalloc")
+    code = ("import atexit, sys, pyarrow\n"
+            "atexit.register(lambda: print(pyarrow.default_memory_pool().backend_name))\n"
+            "from crossent.cli import main\nsys.exit(main())\n")
+    res = subprocess.run([sys.executable, "-c", code, "score", str(digits_files["parquet"]), "--label", "y",
+                          "--id", "id", "--json"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, **env})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == expected

@@ -100,3 +100,24 @@ def test_file_format_from_the_name():
     for bad in ("a.json", "a.gz", "a.parquet.gz"):
         with pytest.raises(PredictionFileError, match="unknown format"):
             file_format(bad)
+
+
+def test_dictionary_labels_unused_entries_need_not_be_labels():
+    """A dictionary of class names is mapped once for the batches that share it; an entry that
+    is no label is an error only in the rows that use it (named by row)."""
+    from crossent.evaluation.io import _Labels
+
+    labels = _Labels(["a", "b"])
+    names = pa.array(["b", "a", "zz"])
+
+    def fail(i, message):
+        return PredictionFileError(f"row {i}: {message}")
+
+    for _ in range(2):  # the second batch reuses the mapping of the first
+        column = pa.DictionaryArray.from_arrays(pa.array([0, 1, 1], pa.int32()), pa.array(["b", "a"]))
+        assert labels.map(column, fail).tolist() == [1, 0, 0]
+    unused = pa.DictionaryArray.from_arrays(pa.array([1, 0], pa.int32()), names)
+    assert labels.map(unused, fail).tolist() == [0, 1]
+    used = pa.DictionaryArray.from_arrays(pa.array([1, 2, 0], pa.int32()), names)
+    with pytest.raises(PredictionFileError, match=r"row 1: label 'zz' names no class"):
+        labels.map(used, fail)

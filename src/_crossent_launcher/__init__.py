@@ -1,7 +1,8 @@
 """The ``crossent`` console script, kept outside the ``crossent`` package on purpose.
 
 Importing anything inside ``crossent`` first runs ``crossent/__init__.py`` (NumPy, the
-compiled kernels: about half of the start-up time). Ctrl-C during those imports would escape
+compiled kernels: about half of the start-up time). ``crossent`` and ``crossent --help`` are
+answered here without it, from the command table of :mod:`_crossent_launcher.commands`. Ctrl-C during those imports would escape
 any handler inside the package as a KeyboardInterrupt traceback; here the handler is in
 place before the first of them, so the command ends with the one line of
 :func:`crossent.cli.main` (``crossent: interrupted``, exit status 130) at any moment.
@@ -13,6 +14,19 @@ import sys
 __all__ = ["main"]
 
 _INTERRUPTED = "crossent: interrupted"  # the same line as crossent.cli.INTERRUPTED
+
+
+def _help_without_the_package() -> bool:
+    """Print the top-level help if the cli extra is installed (True); otherwise False, and
+    :func:`crossent.cli.main` says what to install."""
+    from .commands import require_cli_extra, top_help
+
+    try:
+        require_cli_extra()
+    except ImportError:
+        return False
+    print(top_help())
+    return True
 
 
 def main() -> int:
@@ -29,6 +43,9 @@ def main() -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
+        if sys.argv[1:] in ([], ["--help"]) and _help_without_the_package():
+            signal.signal(signal.SIGINT, previous)
+            return 0
         from crossent.cli import main as run
 
         if interrupted:

@@ -2,14 +2,20 @@
 
 Each sub-command lives in its own module and registers itself on the Typer application of
 :mod:`crossent.cli._app` when imported. :func:`main` imports only the module of the command it
-is asked for (all of them for help), so a command whose optional dependencies are missing fails
-alone, with one line naming the extra that installs them, and the others keep working.
+is asked for, so a command whose optional dependencies are missing fails alone, with one line
+naming the extra that installs them, and the others keep working.
+
+Two calls never import Typer (whose import, with pydantic's, took longer than the work): the
+top-level help, printed from the command table of :mod:`_crossent_launcher.commands`, and a
+plain calculator call (:func:`crossent.cli.calculator.run`). Both first check that the
+``cli`` extra is installed, so that without it they fail as every command does. The other
+commands, called plainly, get their arguments from :mod:`crossent.cli._plain` without Typer's
+runtime (pydantic); Typer parses the rest, with its messages.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 import os
 import re
 import signal
@@ -17,16 +23,14 @@ import sys
 import threading
 import warnings
 
+from _crossent_launcher.commands import COMMANDS, require_cli_extra, top_help
+
+from ._errors import USER_ERRORS
+
 __all__ = ["main"]
 
 # The module (of this package) that registers each command.
-_COMMANDS = {
-    "entropy": "calculator", "cross-entropy": "calculator", "kl": "calculator", "js": "calculator",
-    "score": "score", "compare": "score",
-    "bench": "bench",
-    "demo": "demo",
-    "train": "train",
-}
+_COMMANDS = {name: module for name, (module, _) in COMMANDS.items()}
 INTERRUPTED = "crossent: interrupted"
 _AGAIN_S = 0.2  # how soon a Ctrl-C that was swallowed is raised again
 
@@ -106,21 +110,41 @@ def _run(args) -> int:
     args = args or ["--help"]  # a bare `crossent` shows the commands
     command = next((a for a in args if not a.startswith("-")), None)
     try:
-        from ._app import CliError, app
+        require_cli_extra()
+        if args == ["--help"]:
+            print(top_help())
+            return 0
+        if args[0] == command and _COMMANDS.get(command) == "calculator_commands":
+            from . import calculator
+
+            try:
+                if calculator.run(args):
+                    return 0
+            except USER_ERRORS as exc:
+                return _error(str(exc) if str(exc).strip() else type(exc).__name__)
+        from ._app import app
         import typer
 
         for module in dict.fromkeys(_COMMANDS.values()) if command not in _COMMANDS else [_COMMANDS[command]]:
             _register(module, skip_missing=command not in _COMMANDS)
-        errors = (CliError, ValueError, TypeError, IndexError, OSError)
+        callback = kwargs = None
+        if args[0] == command and command in _COMMANDS:
+            from ._plain import plain_arguments
+
+            callback = next(c.callback for c in app.registered_commands if c.name == command)
+            kwargs = plain_arguments(callback, args[1:])
         try:
-            result = app(args=args, prog_name="crossent", standalone_mode=False)
+            if kwargs is not None:  # a plain call: Typer would pass the same arguments
+                result = callback(**kwargs)
+            else:
+                result = app(args=args, prog_name="crossent", standalone_mode=False)
         except typer.Exit as exc:
             return exc.exit_code
         except typer.Abort:
             raise _Interrupted from None
         except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
             return _error(exc.format_message())
-        except errors as exc:
+        except USER_ERRORS as exc:
             return _error(str(exc) if str(exc).strip() else type(exc).__name__)
     except ImportError as exc:
         return _error(_missing_dependency(exc, command))
@@ -164,6 +188,8 @@ def _missing_dependency(exc: ImportError, command) -> str:
 
 def _extra_providing(package: str):
     """The extra of crossent's installed metadata that lists ``package``, or None."""
+    import importlib.metadata  # only on this error path: it costs start-up time
+
     try:
         requirements = importlib.metadata.requires("crossent") or []
     except importlib.metadata.PackageNotFoundError:

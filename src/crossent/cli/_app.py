@@ -1,46 +1,54 @@
-"""The Typer application every command registers on, and the error convention of the CLI.
+"""The Typer application every command registers on, and the checks commands share.
 
-A command reports bad input by raising :class:`CliError` (or letting a library ValueError,
-TypeError, IndexError or OSError through): :func:`crossent.cli.main` prints it as one line on
-standard error and exits with status 2. No traceback ever reaches the user.
+A command reports bad input by raising :class:`CliError` (see :mod:`crossent.cli._errors`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from pathlib import Path
 
 import typer
-from rich.console import Console
+from _crossent_launcher.commands import APP_HELP
+
+from ._errors import CliError
 
 __all__ = ["app", "CliError", "console", "err_console", "check_input_file", "check_output_file"]
 
 app = typer.Typer(
     name="crossent",
-    help="Cross-entropy done exactly and fast: train models with it, compare models by it.",
+    help=APP_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-console = Console()
-err_console = Console(stderr=True)
+
+
+@functools.lru_cache(maxsize=None)
+def console():
+    """The Rich console of standard output, made (and Rich imported) on first use: a command
+    that prints no table (``score --json``, the calculator) never imports Rich."""
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.lru_cache(maxsize=None)
+def err_console():
+    """The Rich console of standard error (progress bars), made on first use."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 @app.callback()
 def _commands() -> None:
-    """Cross-entropy done exactly and fast: train models with it, compare models by it."""
+    """The group's callback (its help is ``APP_HELP``)."""
     # A callback keeps `crossent NAME` a sub-command even while only NAME's module is
     # imported (Typer runs a lone command without its name otherwise).
-
-
-class CliError(Exception):
-    """Bad input from the user: printed as one line, exit status 2.
-
-    Give the file, row and column where there are some, for example
-    ``CliError("preds.csv: row 17, column 'cat': probability 1.3 is outside [0, 1]")``.
-    """
 
 
 def check_input_file(path: Path, option: str) -> None:

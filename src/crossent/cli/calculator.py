@@ -2,28 +2,39 @@
 
     crossent entropy 0.5 0.5 --base 2
     crossent cross-entropy --p 0.8,0.1,0.1 --q 0.2,0.2,0.6
+
+Typer-free: a plain call (values, ``--p``, ``--q``, ``--base`` with a plain number,
+``--normalize``) is parsed by :func:`run` and computed without importing Typer (and pydantic),
+so the calculator starts in about the time of importing NumPy. Anything else (``--help``, an
+unknown or repeated option, a negative number, a missing option) goes to the Typer commands of
+:mod:`crossent.cli.calculator_commands`, which print Typer's help and usage messages and call
+the same functions here.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-from typing import List, Optional
+import re
+from typing import Optional, Sequence
 
-import numpy as np
-import typer
-
-from .. import measures
-from ._app import CliError, app, console
+from ._errors import CliError
 
 __all__: list[str] = []
 
-_BASE = typer.Option(None, "--base", help="Logarithm base: 2 for bits, e or omitted for nats.")
-_NORMALIZE = typer.Option(False, "--normalize", help="Rescale each distribution to sum to 1.")
+#: Each two-distribution command: (symbol, name of the measure in crossent.measures).
+TWO_DISTRIBUTIONS = {
+    "cross-entropy": ("H(p, q)", "cross_entropy"),
+    "kl": ("D(p || q)", "kl_divergence"),
+    "js": ("JS(p, q)", "js_divergence"),
+}
+# A number as --base may be written on the fast path; anything else is Typer's to convert.
+_PLAIN_NUMBER = re.compile(r"(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
-def _parse(option: str, text: str) -> np.ndarray:
+def _parse(option: str, text: str):
     """Numbers separated by commas or spaces, e.g. '0.8,0.1,0.1'."""
+    import numpy as np
+
     values = []
     for item in text.replace(",", " ").split():
         try:
@@ -44,75 +55,57 @@ def _unit(base: Optional[float], value: float) -> str:
 
 def _show(symbol: str, value, base: Optional[float]) -> None:
     v = float(value)
-    console.print(f"{symbol} = {v:.6g} {_unit(base, v)}")
+    print(f"{symbol} = {v:.6g} {_unit(base, v)}")
 
 
-def _pair(p: str, q: str):
-    return _parse("--p", p), _parse("--q", q)
+def entropy(values: Optional[Sequence[str]], p: Optional[str], base: Optional[float],
+            normalize: bool) -> None:
+    """``crossent entropy``: H(p) of the distribution given as values or as ``--p``."""
+    from .. import measures
 
-
-def _check_no_options(ctx: typer.Context, values: List[str]) -> None:
-    """The values may look like options (a negative number reaches the range check, which
-    names it), but a word such as ``--bsae`` is an unknown option, reported as one."""
-    for item in values:
-        if item.startswith("-") and not _is_number(item):
-            known = [o for param in ctx.command.params for o in param.opts if o.startswith("--")]
-            close = difflib.get_close_matches(item, known, n=3)
-            hint = f" (Possible options: {', '.join(close)})" if close else ""
-            raise CliError(f"No such option: {item}{hint}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-# Unknown options are let through to the values (so that -0.5 is a value, reported by the
-# range check), then told apart from numbers by _check_no_options.
-@app.command("entropy", context_settings={"ignore_unknown_options": True})
-def entropy_cmd(
-    ctx: typer.Context,
-    values: Optional[List[str]] = typer.Argument(None, help="Probabilities, e.g. 0.5 0.5."),
-    p: Optional[str] = typer.Option(None, "--p", help="Probabilities, comma-separated."),
-    base: Optional[float] = _BASE,
-    normalize: bool = _NORMALIZE,
-) -> None:
-    """Entropy H(p) = -sum p log p of one distribution."""
-    _check_no_options(ctx, values or [])
     if (values is None or not values) == (p is None):
         raise CliError("give the distribution either as arguments (0.5 0.5) or as --p 0.5,0.5")
     dist = _parse("--p", p) if p is not None else _parse("values", " ".join(values))
     _show("H(p)", measures.entropy(dist, base=base, normalize=normalize), base)
 
 
-def _two_distribution_command(name, symbol, measure, doc, p_help, q_help):
-    """Register ``crossent NAME --p ... --q ...`` printing ``symbol = measure(p, q)``."""
+def two_distributions(name: str, p: str, q: str, base: Optional[float], normalize: bool) -> None:
+    """``crossent cross-entropy | kl | js``: the measure of ``--p`` and ``--q``."""
+    from .. import measures
 
-    def command(
-        p: str = typer.Option(..., "--p", help=p_help),
-        q: str = typer.Option(..., "--q", help=q_help),
-        base: Optional[float] = _BASE,
-        normalize: bool = _NORMALIZE,
-    ) -> None:
-        pv, qv = _pair(p, q)
-        _show(symbol, measure(pv, qv, base=base, normalize=normalize), base)
-
-    command.__doc__ = doc
-    app.command(name)(command)
+    symbol, measure = TWO_DISTRIBUTIONS[name]
+    pv, qv = _parse("--p", p), _parse("--q", q)
+    _show(symbol, getattr(measures, measure)(pv, qv, base=base, normalize=normalize), base)
 
 
-_two_distribution_command("cross-entropy", "H(p, q)", measures.cross_entropy,
-                          "Cross-entropy H(p, q) = -sum p log q.",
-                          "True distribution, comma-separated.",
-                          "Predicted distribution, comma-separated.")
-_two_distribution_command("kl", "D(p || q)", measures.kl_divergence,
-                          "Kullback-Leibler divergence D(p || q) = H(p, q) - H(p).",
-                          "First distribution, comma-separated.",
-                          "Second distribution, comma-separated.")
-_two_distribution_command("js", "JS(p, q)", measures.js_divergence,
-                          "Jensen-Shannon divergence (symmetric, at most 1 bit).",
-                          "First distribution, comma-separated.",
-                          "Second distribution, comma-separated.")
+def run(args: Sequence[str]) -> bool:
+    """Run a plain calculator call ``args`` (the command name first); False, having done
+    nothing, when ``args`` is not one (Typer then parses it)."""
+    name, rest = args[0], list(args[1:])
+    options = {"--p": None, "--q": None, "--base": None}
+    if name == "entropy":
+        del options["--q"]
+    elif name not in TWO_DISTRIBUTIONS:
+        return False
+    values, normalize = [], False
+    while rest:
+        token = rest.pop(0)
+        if not token.startswith("-"):
+            values.append(token)
+        elif token == "--normalize" and not normalize:
+            normalize = True
+        elif token in options and options[token] is None and rest and not rest[0].startswith("-"):
+            options[token] = rest.pop(0)
+        else:  # --help, '--', --name=value, a repeated or unknown option, a negative number
+            return False
+    base = options["--base"]
+    if base is not None and not _PLAIN_NUMBER.fullmatch(base):
+        return False
+    base = None if base is None else float(base)
+    if name == "entropy":
+        entropy(values, options["--p"], base, normalize)
+        return True
+    if values or options["--p"] is None or options["--q"] is None:
+        return False
+    two_distributions(name, options["--p"], options["--q"], base, normalize)
+    return True

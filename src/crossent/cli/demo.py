@@ -36,7 +36,7 @@ def _play_iris(*, epochs, learning_rate, seed):
 
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("train CE {task.fields[ce]:.4f}"),
-                  console=console, transient=False) as progress:
+                  console=console(), transient=False) as progress:
         tasks = {}
 
         def on_epoch(name, epoch, model, train_ce):
@@ -53,7 +53,7 @@ def _print_table(scene_table):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in scene_table.rows:
         table.add_row(*row)
-    console.print(table)
+    console().print(table)
 
 
 @app.command("demo")
@@ -77,7 +77,7 @@ def demo_cmd(
     start = time.perf_counter()
     written = []
     for name in names:
-        console.rule(f"[bold]{name}[/bold]: {HEADINGS[name]}")
+        console().rule(f"[bold]{name}[/bold]: {HEADINGS[name]}")
         if name == "iris":
             result = _play_iris(epochs=epochs, learning_rate=learning_rate, seed=seed)
         elif name == "focal":
@@ -86,8 +86,8 @@ def demo_cmd(
             result = SCENES[name]()
         _print_table(result.table())
         for line in result.verdict:
-            console.print(f"  {line}")
+            console().print(f"  {line}")
         paths = result.draw(out)
-        console.print("Plots: " + ", ".join(str(p) for p in paths))
+        console().print("Plots: " + ", ".join(str(p) for p in paths))
         written.extend(paths)
-    console.print(f"Done in {time.perf_counter() - start:.1f} s: {len(written)} plots in {out}.")
+    console().print(f"Done in {time.perf_counter() - start:.1f} s: {len(written)} plots in {out}.")

@@ -111,6 +111,25 @@ def _cluster(workers: Optional[int], scheduler: Optional[str]):
         raise CliError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
 
 
+def _arrow_memory_pool() -> None:
+    """Let pyarrow allocate with jemalloc (unless ARROW_DEFAULT_MEMORY_POOL says otherwise).
+
+    Streaming a file allocates and frees a few batches' buffers over and over: pyarrow's default
+    mimalloc pool hands the pages back to the system and faults them in again, zeroed (about a
+    third of the system time of ``crossent score`` on a 10M-row Parquet file; jemalloc halves
+    it: benchmarks/bench_score.py measures both). A pyarrow built without jemalloc keeps its
+    default. The command sets it for its own process; the library leaves the choice to its caller.
+    """
+    if "ARROW_DEFAULT_MEMORY_POOL" in os.environ:
+        return
+    try:
+        import pyarrow
+
+        pyarrow.set_memory_pool(pyarrow.jemalloc_memory_pool())
+    except (ImportError, NotImplementedError):  # the reader says which extra installs pyarrow
+        pass
+
+
 def _labels(text: str, multilabel: bool):
     if not multilabel:
         return text
@@ -132,14 +151,14 @@ def _classes(text: Optional[str]):
 @contextlib.contextmanager
 def _progress(enabled: bool):
     """A Rich progress bar on standard error when it is a terminal (and not for --json)."""
-    if not (enabled and err_console.is_terminal):
+    if not (enabled and err_console().is_terminal):
         yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:,} rows"),
                TimeElapsedColumn())
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with Progress(*columns, console=err_console(), transient=True) as bar:
         def start(description, total):
             task = bar.add_task(description, total=total)
             return lambda n: bar.advance(task, n)
@@ -209,6 +228,7 @@ def score_cmd(
         if client is None:
             from ..evaluation import score_file
 
+            _arrow_memory_pool()
             with _progress(not as_json) as progress:
                 s = score_file(pred, label=labels, truth=truth, id=id, classes=names, weight=weight,
                                multilabel=multilabel, logits=logits, normalize=normalize, clip=clip,
@@ -235,10 +255,10 @@ def score_cmd(
         except (OSError, ValueError) as exc:
             raise CliError(f"--plot {plot}: cannot write the diagram ({exc})") from None
         if not as_json:
-            console.print(f"reliability diagram: {plot}", markup=False, soft_wrap=True)
+            console().print(f"reliability diagram: {plot}", markup=False, soft_wrap=True)
     note = None if as_json or multilabel else _infinite_note(pred.name, s)
     if note:
-        console.print(note, markup=False, soft_wrap=True)
+        console().print(note, markup=False, soft_wrap=True)
 
 
 def _print_scores(pred: Path, s, bins: int, clip) -> None:
@@ -252,14 +272,14 @@ def _print_scores(pred: Path, s, bins: int, clip) -> None:
     for text, attr in _METRICS:
         name = f"ECE ({bins} bins)" if attr == "ece" else text
         table.add_row(name, _fmt(getattr(s, attr)))
-    console.print(table)
+    console().print(table)
     per_class = Table(title="per class (rows whose true class it is)")
     per_class.add_column("class")
     per_class.add_column("rows", justify="right")
     per_class.add_column("cross-entropy (nats)", justify="right")
     for c, n, h in zip(s.classes, s.class_counts, s.class_cross_entropy):
         per_class.add_row(c, f"{int(n):,}", _fmt(float(h)))
-    console.print(per_class)
+    console().print(per_class)
 
 
 def _print_multilabel(pred: Path, s) -> None:
@@ -272,10 +292,10 @@ def _print_multilabel(pred: Path, s) -> None:
     for c, f, h in zip(s.classes, s.positives, s.class_cross_entropy):
         table.add_row(c, _fmt(float(f), 3), _fmt(float(h)))
     table.add_row("mean", "", _fmt(s.cross_entropy))
-    console.print(table)
+    console().print(table)
     if s.infinite_rows:
         rows = ", ".join(str(r) for r in s.first_infinite_rows)
-        console.print(f"{pred.name}: {s.infinite_rows} rows give a label probability 0 or 1 on "
+        console().print(f"{pred.name}: {s.infinite_rows} rows give a label probability 0 or 1 on "
                       f"the wrong side, so the cross-entropy is infinite (rows {rows}); --clip EPS "
                       "gives a finite number", markup=False, soft_wrap=True)
 
@@ -315,6 +335,7 @@ def compare_cmd(
         if client is None:
             from ..evaluation import compare_files
 
+            _arrow_memory_pool()
             with _progress(not as_json) as progress:
                 c = compare_files(preds, label=label, truth=truth, id=id, classes=_classes(classes),
                                   logits=logits, normalize=normalize, clip=clip, n_bins=bins,
@@ -352,7 +373,7 @@ def compare_cmd(
     for text, attr in _METRICS:
         table.add_row(f"ECE ({bins} bins)" if attr == "ece" else text,
                       *(_fmt(getattr(s, attr)) for s in c.scores))
-    console.print(table)
+    console().print(table)
     pct = f"{100 * confidence:g}%"
     units = "rows" if c.method == "examples" else f"{c.n_buckets:,} buckets of rows"
     diffs = Table(title=f"difference in cross-entropy (nats per row), paired bootstrap, "
@@ -367,6 +388,6 @@ def compare_cmd(
             diffs.add_row(pair, "-", "-")
         else:
             diffs.add_row(pair, f"{r.difference:+.4f}", f"[{r.low:+.4f}, {r.high:+.4f}]")
-    console.print(diffs)
+    console().print(diffs)
     for pc in c.pairs:
-        console.print(pc.verdict, markup=False, soft_wrap=True)
+        console().print(pc.verdict, markup=False, soft_wrap=True)

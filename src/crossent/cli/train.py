@@ -259,20 +259,20 @@ def train_cmd(
     for part, idx in (("train", train), ("held out", test)):
         ce, acc = _score(model, Z[idx], labels[idx])
         rows.append((part, idx.size, ce, acc))
-    console.print(f"{data}: {len(labels)} rows, {len(features)} features, {classes.size} classes; "
+    console().print(f"{data}: {len(labels)} rows, {len(features)} features, {classes.size} classes; "
                   f"softmax regression, loss {loss}, solver {solver}, {model.n_iter_} "
                   f"{'epochs' if solver == 'gd' else 'iterations'}.")
-    console.print(_metrics_table("Softmax regression", rows))
+    console().print(_metrics_table("Softmax regression", rows))
     if out is not None:
         ids = table.column(id_column).to_pylist() if id_column is not None else None
         _write_predictions(out, model.predict_proba(Z[test]), model.classes_, target, labels[test],
                            None if ids is None else [ids[i] for i in test], id_column)
-        console.print(f"predictions of the {test.size} held-out rows: {out} "
+        console().print(f"predictions of the {test.size} held-out rows: {out} "
                       f"(crossent score {out} --label {target}"
                       f"{'' if id_column is None else f' --id {id_column}'})")
     if save is not None:
         _save_model(save, model, features=features, mean=mean, std=std, target=target)
-        console.print(f"model: {save}")
+        console().print(f"model: {save}")
 
 
 def _predict_with_saved(data, model_path, target, out, id_column, save):
@@ -285,7 +285,7 @@ def _predict_with_saved(data, model_path, target, out, id_column, save):
         raise CliError(f"{data}: no id column {id_column!r} (columns: {', '.join(table.column_names)})")
     X = _standardize(_features(data, table, features), mean, std, data, features)
     labels = _labels(data, table, target) if target in table.column_names else None
-    console.print(f"{data}: {table.num_rows} rows, model {model_path} "
+    console().print(f"{data}: {table.num_rows} rows, model {model_path} "
                   f"({len(model.classes_)} classes, {len(features)} features).")
     if labels is not None:
         known = set(model.classes_.tolist())
@@ -294,9 +294,9 @@ def _predict_with_saved(data, model_path, target, out, id_column, save):
             raise CliError(f"{data}: row {unknown + 1}, column {target!r}: class {labels[unknown]!r} "
                            f"is not one the model knows ({', '.join(map(str, model.classes_.tolist()))})")
         ce, acc = _score(model, X, labels)
-        console.print(_metrics_table("Saved model", [("all", len(labels), ce, acc)]))
+        console().print(_metrics_table("Saved model", [("all", len(labels), ce, acc)]))
     if out is not None:
         ids = table.column(id_column).to_pylist() if id_column is not None else None
         _write_predictions(out, model.predict_proba(X), model.classes_, target if labels is not None
                            else None, labels, ids, id_column)
-        console.print(f"predictions of {table.num_rows} rows: {out}")
+        console().print(f"predictions of {table.num_rows} rows: {out}")

@@ -108,21 +108,25 @@ def expand_paths(path) -> list:
     return [text]
 
 
-def _pa():
-    """pyarrow, with pandas (when installed) imported first, from Python.
+def _pa(*, pandas: bool = False):
+    """pyarrow; with ``pandas=True``, pandas (when installed) imported first, from Python.
 
-    pyarrow's first conversion to NumPy (``to_numpy``) imports pandas from C++ and discards
-    any exception raised during that import: a Ctrl-C landing then was lost (``crossent
-    train`` went on training). Imported here, an interrupt propagates as from any import.
+    pyarrow's first conversion of a table to NumPy (``to_numpy``) imports pandas from C++ and
+    discards any exception raised during that import, Ctrl-C included. :func:`read_table`
+    (whose caller converts whole columns) imports it here, where an interrupt propagates as
+    from any import. The streaming reader never converts that way (Arrow buffers are viewed
+    with :func:`_view`), so it leaves pandas out: importing it costs more start-up time than
+    reading a million rows.
     """
     try:
         import pyarrow
     except ImportError:  # pragma: no cover - pyarrow is in the cli extra
         raise ImportError("reading prediction files needs pyarrow: pip install 'crossent[cli]'") from None
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
-        pass
+    if pandas:
+        try:
+            import pandas  # noqa: F401
+        except ImportError:
+            pass
     return pyarrow
 
 
@@ -169,16 +173,34 @@ class Batch:
     targets: Optional[tuple] = None
 
 
+class _NotALabel(Exception):
+    """A dictionary entry that is no label (raised inside :meth:`_Labels._map_all` only)."""
+
+
 class _Labels:
     """Maps a label column (names or indices) to class indices."""
 
     def __init__(self, classes: Sequence[str]):
         self.classes = list(classes)
+        self._dictionary = (None, None)  # the last dictionary mapped whole, and its class indices
         self.by_name = all(_INT_NAME.fullmatch(c) for c in self.classes)
         if self.by_name:  # integer names: label v is the class named v
             values = np.array([int(c) for c in self.classes], dtype=np.int64)
             self._order = np.argsort(values, kind="stable")
             self._sorted = values[self._order]
+
+    def _map_all(self, values) -> Optional[np.ndarray]:
+        """Class indices of every entry of a dictionary (remembered), or None if one is no label."""
+
+        def fail(message):
+            raise _NotALabel
+
+        try:
+            mapped = np.array([self._one(v, fail) for v in values], dtype=np.int64)
+        except _NotALabel:
+            return None
+        self._dictionary = (values, mapped)
+        return mapped
 
     def _from_ints(self, v: np.ndarray, fail) -> np.ndarray:
         n = len(self.classes)
@@ -216,21 +238,24 @@ class _Labels:
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
-        import pyarrow.compute as pc
-
         if column.null_count:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
         if pa.types.is_dictionary(column.type):
-            # Map the (few) distinct labels once, then look up each row's code.
+            # Map the (few) distinct labels once, then look up each row's code. The batches of
+            # a row group share one dictionary of class names, mapped whole once; a dictionary
+            # with an entry that is no label has only its entries in use mapped, the first
+            # row of a bad one named.
             codes = _view(column.indices)
-            used = np.zeros(len(column.dictionary), dtype=bool)
-            used[codes] = True
-            values = column.dictionary.to_pylist()
-            mapped = np.zeros(used.size, dtype=np.int64)
-            for j in np.flatnonzero(used):
-                mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
-            return mapped[codes]
+            values = tuple(column.dictionary.to_pylist())
+            mapped = self._dictionary[1] if self._dictionary[0] == values else self._map_all(values)
+            if mapped is None:
+                used = np.zeros(len(values), dtype=bool)
+                used[codes] = True
+                mapped = np.zeros(used.size, dtype=np.int64)
+                for j in np.flatnonzero(used):
+                    mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
+            return np.take(mapped, codes)
         t = column.type
         if pa.types.is_boolean(t):
             return _view(column.cast(pa.int8())).astype(np.int64)
@@ -244,6 +269,8 @@ class _Labels:
                 raise fail(i, f"label {float(v[i])!r} is not a class index")
             return self._from_ints(v.astype(np.int64), fail)
         if pa.types.is_string(t) or pa.types.is_large_string(t):
+            import pyarrow.compute as pc  # not for dictionary labels: its import costs start-up time
+
             idx = pc.index_in(column, value_set=pa.array(self.classes, type=t))
             if idx.null_count == 0:
                 return idx.to_numpy().astype(np.int64, copy=False)
@@ -896,7 +923,7 @@ def _id_values(column, fail) -> np.ndarray:
         i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
         raise fail(i, "missing id")
     if pa.types.is_integer(column.type):
-        return column.to_numpy().astype(np.int64, copy=False)
+        return _view(column).astype(np.int64, copy=False)
     values = column.to_numpy(zero_copy_only=False)
     if values.dtype.kind != "U":
         values = values.astype(str)
@@ -1008,7 +1035,7 @@ def read_table(path):
     >>> read_table(path).column_names
     ['x', 'y']
     """
-    pa = _pa()
+    pa = _pa(pandas=True)
     text = os.fspath(path)
     fmt = file_format(text)
     if not os.path.exists(text):
