@@ -95,8 +95,8 @@ struct Consts {
   T cd, ch;       // gradient coefficients of the divergence's r-part and of the hard term
 };
 
-// log m_c - the JSD's pieces from d = a_c - b_c (a = log p, b = log q), e = d + log beta -
-// log(1 - beta) and L = log(1 + e^-|e|):
+// The JSD's two log-ratios to the mixture m = beta p + (1-beta) q, from d = a_c - b_c
+// (a = log p, b = log q), e = d + log beta - log(1 - beta) and L = log(1 + e^-|e|):
 //   r = b - log m = -logaddexp(log beta + d, log(1-beta)) = -(max(e, 0) + log(1-beta) + L),
 //   s = a - log m = -logaddexp(log beta, log(1-beta) - d) = -(max(-e, 0) + log beta + L);
 // a masked student class (d = +inf) has s = -log beta, a masked teacher class r = -log(1-beta).
@@ -221,8 +221,7 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
     r_star = r_of(st.mx, static_cast<double>(y[top]));
     if (!std::isfinite(r_star)) r_star = 0.0;  // the teacher masks the student's top class
   }
-  const double w = kind == Divergence::kForwardKL ? 1.0
-                   : kind == Divergence::kReverseKL ? 1.0 : 1.0 - beta;
+  const double w = kind == Divergence::kJensenShannon ? 1.0 - beta : 1.0;
   // gradient coefficients: (1 - h) w / T * scale for the divergence, h * scale for the hard term
   const double cd = (1.0 - h) * w * inv_t * grad_scale, ch = h * grad_scale;
   Consts<T> k;
