@@ -2,6 +2,7 @@
 
     python benchmarks/bench_distill.py            # the SPEC 7 shape
     python benchmarks/bench_distill.py --quick    # small shapes, a few seconds
+    python benchmarks/bench_distill.py --breakdown  # where the time goes, chunk by chunk
 
 float32, forward + backward, N=2048 rows, D=1024 for both models, V=32768, the generalised
 JSD with beta = 0.5 at T = 1: ``crossent.torch.linear_distillation_loss`` against
@@ -10,6 +11,11 @@ JSD with beta = 0.5 at T = 1: ``crossent.torch.linear_distillation_loss`` agains
   mixture formula in torch operations, differentiated by autograd), and
 * the four matrix products alone on preallocated buffers (``h_s @ W_s.T``, ``h_t @ W_t.T``,
   ``G @ W_s``, ``G.T @ h_s``): the floor the fused loss is measured against (target: 1.2x).
+
+``--breakdown`` times the parts of the fused loss's chunk loop one by one (the two logits
+products of a chunk, the divergence kernel, the two gradient products) against the four
+full-size products, in process CPU time (robust to other load on the machine) and wall time,
+and the kernel per element against the softmax cross-entropy kernel's on the same chunk.
 
 Time: the contenders run in this process on the same tensors, interleaved, best of
 ``--repeat``. Peak memory: each contender runs once more alone in a fresh subprocess (Linux):
@@ -87,6 +93,79 @@ class FourMatmuls:
 CONTENDERS = {"crossent": run_crossent, "naive": run_naive}
 
 
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def breakdown(shape):
+    """Per-part (CPU s, wall s) of the fused loop at the default chunk size, and of the four
+    full-size products; the divergence kernel per element against softmax CE's."""
+    from crossent import _dispatch
+
+    n, d, v = shape
+    hs, ws, ht, wt = (t.detach() for t in problem(*shape))
+    rows = max(math.ceil(n / 24), (2 << 20) // (v * 4))  # linear_distillation_loss's default
+    parts = {}
+
+    def timed(name, fn):
+        w0, c0 = _clock()
+        fn()
+        w1, c1 = _clock()
+        cpu, wall = parts.get(name, (0.0, 0.0))
+        parts[name] = (cpu + c1 - c0, wall + w1 - w0)
+
+    s_buf, t_buf = torch.empty(rows, v), torch.empty(rows, v)
+    grad_h, grad_w = torch.empty(n, d), torch.zeros(v, d)
+    labels = torch.zeros(rows, dtype=torch.int64).numpy()
+    ce_out = torch.empty(rows, v).numpy()
+    where = torch.ones(rows, dtype=torch.bool).numpy()
+
+    def loop():
+        for start in range(0, n, rows):
+            sl = slice(start, min(start + rows, n))
+            s, t = s_buf[: sl.stop - sl.start], t_buf[: sl.stop - sl.start]
+            timed("chunk: student logits", lambda: torch.mm(hs[sl], ws.T, out=s))
+            timed("chunk: teacher logits", lambda: torch.mm(ht[sl], wt.T, out=t))
+            # the softmax cross-entropy kernel on the same chunk, for comparison (not part of the loop)
+            timed("softmax CE kernel", lambda: _dispatch.softmax_ce_index(
+                s.numpy(), labels[: len(s)], None, -100, 0.0, 0.0, None, 1.0, True,
+                out=ce_out[: len(s)]))
+            timed("chunk: divergence kernel", lambda: _dispatch.softmax_divergence(
+                s.numpy(), t.numpy(), "jsd", BETA, 1.0, 0.0, where[: len(s)], None, 1.0 / n, True,
+                out=s.numpy()))
+            timed("chunk: grad_h (G W_s)", lambda: torch.mm(s, ws, out=grad_h[sl]))
+            timed("chunk: grad_W (+= G^T h)", lambda: grad_w.addmm_(s.T, hs[sl]))
+
+    loop()  # a first pass pays the buffers' first touch; the second is timed
+    parts.clear()
+    loop()
+    floor = FourMatmuls(hs, ws, ht, wt)
+    floor()
+    full = {
+        "full: student logits": lambda: torch.mm(floor.hs, floor.ws.T, out=floor.s),
+        "full: teacher logits": lambda: torch.mm(floor.ht, floor.wt.T, out=floor.t),
+        "full: grad_h": lambda: torch.mm(floor.s, floor.ws, out=floor.grad_h),
+        "full: grad_W": lambda: torch.mm(floor.s.T, floor.hs, out=floor.grad_w),
+    }
+    for name, fn in full.items():
+        timed(name, fn)
+    print(f"\nbreakdown, N={n} D={d} V={v}, {rows} rows per chunk, "
+          f"{torch.get_num_threads()} threads (CPU s = process CPU time)")
+    for name, (cpu, wall) in parts.items():
+        print(f"  {name:28s} CPU {cpu:8.3f}  wall {wall:8.3f}")
+    loop = [k for k in parts if k.startswith("chunk")]
+    fulls = [k for k in parts if k.startswith("full")]
+    for i in (0, 1):
+        what = ("CPU", "wall")[i]
+        a, b = sum(parts[k][i] for k in loop), sum(parts[k][i] for k in fulls)
+        print(f"  {what}: fused loop / four full products = {a / b:.3f}; kernel share of the "
+              f"products = {parts['chunk: divergence kernel'][i] / b:.3f}")
+    per = n * v
+    kern, ce = parts["chunk: divergence kernel"][0], parts["softmax CE kernel"][0]
+    print(f"  divergence kernel {kern / per * 1e9:.2f} CPU-ns per element, softmax CE "
+          f"{ce / per * 1e9:.2f} ({kern / ce:.1f}x)")
+
+
 def worker(name, shape):
     """Run one contender once in this fresh process; print its extra peak memory as JSON."""
     fn = CONTENDERS[name]
@@ -107,6 +186,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, a few seconds")
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per contender")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time the parts of the chunk loop against the full-size products")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -115,6 +196,9 @@ def main(argv=None):
         return
     shape = (512, 256, 8192) if args.quick else (2048, 1024, 32768)
     repeat = args.repeat or 3
+    if args.breakdown:
+        breakdown(shape)
+        return
     n, d, v = shape
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crossent kernels: "
           f"{crossent.kernel_backend()}; float32, forward + backward; best of {repeat}")

@@ -1,235 +1,288 @@
+// The divergence rows of distill.hpp, compiled once per SIMD level (level.hpp). Computed in
+// the inputs' type T (float32 rows in float32 vectors), every sum over a chunk of kChunk
+// elements in T and the chunk sums in float64; the row's scalars (log-sums, r*, the label's
+// entry) in float64.
 #include "distill.hpp"
 
 #include <cmath>
 #include <limits>
-#include <vector>
 
+#include "level.hpp"
 #include "parallel.hpp"
 #include "simd_math.hpp"
+#include "softmax_rows.hpp"
 
-// The row function is compiled for AVX-512, AVX2 and the baseline, chosen at load time (as the
-// softmax cross-entropy rows are).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CROSSENT_NO_CLONES)
-#define CROSSENT_DISTILL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CROSSENT_DISTILL_CLONES
-#endif
-
-namespace crossent {
+CROSSENT_LEVEL_BEGIN
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// log(x) for x in [1, 2] (all this file needs), branch-free so that it vectorises:
-// x = 2^k m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(z) = 2 sum_n z^(2n+1) / (2n+1),
-// z = (m - 1) / (m + 1), |z| <= 0.1716: terms to n = 11 leave |z|^24 / 25 < 1e-19.
-CROSSENT_INLINE double log_1_2(double x) {
-  const uint64_t u = double_to_bits(x);
-  // the biased exponent as a double, by the magic-number trick (no int64 -> double instruction)
-  const double biased = bits_to_double(0x4330000000000000ULL | (u >> 52)) - 0x1p52;
-  double m = bits_to_double((u & 0x000fffffffffffffULL) | 0x3ff0000000000000ULL);  // [1, 2)
-  const bool big = m > 1.4142135623730951;
-  m = big ? m * 0.5 : m;
-  const double k = biased - 1023.0 + (big ? 1.0 : 0.0);
-  const double z = (m - 1.0) / (m + 1.0), z2 = z * z;
-  double p = 1.0 / 23.0;
-  p = p * z2 + 1.0 / 21.0;
-  p = p * z2 + 1.0 / 19.0;
-  p = p * z2 + 1.0 / 17.0;
-  p = p * z2 + 1.0 / 15.0;
-  p = p * z2 + 1.0 / 13.0;
-  p = p * z2 + 1.0 / 11.0;
-  p = p * z2 + 1.0 / 9.0;
-  p = p * z2 + 1.0 / 7.0;
-  p = p * z2 + 1.0 / 5.0;
-  p = p * z2 + 1.0 / 3.0;
-  p = p * z2 + 1.0;
-  constexpr double kLn2Hi = 6.93147180369123816490e-01;  // 32 significant bits: k ln2_hi exact
-  constexpr double kLn2Lo = 1.90821492927058770002e-10;
-  return k * kLn2Hi + (2.0 * z * p + k * kLn2Lo);
+// The row's statistics from pass 1.
+struct Stats {
+  double mx, my;  // maxima of the student's logits x and the teacher's y
+  double ls, lt;  // log sum_c exp((x_c - mx) / T), log sum_c exp((y_c - my) / T)
+  double lx;      // log sum_c exp(x_c - mx) (the hard term's, at T != 1)
+};
+
+// Pass 1, one sweep: the two (three with `raw`) online log-sum-exps (Milakov & Gimelshein
+// 2018). Per chunk of kChunk elements (in L1) the chunk maxima, then each running sum is
+// rescaled when its maximum grows, s <- s exp((m_old - m_new) / T), and the chunk's exps
+// exp((x_c - m) / T) <= 1 added. Differences are taken before the scaling by 1/T, so large
+// logits lose no digits. Returns false for a row holding NaN or +inf, or all -inf on a side.
+template <bool Raw, typename T>
+bool row_stats(const T* __restrict x, const T* __restrict y, int64_t C, double inv_t,
+               Stats* out) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  const T it = static_cast<T>(inv_t);
+  T mx = -inf, my = -inf;
+  double ss = 0.0, st = 0.0, sx = 0.0;
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T cx = -inf, cy = -inf;
+#pragma omp simd reduction(max : cx, cy)
+    for (int64_t c = c0; c < c1; ++c) {
+      cx = x[c] > cx ? x[c] : cx;
+      cy = y[c] > cy ? y[c] : cy;
+    }
+    if (cx == inf || cy == inf) return false;
+    if (cx > mx) {  // 0 while the maximum was -inf
+      const double d = static_cast<double>(mx) - static_cast<double>(cx);
+      ss *= std::exp(d * inv_t);
+      if (Raw) sx *= std::exp(d);
+      mx = cx;
+    }
+    if (cy > my) {
+      st *= std::exp((static_cast<double>(my) - static_cast<double>(cy)) * inv_t);
+      my = cy;
+    }
+    const T hx = mx == -inf ? T(0) : mx, hy = my == -inf ? T(0) : my;
+    T ps = 0, pt = 0, px = 0;
+    if (Raw) {
+#pragma omp simd reduction(+ : ps, pt, px)
+      for (int64_t c = c0; c < c1; ++c) {
+        ps += exp_nonpos(static_cast<T>((x[c] - hx) * it));
+        pt += exp_nonpos(static_cast<T>((y[c] - hy) * it));
+        px += exp_nonpos(static_cast<T>(x[c] - hx));
+      }
+    } else {
+#pragma omp simd reduction(+ : ps, pt)
+      for (int64_t c = c0; c < c1; ++c) {
+        ps += exp_nonpos(static_cast<T>((x[c] - hx) * it));
+        pt += exp_nonpos(static_cast<T>((y[c] - hy) * it));
+      }
+    }
+    ss += static_cast<double>(ps);
+    st += static_cast<double>(pt);
+    sx += static_cast<double>(px);
+  }
+  // NaN reaches the sums; an all -inf side leaves its maximum at -inf
+  if (mx == -inf || my == -inf || !std::isfinite(ss) || !std::isfinite(st) || !std::isfinite(sx))
+    return false;
+  out->mx = static_cast<double>(mx);
+  out->my = static_cast<double>(my);
+  out->ls = std::log(ss);
+  out->lt = std::log(st);
+  out->lx = Raw ? std::log(sx) : out->ls;  // at T = 1 the hard term's lse is the student's
+  return true;
 }
 
-// log(e^u + e^v) = hi + log(1 + e^(lo - hi)), hi = max(u, v); both -inf gives -inf.
-CROSSENT_INLINE double log_add_exp(double u, double v) {
-  const double hi = u > v ? u : v;
-  const double lo = u > v ? v : u;
-  const double l = hi + log_1_2(1.0 + exp_d(hi == -kInf ? -kInf : lo - hi));
-  return hi == -kInf ? -kInf : l;
-}
-
-// One row. Passes over the (cache-resident) row pair:
-//  1. the maxima of the logits x and the target logits y (and NaN / +inf detection);
-//  2. the two log-sum-exps of x/T and y/T, shifted by the maxima (and of x, for the hard
-//     cross-entropy at T != 1);
-//  3. the value, from a_c = log p_c and b_c = log q_c (each formed against its own shift so
-//     that large logits lose no digits); the forward KL's gradient in the same pass;
-//  4. for the reverse KL and the JSD, whose gradient needs the row's value: the gradient,
-//     from r_c kept in `scratch` by pass 3.
+// The per-row constants of pass 2, in T.
 template <typename T>
-CROSSENT_DISTILL_CLONES void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
+struct Consts {
+  T mx, my, it, ls, lt, lx;
+  T lb, l1b, cb;  // log beta, log(1 - beta), log beta - log(1 - beta)
+  T rc;           // r*, the centre of r (below)
+  T cd, ch;       // gradient coefficients of the divergence's r-part and of the hard term
+};
+
+// The JSD's two log-ratios to the mixture m = beta p + (1-beta) q, from d = a_c - b_c
+// (a = log p, b = log q), e = d + log beta - log(1 - beta) and L = log(1 + e^-|e|):
+//   r = b - log m = -logaddexp(log beta + d, log(1-beta)) = -(max(e, 0) + log(1-beta) + L),
+//   s = a - log m = -logaddexp(log beta, log(1-beta) - d) = -(max(-e, 0) + log beta + L);
+// a masked student class (d = +inf) has s = -log beta, a masked teacher class r = -log(1-beta).
+template <typename T>
+CROSSENT_INLINE void jsd_parts(T d, T lb, T l1b, T cb, T* r, T* s) {
+  const T e = d + cb;
+  const T L = vlog1p_unit(exp_nonpos(-(e < T(0) ? -e : e)));
+  *r = -((e > T(0) ? e : T(0)) + l1b + L);
+  *s = -((e < T(0) ? -e : T(0)) + lb + L);
+}
+
+// Pass 2, one sweep: the value's sums, and with Grad the gradient in one more cheap sweep.
+// a_c = log p_c = (y_c - my)/T - lt, b_c = log q_c = (x_c - mx)/T - ls.
+//  forward KL: KL(p || q) = sum_c p_c (a_c - b_c); d/dx_j = (q_j - p_j) / T, written at once.
+//  reverse KL: KL(q || p) = sum_c q_c r_c, r = b - a; d/dx_j = q_j (r_j - KL) / T.
+//  JSD: beta sum_c p_c s_c + (1-beta) sum_c q_c r_c (jsd_parts); d JSD / d q_c = (1-beta) r_c
+//    (the mixture's own terms sum to 0), so through the softmax d/dx_j = (1-beta) q_j (r_j -
+//    KL(q || m)) / T.
+// The last two need the row's K = sum_c q_c r_c: this sweep writes g_j = cd q_j (r_j - r*) +
+// ch qx_j and q_j into `sq`, the next g_j -= cd K' q_j. r is centred on r*, its value at the
+// student's top class (sum_c q_c = 1): K' = sum_c q_c (r_c - r*) is small where q is near one
+// class, so nothing large cancels. A class the teacher masks costs nothing in KL(p || q); one
+// only the student masks costs inf (p_c > 0 even where it underflows); the other way round in
+// KL(q || p); the JSD's mixture keeps every term finite.
+template <int Kind, bool Grad, bool Raw, typename T>
+void value_sweep(const T* x, const T* y, T* g, T* __restrict sq, int64_t C, const Consts<T>& k,
+                 double* sum_p, double* sum_q) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  double vp = 0.0, vq = 0.0;
+  for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
+    const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
+    T pp = 0, pq = 0;
+#pragma omp simd reduction(+ : pp, pq)
+    for (int64_t c = c0; c < c1; ++c) {
+      const T xc = x[c], yc = y[c];  // read before g (which may be x) is written
+      const T b = (xc - k.mx) * k.it - k.ls;
+      const T a = (yc - k.my) * k.it - k.lt;
+      const T q = exp_nonpos(b);
+      const bool xm = xc == -inf, ym = yc == -inf;
+      T gd;  // the divergence's part of the gradient, before cd
+      if (Kind == 0) {
+        const T p = exp_nonpos(a);
+        pp += ym ? T(0) : (xm ? inf : p * (a - b));
+        gd = q - p;
+      } else if (Kind == 1) {
+        const T r = (b - a) - k.rc;
+        const T t = q * r;
+        pq += xm ? T(0) : (ym ? inf : t);
+        gd = xm ? T(0) : t;
+      } else {
+        const T p = exp_nonpos(a);
+        T r, s;
+        jsd_parts(a - b, k.lb, k.l1b, k.cb, &r, &s);
+        const T t = q * (r - k.rc);
+        pp += ym ? T(0) : p * s;
+        pq += xm ? T(0) : t;
+        gd = xm ? T(0) : t;
+      }
+      if (Grad) {
+        // ch = 0 without a hard term; at T = 1 its softmax of the raw logits is q itself
+        const T qx = Raw ? exp_nonpos(static_cast<T>((xc - k.mx) - k.lx)) : q;
+        g[c] = (k.cd == T(0) ? T(0) : k.cd * gd) + k.ch * qx;  // h = 1: D (maybe inf) weighs 0
+        if (Kind != 0) sq[c] = q;
+      }
+    }
+    vp += static_cast<double>(pp);
+    vq += static_cast<double>(pq);
+  }
+  *sum_p = vp;
+  *sum_q = vq;
+}
+
+// g_j -= f q_j: the reverse KL's and the JSD's -cd K' q_j.
+template <typename T>
+void subtract_scaled(T* __restrict g, const T* __restrict sq, int64_t C, T f) {
+#pragma omp simd
+  for (int64_t c = 0; c < C; ++c) g[c] -= f * sq[c];
+}
+
+template <int Kind, bool Raw, typename T>
+void sweep(bool grad, const T* x, const T* y, T* g, T* sq, int64_t C, const Consts<T>& k,
+           double* sum_p, double* sum_q) {
+  if (grad)
+    value_sweep<Kind, true, Raw>(x, y, g, sq, C, k, sum_p, sum_q);
+  else
+    value_sweep<Kind, false, Raw>(x, y, g, sq, C, k, sum_p, sum_q);
+}
+
+template <typename T>
+void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
                     const DivergenceOptions& opt, double* loss, T* g, double grad_scale,
-                    double* scratch) {
+                    T* sq) {
   const double inv_t = 1.0 / opt.temperature;
   const double h = opt.hard_weight;
   const bool hard = h > 0.0;
-  double mx = -kInf, my = -kInf;
-  int nan_seen = 0;
-#pragma omp simd reduction(max : mx, my) reduction(| : nan_seen)
-  for (int64_t c = 0; c < C; ++c) {
-    const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
-    mx = xc > mx ? xc : mx;
-    my = yc > my ? yc : my;
-    nan_seen |= (xc != xc) | (yc != yc);
-  }
-  // max(x_c / T) = max(x_c) / T: scaling by 1/T > 0 and rounding are monotone
-  const double ms = mx * inv_t, mt = my * inv_t;
-  if (nan_seen || !std::isfinite(ms) || !std::isfinite(mt)) {
+  const bool raw = hard && opt.temperature != 1.0;  // the hard term's own lse of the raw logits
+  Stats st;
+  if (!(raw ? row_stats<true>(x, y, C, inv_t, &st) : row_stats<false>(x, y, C, inv_t, &st))) {
     *loss = std::nan("");
     if (g)
-      for (int64_t c = 0; c < C; ++c) g[c] = static_cast<T>(std::nan(""));
+      for (int64_t c = 0; c < C; ++c) g[c] = std::numeric_limits<T>::quiet_NaN();
     return;
   }
-  const bool own_ce_lse = hard && opt.temperature != 1.0;
-  double ss = 0.0, st = 0.0, sx = 0.0;
-#pragma omp simd reduction(+ : ss, st)
-  for (int64_t c = 0; c < C; ++c) {
-    ss += fast_exp(static_cast<double>(x[c]) * inv_t - ms);
-    st += fast_exp(static_cast<double>(y[c]) * inv_t - mt);
-  }
-  if (own_ce_lse) {
-#pragma omp simd reduction(+ : sx)
-    for (int64_t c = 0; c < C; ++c) sx += fast_exp(static_cast<double>(x[c]) - mx);
-  }
-  const double ls = std::log(ss), lt = std::log(st);
-  const double lx = own_ce_lse ? std::log(sx) : ls;  // at T = 1 the hard term's lse is the student's
-  // hard cross-entropy of the raw logits: lse(x) - x_y = log s_x + (max x - x_y)
-  // the label's logits, read before the gradient (which may alias x) is written
-  const double x_label = hard ? static_cast<double>(x[label]) : 0.0;
-  const double y_label = hard ? static_cast<double>(y[label]) : 0.0;
-  const double ce = hard ? lx + (mx - x_label) : 0.0;
-
   const Divergence kind = opt.kind;
-  const double beta = opt.beta, log_beta = std::log(beta), log_1mbeta = std::log1p(-beta);
-  // log m_c = log(beta p_c + (1-beta) q_c) = logaddexp(log beta + a_c, log(1-beta) + b_c)
-  // The reverse KL and KL(q || m) are sum_c q_c r_c; their gradients need r_j - sum_c q_c r_c,
-  // which cancels when r is large where q is near 1. So r is centred on r* = r at the
-  // student's top class (sum_c q_c = 1): kq = sum_c q_c (r_c - r*), r_j - K = (r_j - r*) - kq.
+  const double beta = opt.beta, lb = std::log(beta), l1b = std::log1p(-beta);
+  // the label's logits, read before the gradient (which may alias x) is written
+  const double xl = hard ? static_cast<double>(x[label]) : 0.0;
+  const double yl = hard ? static_cast<double>(y[label]) : 0.0;
+  // hard cross-entropy of the raw logits: lse(x) - x_y = log s_x + (max x - x_y)
+  const double ce = hard ? st.lx + (st.mx - xl) : 0.0;
+  // r* (reverse KL, JSD): r at the student's top class k, where x_k = mx so b_k = -ls
+  auto r_of = [&](double xc, double yc) {
+    const double b = (xc - st.mx) * inv_t - st.ls, a = (yc - st.my) * inv_t - st.lt;
+    if (kind == Divergence::kReverseKL) return b - a;
+    const double e = (a - b) + (lb - l1b);
+    return -((e > 0.0 ? e : 0.0) + l1b + std::log1p(std::exp(-std::fabs(e))));
+  };
   double r_star = 0.0;
   if (kind != Divergence::kForwardKL) {
-    int64_t k = 0;
-    while (static_cast<double>(x[k]) != mx) ++k;
-    const double b = (mx * inv_t - ms) - ls;
-    const double a = (static_cast<double>(y[k]) * inv_t - mt) - lt;
-    r_star = kind == Divergence::kReverseKL ? b - a : b - log_add_exp(log_beta + a, log_1mbeta + b);
-    if (!std::isfinite(r_star)) r_star = 0.0;
+    int64_t top = 0;
+    while (static_cast<double>(x[top]) != st.mx) ++top;
+    r_star = r_of(st.mx, static_cast<double>(y[top]));
+    if (!std::isfinite(r_star)) r_star = 0.0;  // the teacher masks the student's top class
   }
-  double value = 0.0, kq = 0.0;
-  // gradient coefficients: (1 - h) / T * scale for the divergence, h * scale for the hard term
-  const double cd = (1.0 - h) * inv_t * grad_scale, ch = h * grad_scale;
-  const bool grad_now = g && kind == Divergence::kForwardKL;
-  if (kind == Divergence::kForwardKL) {
-    // KL(p || q) = sum_c p_c (a_c - b_c);  d/dx_j = (q_j - p_j) / T. A class the teacher
-    // masks costs nothing; one only the student masks costs inf (p_c > 0 even where it
-    // underflows).
-    if (!grad_now) {
-#pragma omp simd reduction(+ : value)
-      for (int64_t c = 0; c < C; ++c) {
-        const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
-        const double b = (xc * inv_t - ms) - ls;
-        const double a = (yc * inv_t - mt) - lt;
-        const double term = fast_exp(a) * (a - b);
-        value += yc == -kInf ? 0.0 : (xc == -kInf ? kInf : term);
-      }
-    } else {
-#pragma omp simd reduction(+ : value)
-      for (int64_t c = 0; c < C; ++c) {
-        const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
-        const double b = (xc * inv_t - ms) - ls;
-        const double a = (yc * inv_t - mt) - lt;
-        const double p = fast_exp(a), q = fast_exp(b);
-        const double term = p * (a - b);
-        value += yc == -kInf ? 0.0 : (xc == -kInf ? kInf : term);
-        // q - p is finite, so a zero cd gives 0; the hard term's softmax of the raw logits is
-        // q itself at T = 1 ((x - max x) - log s = b there), and ch = 0 without a hard term
-        g[c] = static_cast<T>(cd * (q - p) + ch * fast_exp((xc - mx) - lx));
-      }
-      if (hard) {  // the label's own entry: d + h (q_y - 1), formed again with the -1
-        const double xc = x_label, yc = y_label;
-        const double b = (xc * inv_t - ms) - ls, a = (yc * inv_t - mt) - lt;
-        const double q = fast_exp(b);
-        const double d = cd == 0.0 ? 0.0 : cd * (q - fast_exp(a));
-        const double qx = own_ce_lse ? fast_exp((xc - mx) - lx) : q;
-        g[label] = static_cast<T>(d + ch * (qx - 1.0));
-      }
-    }
-  } else if (kind == Divergence::kReverseKL) {
-    // KL(q || p) = sum_c q_c r_c with r_c = b_c - a_c
-#pragma omp simd reduction(+ : kq)
-    for (int64_t c = 0; c < C; ++c) {
-      const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
-      const double b = (xc * inv_t - ms) - ls;
-      const double a = (yc * inv_t - mt) - lt;
-      const double q = fast_exp(b);
-      const double r = (b - a) - r_star;
-      const double tq = q * r;
-      kq += xc == -kInf ? 0.0 : (yc == -kInf ? kInf : tq);
-      scratch[c] = r;
-    }
-    value = r_star + kq;
-  } else {
-    // m = beta p + (1-beta) q; JSD = beta sum_c p_c (a_c - log m_c) + (1-beta) sum_c q_c r_c,
-    // r_c = b_c - log m_c
-    double vp = 0.0;
-#pragma omp simd reduction(+ : vp, kq)
-    for (int64_t c = 0; c < C; ++c) {
-      const double xc = static_cast<double>(x[c]), yc = static_cast<double>(y[c]);
-      const double b = (xc * inv_t - ms) - ls;
-      const double a = (yc * inv_t - mt) - lt;
-      const double p = fast_exp(a), q = fast_exp(b);
-      const double lm = log_add_exp(log_beta + a, log_1mbeta + b);
-      const double r = (b - lm) - r_star;
-      const double tp = p * (a - lm), tq = q * r;
-      vp += yc == -kInf ? 0.0 : tp;  // a masked side has no mass: its term is 0
-      kq += xc == -kInf ? 0.0 : tq;
-      scratch[c] = r;
-    }
-    value = beta * vp + (1.0 - beta) * (r_star + kq);
+  const double w = kind == Divergence::kJensenShannon ? 1.0 - beta : 1.0;
+  // gradient coefficients: (1 - h) w / T * scale for the divergence, h * scale for the hard term
+  const double cd = (1.0 - h) * w * inv_t * grad_scale, ch = h * grad_scale;
+  Consts<T> k;
+  k.mx = static_cast<T>(st.mx);
+  k.my = static_cast<T>(st.my);
+  k.it = static_cast<T>(inv_t);
+  k.ls = static_cast<T>(st.ls);
+  k.lt = static_cast<T>(st.lt);
+  k.lx = static_cast<T>(st.lx);
+  k.lb = static_cast<T>(lb);
+  k.l1b = static_cast<T>(l1b);
+  k.cb = static_cast<T>(lb - l1b);
+  k.rc = static_cast<T>(r_star);
+  k.cd = static_cast<T>(cd);
+  k.ch = static_cast<T>(ch);
+  const double rc = static_cast<double>(k.rc);  // the centre as the sweep used it
+  double sum_p = 0.0, sum_q = 0.0;
+  const bool grad = g != nullptr;
+  switch (kind) {
+    case Divergence::kForwardKL:
+      raw ? sweep<0, true>(grad, x, y, g, sq, C, k, &sum_p, &sum_q)
+          : sweep<0, false>(grad, x, y, g, sq, C, k, &sum_p, &sum_q);
+      break;
+    case Divergence::kReverseKL:
+      raw ? sweep<1, true>(grad, x, y, g, sq, C, k, &sum_p, &sum_q)
+          : sweep<1, false>(grad, x, y, g, sq, C, k, &sum_p, &sum_q);
+      break;
+    default:
+      raw ? sweep<2, true>(grad, x, y, g, sq, C, k, &sum_p, &sum_q)
+          : sweep<2, false>(grad, x, y, g, sq, C, k, &sum_p, &sum_q);
   }
+  // K' = sum_c q_c (r_c - r*); the divergence of q from the centre is r* + K'
+  const double kq = sum_q;
+  const double value = kind == Divergence::kForwardKL ? sum_p
+                       : kind == Divergence::kReverseKL ? rc + kq
+                                                        : beta * sum_p + (1.0 - beta) * (rc + kq);
   // loss = (1 - h) D + h CE, a zero weight times an infinite part being 0
   *loss = (h == 1.0 ? 0.0 : (1.0 - h) * value) + (hard ? h * ce : 0.0);
-  if (!g || grad_now) return;
-  // reverse KL: d/dx_j = q_j (r_j - KL) / T.  JSD: d JSD / d q_c = (1-beta) r_c (the mixture's
-  // own terms sum to 0), so through the softmax d/dx_j = (1-beta) q_j (r_j - KL(q || m)) / T.
-  const double w = kind == Divergence::kReverseKL ? 1.0 : 1.0 - beta;
-#pragma omp simd
-  for (int64_t c = 0; c < C; ++c) {
-    const double xc = static_cast<double>(x[c]);
-    const double q = fast_exp((xc * inv_t - ms) - ls);
-    const double wq = w * q * (scratch[c] - kq);
-    const double dq = xc == -kInf ? 0.0 : wq;  // a masked logit is constant
-    const double d = cd == 0.0 ? 0.0 : cd * dq;  // h = 1: the divergence (maybe inf) weighs 0
-    g[c] = static_cast<T>(d + ch * fast_exp((xc - mx) - lx));
-  }
-  if (hard) {  // the label's own entry, formed again with the -1 of the one-hot target
-    const double xc = x_label;
-    const double q = fast_exp((xc * inv_t - ms) - ls);
-    const double wq = w * q * (scratch[label] - kq);
-    const double d = cd == 0.0 || xc == -kInf ? 0.0 : cd * wq;
-    const double qx = own_ce_lse ? fast_exp((xc - mx) - lx) : q;
-    g[label] = static_cast<T>(d + ch * (qx - 1.0));
+  if (!grad) return;
+  if (kind != Divergence::kForwardKL && cd != 0.0)
+    subtract_scaled(g, sq, C, static_cast<T>(cd * kq));
+  if (hard) {  // the label's own entry in float64, formed again with the -1 of the one-hot target
+    const double b = (xl - st.mx) * inv_t - st.ls, a = (yl - st.my) * inv_t - st.lt;
+    const double q = std::exp(b);
+    double d;
+    if (kind == Divergence::kForwardKL)
+      d = q - std::exp(a);
+    else
+      d = xl == -kInf ? 0.0 : q * ((r_of(xl, yl) - rc) - kq);
+    const double qx = raw ? std::exp((xl - st.mx) - st.lx) : q;
+    g[label] = static_cast<T>((cd == 0.0 ? 0.0 : cd * d) + ch * (qx - 1.0));
   }
 }
 
-}  // namespace
-
 template <typename T>
-void softmax_divergence(const T* logits, const T* target_logits, int64_t n_rows, int64_t C,
-                        const DivergenceOptions& opt, double* loss_out, T* grad,
-                        double grad_scale) {
-  const bool need_scratch = opt.kind != Divergence::kForwardKL;  // r_c, kept by pass 3
+void divergence_rows(const T* logits, const T* target_logits, int64_t n_rows, int64_t C,
+                     const DivergenceOptions& opt, double* loss_out, T* grad, double grad_scale) {
+  const bool need_sq = grad && opt.kind != Divergence::kForwardKL;  // q, kept by pass 2
 #pragma omp parallel if (n_rows * C >= kParallelMinElements)
   {
-    std::vector<double> scratch(need_scratch ? static_cast<size_t>(C) : 0);
+    Buffer<T> sq(need_sq ? C : 0);
 #pragma omp for schedule(static)
     for (int64_t n = 0; n < n_rows; ++n) {
       T* g = grad ? grad + n * C : nullptr;
@@ -241,14 +294,19 @@ void softmax_divergence(const T* logits, const T* target_logits, int64_t n_rows,
       }
       const int64_t label = opt.labels ? opt.labels[n] : -1;
       divergence_row<T>(logits + n * C, target_logits + n * C, C, label, opt, loss_out + n, g,
-                        grad_scale, scratch.data());
+                        grad_scale, sq.data());
     }
   }
 }
 
-template void softmax_divergence<float>(const float*, const float*, int64_t, int64_t,
-                                        const DivergenceOptions&, double*, float*, double);
-template void softmax_divergence<double>(const double*, const double*, int64_t, int64_t,
-                                         const DivergenceOptions&, double*, double*, double);
+}  // namespace
+CROSSENT_LEVEL_END
 
+namespace crossent {
+namespace CROSSENT_LEVEL {
+const DivergenceKernels& divergence_kernels() {
+  static const DivergenceKernels k{&divergence_rows<float>, &divergence_rows<double>};
+  return k;
+}
+}  // namespace CROSSENT_LEVEL
 }  // namespace crossent

@@ -1,7 +1,13 @@
 // Divergences between two models' softmax distributions, row by row (distillation).
-// Specification: crossent/_reference.py (softmax_divergence).
+// Specification: crossent/_reference.py (softmax_divergence). Compiled once per SIMD level
+// (csrc/distill.cpp, like the kernels of kernel_table.hpp); softmax_divergence runs the copy of
+// the level in use.
 #pragma once
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernel_table.hpp"
 
 namespace crossent {
 
@@ -22,8 +28,36 @@ struct DivergenceOptions {
 // grad_scale * d loss_out[n] / d logits[n]. A row holding NaN or +inf, or with every logit
 // -inf on either side, gives NaN (value and gradient).
 template <typename T>
+using DivergenceRows = void (*)(const T* logits, const T* target_logits, int64_t n_rows,
+                                int64_t n_classes, const DivergenceOptions& opt, double* loss_out,
+                                T* grad, double grad_scale);
+
+struct DivergenceKernels {
+  DivergenceRows<float> f32;
+  DivergenceRows<double> f64;
+};
+
+namespace baseline { const DivergenceKernels& divergence_kernels(); }
+namespace avx2 { const DivergenceKernels& divergence_kernels(); }
+namespace avx512 { const DivergenceKernels& divergence_kernels(); }
+
+// The copy of the SIMD level in use (kernel_table.hpp's active()).
+inline const DivergenceKernels& divergence_kernels() {
+  const char* level = active().level;
+  if (std::strcmp(level, "avx512") == 0) return avx512::divergence_kernels();
+  if (std::strcmp(level, "avx2") == 0) return avx2::divergence_kernels();
+  return baseline::divergence_kernels();
+}
+
+template <typename T>
 void softmax_divergence(const T* logits, const T* target_logits, int64_t n_rows,
                         int64_t n_classes, const DivergenceOptions& opt, double* loss_out,
-                        T* grad, double grad_scale);
+                        T* grad, double grad_scale) {
+  const DivergenceKernels& k = divergence_kernels();
+  if constexpr (std::is_same_v<T, float>)
+    k.f32(logits, target_logits, n_rows, n_classes, opt, loss_out, grad, grad_scale);
+  else
+    k.f64(logits, target_logits, n_rows, n_classes, opt, loss_out, grad, grad_scale);
+}
 
 }  // namespace crossent

@@ -326,8 +326,10 @@ def test_linear_bad_input():
         linear_distillation_loss(hs, ws, ht[:6], wt, y)
     with pytest.raises(ValueError, match=r"student_bias must have shape \(10,\)"):
         linear_distillation_loss(hs, ws, ht, wt, y, student_bias=bs[:4])
-    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, got 0"):
         linear_distillation_loss(hs, ws, ht, wt, y, chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size must be a positive integer or None, got 2.5"):
+        linear_distillation_loss(hs, ws, ht, wt, y, chunk_size=2.5)
 
 
 # ----------------------------------------------------------------------------- operators

@@ -36,6 +36,7 @@ from .. import _checks, _dispatch
 from ..divergences import _check_beta, _check_temperature
 from . import _engine
 from ._autograd import check_same_device, check_tensor, grad_scale, reduce
+from .linear import check_chunk_size
 
 __all__ = ["kl_div", "distillation_loss", "linear_distillation_loss"]
 
@@ -670,11 +671,10 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     hs = student_hidden.reshape(-1, student_hidden.shape[-1])
     ht = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     n, vocab = hs.shape[0], student_weight.shape[0]
-    if chunk_size is None:  # two buffers of N/24 rows: 1/12 of one N x V array (+ BLAS scratch)
+    chunk = check_chunk_size(chunk_size)
+    if chunk is None:  # two buffers of N/24 rows: 1/12 of one N x V array (+ BLAS scratch)
         itemsize = torch.empty((), dtype=_engine.compute_dtype(hs.dtype)).element_size()
         chunk = max(1, min(n, max(math.ceil(n / 24), (2 << 20) // (vocab * itemsize))))
-    else:
-        chunk = int(_checks.check_scalar(chunk_size, "chunk_size", low=1))
     grad_on = torch.is_grad_enabled()
     need_h = grad_on and student_hidden.requires_grad
     need_w = grad_on and student_weight.requires_grad
