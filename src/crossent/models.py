@@ -604,8 +604,11 @@ class SoftmaxRegression(_LinearClassifier):
     -----
     float32 ``X`` is trained on in float32: the products :math:`XW^\top` and :math:`G^\top X`
     run in float32 BLAS, by blocks of rows, while the loss, its gradient and every sum over
-    blocks are float64. Rows go through in blocks that are read twice while in cache, and no
-    ``N x C`` array is allocated.
+    blocks are float64 (inside one product, BLAS sums the block's rows, a few thousand, in
+    float32). Rows go through in blocks of about 1 MiB of ``X``, each read twice while in
+    cache, and no ``N x C`` array is allocated. :func:`crossent.get_num_threads` threads share
+    the blocks, each with single-threaded BLAS (limited by threadpoolctl, when installed, while
+    ``fit`` runs) and kernels; the result does not depend on the thread count beyond rounding.
 
     References
     ----------
