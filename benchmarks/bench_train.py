@@ -78,6 +78,9 @@ def main() -> None:
     if args.quick:
         args.rows, args.repeat = 20_000, 1
 
+    import crossent.models  # noqa: F401  (loads the OpenMP runtime the limit must reach)
+    import sklearn.linear_model  # noqa: F401
+
     if args.threads is not None:
         from threadpoolctl import threadpool_limits
 

@@ -58,9 +58,10 @@ _FORMAT_V1 = "crossent.SoftmaxRegression/1"
 _METADATA = ("feature_names_in_", "target_name_", "feature_mean_", "feature_std_")
 
 # Bytes of X per block of rows of the objective's pass (see _LinearClassifier._objective): a
-# block read by the product X_B W^T is read again by G_B^T X_B, from cache when it fits in one
-# core's L2 (with 2 threads, 32 MiB blocks left the second read to memory and ran 3x slower).
-_BLOCK_BYTES = 1 << 20
+# block read by the product X_B W^T is read again by G_B^T X_B, from the last-level cache when
+# every thread's block fits there (2 x 4 MiB of a 32 MiB L3), and a block is large enough that
+# the calls per block (about 0.1 ms of Python and kernel overhead) cost little.
+_BLOCK_BYTES = 4 << 20
 
 _softmax_ce = value_and_grad(softmax_cross_entropy)
 _softmax_focal = value_and_grad(softmax_focal_loss)
@@ -605,7 +606,7 @@ class SoftmaxRegression(_LinearClassifier):
     float32 ``X`` is trained on in float32: the products :math:`XW^\top` and :math:`G^\top X`
     run in float32 BLAS, by blocks of rows, while the loss, its gradient and every sum over
     blocks are float64 (inside one product, BLAS sums the block's rows, a few thousand, in
-    float32). Rows go through in blocks of about 1 MiB of ``X``, each read twice while in
+    float32). Rows go through in blocks of about 4 MiB of ``X``, each read twice while in
     cache, and no ``N x C`` array is allocated. :func:`crossent.get_num_threads` threads share
     the blocks, each with single-threaded BLAS (limited by threadpoolctl, when installed, while
     ``fit`` runs) and kernels; the result does not depend on the thread count beyond rounding.
