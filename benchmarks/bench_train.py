@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py                # 200,000 x 100 features, 10 classes
     python benchmarks/bench_train.py --quick        # 20,000 rows, seconds
     python benchmarks/bench_train.py --threads 1    # one BLAS/OpenMP thread for both
+    python benchmarks/bench_train.py --threads 2 --both --no-float32   # raw, then standardised
 
 Both fit the same objective on the same data in this one process,
 
@@ -19,7 +20,12 @@ runs its matrix products in float32 BLAS, the loss and sums in float64).
 The data: features of unequal scales (0.3 to 3, as unstandardised columns are), classes drawn from
 a softmax of a random linear model, so the optimum is finite and unique; ``--standardise`` centres
 and scales the columns first (then crossent's L-BFGS coordinates are scikit-learn's, and the
-comparison is of the cost of one evaluation of J and its gradient alone).
+comparison is of the cost of one evaluation of J and its gradient alone); ``--both`` prints a
+table for the raw features and one for the standardised.
+
+Threads: ``--threads T`` limits BLAS and OpenMP to T for both libraries. scikit-learn then runs
+its matrix products on T BLAS threads and its loss on T OpenMP threads; crossent runs T threads
+of its own (``crossent.get_num_threads()``, which the limit sets), each with one BLAS thread.
 
 The CPU may be shared (on the development machine it is, with other engineers' jobs): the
 load average is printed, and only ratios of interleaved runs mean anything.
@@ -64,15 +70,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="limit BLAS and OpenMP threads (threadpoolctl), both libraries")
     parser.add_argument("--standardise", action="store_true", help="standardise the columns first")
+    parser.add_argument("--both", action="store_true",
+                        help="raw features, then standardised (one table each)")
     parser.add_argument("--no-float32", action="store_true", help="skip the float32 rows")
     parser.add_argument("--quick", action="store_true", help="20,000 rows, one fit each")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.repeat = 20_000, 1
 
-    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
-
-    from crossent.models import SoftmaxRegression
+    import crossent.models  # noqa: F401  (loads the OpenMP runtime the limit must reach)
+    import sklearn.linear_model  # noqa: F401
 
     if args.threads is not None:
         from threadpoolctl import threadpool_limits
@@ -80,8 +87,19 @@ def main() -> None:
         threadpool_limits(args.threads)
 
     X, y = make_data(args.rows, args.features, args.classes)
-    if args.standardise:
-        X = (X - X.mean(axis=0)) / X.std(axis=0)
+    for standardise in ((False, True) if args.both else (args.standardise,)):
+        if standardise:
+            X = (X - X.mean(axis=0)) / X.std(axis=0)
+        compare(args, X, y, standardise)
+
+
+def compare(args, X, y, standardise):
+    """Fit both libraries on X, interleaved, and print the table."""
+    from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+
+    import crossent
+    from crossent.models import SoftmaxRegression
+
     n = len(y)
     alpha = 1.0 / (args.C * n)
     data = {"float64": X} if args.no_float32 else {"float64": X, "float32": X.astype(np.float32)}
@@ -103,11 +121,11 @@ def main() -> None:
 
     reference = fitted[("scikit-learn", "float64")]
     j_ref = objective(reference.coef_, reference.intercept_, X, y, alpha)
-    print(f"{n} rows x {args.features} {'standardised ' if args.standardise else ''}features, "
+    print(f"{n} rows x {args.features} {'standardised ' if standardise else ''}features, "
           f"{args.classes} classes; C={args.C} "
           f"(alpha={alpha:.3g}), tol={args.tol}; median of {args.repeat} interleaved fits; "
-          f"threads: {args.threads or 'default'}; load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs")
+          f"threads: {args.threads or 'default'} (crossent's: {crossent.get_num_threads()}); "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'fit':<22}{'wall s':>8}{'min':>7}{'cpu s':>8}{'iters':>6}{'sk/ours wall':>13}"
           f"{'sk/ours cpu':>12}{'J - J_sk64':>11}{'max|dcoef|':>11}{'max|db|':>9}")
     for (library, dtype), spent in times.items():

@@ -394,8 +394,9 @@ def _objective_by_hand(coef, intercept, X, y, alpha):
                  + 0.5 * alpha * np.sum(coef * coef))
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("block_rows", [7, 64, 10_000])
-def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows):
+def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows, threads):
     import crossent.models as models
 
     X, y = _softmax_data(300, 6, 4, seed=1)
@@ -403,7 +404,8 @@ def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows):
     W, b = rng.standard_normal((4, 6)) * 0.5, rng.standard_normal(4)
     monkeypatch.setattr(models, "_BLOCK_BYTES", block_rows * 6 * 8)  # block_rows float64 rows
     model = SoftmaxRegression(alpha=0.01)
-    value, gW, gb, correct = model._objective(W, b, X, y, None)
+    with models._RowThreads(threads) as pool:  # threads sharing the blocks
+        value, gW, gb, correct = model._objective(W, b, X, y, None, pool)
     assert value == pytest.approx(_objective_by_hand(W, b, X, y, 0.01), rel=1e-13)
     # dJ/dz = (softmax(z) - onehot(y)) / N, chained through z = X W^T + b.
     z = X @ W.T + b
@@ -414,7 +416,9 @@ def test_blocked_objective_matches_a_direct_formula(monkeypatch, block_rows):
     np.testing.assert_allclose(gb, r.sum(axis=0), rtol=1e-11, atol=1e-15)
     assert correct == int(np.sum(np.argmax(z, axis=1) == y))
     binary = LogisticRegression(alpha=0.01)
-    value, gW, gb, correct = binary._objective(W[:1], b[:1], X, (y > 1).astype(np.intp), None)
+    with models._RowThreads(threads) as pool:
+        value, gW, gb, correct = binary._objective(W[:1], b[:1], X, (y > 1).astype(np.intp), None,
+                                                   pool)
     t = (y > 1).astype(float)
     zb = X @ W[0] + b[0]
     assert value == pytest.approx(np.mean(np.logaddexp(0, zb) - t * zb)
@@ -445,6 +449,42 @@ def test_lbfgs_reaches_sklearns_optimum_tightly():
     sk = SkLogisticRegression(C=C, tol=1e-8, max_iter=10_000).fit(Z, y)
     ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-8, max_iter=10_000).fit(Z, y)
     np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-7)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_threads_sharing_the_rows_reach_sklearns_optimum(monkeypatch, threads):
+    # Blocks of 64 rows, so that every thread has several: scikit-learn's Newton optimum whatever
+    # the thread count; BLAS runs one thread inside the fit (the fit's threads share the rows)
+    # and gets its own back afterwards.
+    import crossent
+    import crossent.models as models
+
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    X, y = _softmax_data(3000, 12, 5, seed=8)
+    C = 0.5
+    alpha = 1.0 / (C * len(y))
+    newton = SkLogisticRegression(C=C, solver="newton-cholesky", tol=1e-14, max_iter=100).fit(X, y)
+    monkeypatch.setattr(models, "_BLOCK_BYTES", 64 * 12 * 8)
+    before_threads, before_blas = crossent.get_num_threads(), blas_threads()
+    seen = []
+    crossent.set_num_threads(threads)
+    try:
+        ours = SoftmaxRegression(solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=10_000).fit(
+            X, y, callback=lambda epoch, model: seen.append(blas_threads()))
+    finally:
+        crossent.set_num_threads(before_threads)
+    assert blas_threads() == before_blas
+    if threads > 1:
+        assert all(counts == [1] * len(before_blas) for counts in seen)
+    j_newton = _objective_by_hand(newton.coef_, newton.intercept_, X, y, alpha)
+    assert abs(_objective_by_hand(ours.coef_, ours.intercept_, X, y, alpha) - j_newton) < 1e-13
+    np.testing.assert_allclose(ours.coef_, newton.coef_, atol=1e-5)
+    np.testing.assert_allclose(ours.intercept_, newton.intercept_, atol=1e-5)
 
 
 def test_lbfgs_reaches_the_optimum_on_shifted_and_scaled_features():

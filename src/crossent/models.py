@@ -22,14 +22,16 @@ feature names, the target's name and the standardisation of the features) and re
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from . import _checks
+from . import _backend, _checks
 from .functional import log_sigmoid, one_hot, softmax
 from .losses import (
     sigmoid_binary_cross_entropy,
@@ -55,13 +57,51 @@ _FORMAT_V1 = "crossent.SoftmaxRegression/1"
 # What save records beside the fitted parameters; fit resets them to None.
 _METADATA = ("feature_names_in_", "target_name_", "feature_mean_", "feature_std_")
 
-# Rows of X per block of the objective's pass (see _LinearClassifier._objective).
-_BLOCK_BYTES = 32 << 20
+# Bytes of X per block of rows of the objective's pass (see _LinearClassifier._objective): a
+# block read by the product X_B W^T is read again by G_B^T X_B, from the last-level cache when
+# every thread's block fits there (2 x 4 MiB of a 32 MiB L3), and a block is large enough that
+# the calls per block (about 0.1 ms of Python and kernel overhead) cost little.
+_BLOCK_BYTES = 4 << 20
 
 _softmax_ce = value_and_grad(softmax_cross_entropy)
 _softmax_focal = value_and_grad(softmax_focal_loss)
 _sigmoid_ce = value_and_grad(sigmoid_binary_cross_entropy)
 _sigmoid_focal = value_and_grad(sigmoid_focal_loss)
+
+
+class _RowThreads(ThreadPoolExecutor):
+    """``count`` threads that share the objective's blocks of rows (see :func:`_row_threads`)."""
+
+    def __init__(self, count):
+        super().__init__(count, initializer=_one_kernel_thread)
+        self.count = count
+
+
+def _one_kernel_thread():
+    ext = _backend.kernels()
+    if ext is not None:
+        ext.set_num_threads(1)  # OpenMP keeps the team size per calling thread: this one's
+
+
+@contextlib.contextmanager
+def _row_threads():
+    """While fitting: :func:`crossent.get_num_threads` threads, each computing the objective on
+    its own blocks of rows with single-threaded BLAS and kernels (one join per evaluation),
+    instead of threaded BLAS and kernels inside every block (two joins per block per call, and
+    BLAS's threaded form of the skinny ``(K, B) x (B, D)`` product runs slower than one thread).
+    The BLAS limit holds for the whole process while the fit runs (threadpoolctl). Yields a
+    :class:`_RowThreads`, or None for one thread or without threadpoolctl (BLAS then keeps its
+    own threads)."""
+    count = _backend.get_num_threads()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        count = 1
+    if count == 1:
+        yield None
+        return
+    with threadpool_limits(1, user_api="blas"), _RowThreads(count) as pool:
+        yield pool
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -183,7 +223,7 @@ class _LinearClassifier:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     # ------------------------------------------------------------------ training
-    def _objective(self, W, b, X, y, cw):
+    def _objective(self, W, b, X, y, cw, pool=None):
         r""":math:`J` at ``(W, b)``, its gradients, and the number of rows predicted right.
 
         ``W`` has the layout of ``coef_``, ``(K, D)``. The rows go through in blocks of about
@@ -193,36 +233,52 @@ class _LinearClassifier:
         in float64 (written over :math:`Z_B`), then :math:`\partial J/\partial W \mathrel{+}=
         G_B^\top X_B / N` and :math:`\partial J/\partial b \mathrel{+}= \mathbf{1}^\top G_B / N`
         (chain rule through :math:`Z = XW^\top + b`), summed over blocks in float64. No
-        ``N x K`` array is allocated.
+        ``N x K`` array is allocated. ``pool`` (from :func:`_row_threads`), when given, runs the
+        blocks on its threads, thread ``t`` taking blocks ``t, t + T, ...``; their sums are
+        added in thread order.
         """
         n, d = X.shape
         k = W.shape[0]
         rows = max(1, min(n, _BLOCK_BYTES // (max(d, 1) * X.itemsize)))
-        logits = np.empty((rows, k))
-        narrow = None if X.dtype == np.float64 else np.empty((rows, k), dtype=X.dtype)
-        ones = np.ones(rows)
+        starts = range(0, n, rows)
         Wx = np.ascontiguousarray(W.T, dtype=X.dtype)  # (D, K): the faster product layout
-        total, correct = 0.0, 0
-        gW, gb = np.zeros_like(W), np.zeros_like(b)
-        for start in range(0, n, rows):
-            Xb, yb = X[start:start + rows], y[start:start + rows]
-            m = Xb.shape[0]
-            z = logits[:m]
-            if narrow is None:
-                np.matmul(Xb, Wx, out=z)
-                z += b
-            else:
-                np.matmul(Xb, Wx, out=narrow[:m])
-                np.add(narrow[:m], b, out=z)
-            correct += int(np.count_nonzero(self._predict_index(z) == yb))
-            value, g = self._loss_sum(z, yb, cw, out=z)
-            total += value
-            if self.fit_intercept:
-                gb += ones[:m] @ g  # column sums by BLAS (numpy's axis-0 sum is slower here)
-            if narrow is not None:
-                np.copyto(narrow[:m], g)
-                g = narrow[:m]
-            gW += g.T @ Xb
+        threads = 1 if pool is None else min(pool.count, len(starts))
+
+        def blocks(first):
+            logits = np.empty((rows, k))
+            narrow = None if X.dtype == np.float64 else np.empty((rows, k), dtype=X.dtype)
+            ones = np.ones(rows)
+            total, correct = 0.0, 0
+            gW, gb = np.zeros_like(W), np.zeros_like(b)
+            for start in starts[first::threads]:
+                Xb, yb = X[start:start + rows], y[start:start + rows]
+                m = Xb.shape[0]
+                z = logits[:m]
+                if narrow is None:
+                    np.matmul(Xb, Wx, out=z)
+                    z += b
+                else:
+                    np.matmul(Xb, Wx, out=narrow[:m])
+                    np.add(narrow[:m], b, out=z)
+                correct += int(np.count_nonzero(self._predict_index(z) == yb))
+                value, g = self._loss_sum(z, yb, cw, out=z)
+                total += value
+                if self.fit_intercept:
+                    gb += ones[:m] @ g  # column sums by BLAS (numpy's axis-0 sum is slower here)
+                if narrow is not None:
+                    np.copyto(narrow[:m], g)
+                    g = narrow[:m]
+                # G_B^T X_B, not (X_B^T G_B)^T: single-threaded BLAS runs this layout fastest.
+                gW += g.T @ Xb
+            return total, correct, gW, gb
+
+        parts = [blocks(0)] if threads == 1 else list(pool.map(blocks, range(threads)))
+        total = math.fsum(part[0] for part in parts)
+        correct = sum(part[1] for part in parts)
+        gW, gb = parts[0][2], parts[0][3]
+        for part in parts[1:]:
+            gW += part[2]
+            gb += part[3]
         alpha = float(self.alpha)
         value = total / n + 0.5 * alpha * float(np.vdot(W, W))
         gW /= n
@@ -255,7 +311,8 @@ class _LinearClassifier:
         callback : callable, optional
             Called as ``callback(epoch, model)`` after each epoch (gradient descent) or iteration
             (L-BFGS), ``epoch`` counting from 1; ``loss_curve_`` and ``accuracy_curve_`` already
-            hold that epoch's entry and ``coef_``/``intercept_`` its parameters.
+            hold that epoch's entry and ``coef_``/``intercept_`` its parameters. It runs while
+            BLAS is limited to one thread (the fit's own threads share the rows instead).
 
         Returns
         -------
@@ -279,35 +336,36 @@ class _LinearClassifier:
             setattr(self, name, None)
         self.loss_curve_ = []
         self.accuracy_curve_ = []
-        if self.solver == "lbfgs":
-            W, b = self._fit_lbfgs(W, b, X, yi, cw, callback)
-        else:
-            W, b = self._fit_gd(W, b, X, yi, cw, callback)
+        with _row_threads() as pool:
+            if self.solver == "lbfgs":
+                W, b = self._fit_lbfgs(W, b, X, yi, cw, callback, pool)
+            else:
+                W, b = self._fit_gd(W, b, X, yi, cw, callback, pool)
         self._publish(W, b)
         return self
 
     def _publish(self, W, b):
         self.coef_, self.intercept_ = W.copy(), b.copy()
 
-    def _fit_gd(self, W, b, X, y, cw, callback):
+    def _fit_gd(self, W, b, X, y, cw, callback, pool):
         n = X.shape[0]
         rng = np.random.default_rng(self.random_state)
         batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        previous, gW, gb, _ = self._objective(W, b, X, y, cw)
+        previous, gW, gb, _ = self._objective(W, b, X, y, cw, pool)
         self.n_iter_ = 0
         for epoch in range(self.max_iter):
             lr = self._step_size(epoch)
             if batch < n:
                 order = rng.permutation(n)
                 for rows in (order[start:start + batch] for start in range(0, n, batch)):
-                    _, gW, gb, _ = self._objective(W, b, X[rows], y[rows], cw)
+                    _, gW, gb, _ = self._objective(W, b, X[rows], y[rows], cw, pool)
                     W -= lr * gW
                     b -= lr * gb
             else:
                 W -= lr * gW
                 b -= lr * gb
             # The whole set's objective at the new parameters; full batch, also the next gradient.
-            value, gW, gb, correct = self._objective(W, b, X, y, cw)
+            value, gW, gb, correct = self._objective(W, b, X, y, cw, pool)
             self._record(value, correct, n)
             self.n_iter_ = epoch + 1
             if callback is not None:
@@ -322,7 +380,7 @@ class _LinearClassifier:
             previous = value
         return W, b
 
-    def _fit_lbfgs(self, W, b, X, y, cw, callback):
+    def _fit_lbfgs(self, W, b, X, y, cw, callback, pool):
         try:
             from scipy.optimize import minimize
         except ImportError as exc:
@@ -344,7 +402,7 @@ class _LinearClassifier:
 
         def fun(theta):
             Wt, bt = to_model(theta)
-            value, gW, gb, correct = self._objective(Wt, bt, X, y, cw)
+            value, gW, gb, correct = self._objective(Wt, bt, X, y, cw, pool)
             largest = max(float(np.max(np.abs(gW))), float(np.max(np.abs(gb))))
             last.update(theta=theta.copy(), value=value, correct=correct, largest=largest)
             # Chain rule through W = V / scale and b = c - W centre:
@@ -547,8 +605,11 @@ class SoftmaxRegression(_LinearClassifier):
     -----
     float32 ``X`` is trained on in float32: the products :math:`XW^\top` and :math:`G^\top X`
     run in float32 BLAS, by blocks of rows, while the loss, its gradient and every sum over
-    blocks are float64. Rows go through in blocks that are read twice while in cache, and no
-    ``N x C`` array is allocated.
+    blocks are float64 (inside one product, BLAS sums the block's rows, a few thousand, in
+    float32). Rows go through in blocks of about 4 MiB of ``X``, each read twice while in
+    cache, and no ``N x C`` array is allocated. :func:`crossent.get_num_threads` threads share
+    the blocks, each with single-threaded BLAS (limited by threadpoolctl, when installed, while
+    ``fit`` runs) and kernels; the result does not depend on the thread count beyond rounding.
 
     References
     ----------
