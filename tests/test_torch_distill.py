@@ -436,3 +436,50 @@ def test_linear_distillation_loss_refuses_create_graph():
                                     torch.randn(6, 2, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="no second derivative"):
         torch.autograd.grad(loss, hs, create_graph=True)
+
+
+def test_linear_low_precision_operands_stay_low_for_the_tensor_cores(monkeypatch):
+    """On a GPU, bfloat16 student and teacher heads are multiplied in bfloat16 into float32
+    logits (the fused linear CE's products), the student's logit gradient rounded once to
+    bfloat16 for its backward products. Emulated here from the same bfloat16 operands in
+    float32 (exact products) and compared with the distillation of the float32 logits."""
+    from crossent.torch import distill, linear
+
+    calls = []
+
+    def mm_f32(a, b, out):
+        assert a.dtype == b.dtype == torch.bfloat16 and out.dtype == torch.float32
+        calls.append("mm")
+        return torch.mm(a.float(), b.float(), out=out)
+
+    def addmm_f32_(acc, a, b):
+        assert a.dtype == b.dtype == torch.bfloat16 and acc.dtype == torch.float32
+        calls.append("addmm")
+        return acc.addmm_(a.float(), b.float())
+
+    low = lambda h, w: h.dtype == torch.bfloat16  # noqa: E731
+    monkeypatch.setattr(linear, "_low_precision_on_gpu", low)
+    monkeypatch.setattr(distill, "_low_precision_on_gpu", low)
+    monkeypatch.setattr(linear, "_mm_f32", mm_f32)
+    monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
+    g = torch.Generator().manual_seed(3)
+    n, d, v = 21, 16, 200
+    hs = torch.randn(n, d, generator=g).bfloat16().requires_grad_(True)
+    ws = (torch.randn(v, d, generator=g) * 0.4).bfloat16().requires_grad_(True)
+    ht = torch.randn(n, d, generator=g).bfloat16()
+    wt = (torch.randn(v, d, generator=g) * 0.4).bfloat16()
+    with _engine.force_torch_path():
+        out = linear_distillation_loss(hs, ws, ht, wt, beta=0.5, temperature=2.0, chunk_size=8)
+        out.backward()
+    assert calls.count("mm") == 3 * 3 and calls.count("addmm") == 3  # 3 chunks
+
+    hf, wf = (t.detach().float().requires_grad_(True) for t in (hs, ws))
+    student = hf @ wf.t()
+    student.register_hook(lambda grad: grad.bfloat16().float())  # the one rounding of G
+    want = distillation_loss(student, ht.float() @ wt.float().t(), beta=0.5, temperature=2.0)
+    want.backward()
+    assert out.dtype == hs.grad.dtype == ws.grad.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), want.detach(), rtol=8e-3, atol=1e-6)
+    for got, ref in ((hs.grad, hf.grad), (ws.grad, wf.grad)):
+        torch.testing.assert_close(got.float(), ref.bfloat16().float(), rtol=1.6e-2,
+                                   atol=8e-3 * float(ref.abs().max()))

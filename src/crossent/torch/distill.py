@@ -36,7 +36,7 @@ from .. import _checks, _dispatch
 from ..divergences import _check_beta, _check_temperature
 from . import _engine
 from ._autograd import check_same_device, check_tensor, grad_scale, reduce
-from .linear import check_chunk_size
+from .linear import _low_precision_on_gpu, _Products, check_chunk_size
 
 __all__ = ["kl_div", "distillation_loss", "linear_distillation_loss"]
 
@@ -407,44 +407,43 @@ def distillation_loss(student_logits, teacher_logits, target=None, *, beta=0.5, 
 
 
 # ----------------------------------------------------------------------------- linear form
-def _logits(h, w, b, out):
-    """``h @ w.T (+ b)`` into ``out``. (Formed directly: on the 2-core CPU of the benchmark the
-    products in vocabulary blocks that linear_cross_entropy uses ran 1.6x slower here.)"""
-    if b is None:
-        torch.mm(h, w.t(), out=out)
-    else:
-        torch.addmm(b, h, w.t(), out=out)
-
-
 def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard_weight, scale,
                 chunk, need_h, need_w, need_b, row_scale=None):
     """One pass over the row chunks: per-row losses and the requested student gradients.
 
     Per chunk the student's and the teacher's logits are formed in two reusable
-    ``(chunk, V)`` buffers; the fused kernel overwrites the student's with the gradient of the
-    loss with respect to those logits, G, consumed at once: ``grad_h[c] = G W_s``,
+    ``(chunk, V)`` buffers by the fused linear cross-entropy's products
+    (:class:`crossent.torch.linear._Products`: float16/bfloat16 operands kept for a GPU's
+    tensor cores); the fused kernel overwrites the student's with the gradient
+    of the loss with respect to those logits, G, consumed at once: ``grad_h[c] = G W_s``,
     ``grad_W_s += G^T h_c``, ``grad_b_s += sum_n G_n``. ``row_scale`` multiplies each row's G.
     """
     cd = _engine.compute_dtype(hs.dtype)
-    hs, ws = hs.detach().to(cd).contiguous(), ws.detach().to(cd).contiguous()
-    ht, wt = ht.detach().to(cd).contiguous(), wt.detach().to(cd).contiguous()
+    low = _low_precision_on_gpu(hs, ws) and _low_precision_on_gpu(ht, wt)
+    od_s, od_t = (hs.dtype, ht.dtype) if low else (cd, cd)  # the products' operand dtypes
+    hs, ws = hs.detach().to(od_s).contiguous(), ws.detach().to(od_s).contiguous()
+    ht, wt = ht.detach().to(od_t).contiguous(), wt.detach().to(od_t).contiguous()
     bs = None if bs is None else bs.detach().to(cd).contiguous()
     bt = None if bt is None else bt.detach().to(cd).contiguous()
     n, vocab = hs.shape[0], ws.shape[0]
     need_any = need_h or need_w or need_b
     rows = max(1, min(chunk, n))
     loss = torch.empty(n, dtype=torch.float64, device=hs.device)
-    grad_h = torch.empty_like(hs) if need_h else None
-    grad_w = torch.zeros_like(ws) if need_w else None
+    grad_h = torch.empty(hs.shape, dtype=cd, device=hs.device) if need_h else None
+    grad_w = torch.zeros(ws.shape, dtype=cd, device=hs.device) if need_w else None
     grad_b = torch.zeros(vocab, dtype=cd, device=hs.device) if need_b else None
     s_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
     t_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
+    # products formed directly on the CPU too: with the two buffers' smaller chunks, the
+    # vocabulary blocks of linear_cross_entropy's layout ran 1.4x slower (2 threads)
+    student = _Products(hs, ws, bs, rows, cd, backward=need_any, blocked=False)
+    teacher = _Products(ht, wt, bt, rows, cd, backward=False, blocked=False)
     kind = _kind(beta)
     for start in range(0, n, rows):
         sl = slice(start, min(start + rows, n))
         s, t = s_buf[: sl.stop - sl.start], t_buf[: sl.stop - sl.start]
-        _logits(hs[sl], ws, bs, s)
-        _logits(ht[sl], wt, bt, t)
+        student.logits(hs[sl], s)
+        teacher.logits(ht[sl], t)
         rows_loss, g = _rows(s, t, None if labels is None else labels[sl], counted[sl], kind, beta,
                              temperature, hard_weight, scale, need_any, out=s)
         loss[sl] = rows_loss.to(loss.device)
@@ -452,12 +451,13 @@ def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard
             continue
         if row_scale is not None:
             g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
-        if need_h:
-            torch.mm(g, ws, out=grad_h[sl])
-        if need_w:
-            grad_w.addmm_(g.t(), hs[sl])
         if need_b:
             grad_b.add_(g.sum(dim=0))
+        g = student.operand(g)
+        if need_h:
+            student.grad_hidden(g, grad_h[sl])
+        if need_w:
+            student.grad_weight(grad_w, g, hs[sl])
     return loss, grad_h, grad_w, grad_b
 
 

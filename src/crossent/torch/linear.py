@@ -246,26 +246,31 @@ class _Products:
 
     BLOCK = 2048
 
-    def __init__(self, h, w, b, rows, cd):
+    def __init__(self, h, w, b, rows, cd, backward=True, blocked=True):
+        """``rows``: the most rows of a chunk; ``cd``: the compute dtype; ``backward``: whether
+        the backward products will run; ``blocked``: whether the CPU layout may be used (the
+        fused distillation's smaller chunks run faster without it)."""
         self.w, self.b = w, b
-        self.low = None if h.dtype == cd else torch.empty((rows, w.shape[0]), dtype=h.dtype, device=h.device)
-        self.transposed = h.device.type == "cpu" and self.low is None
+        self.mixed = h.dtype != cd
+        self.low = (torch.empty((rows, w.shape[0]), dtype=h.dtype, device=h.device)
+                    if self.mixed and backward else None)
+        self.transposed = blocked and h.device.type == "cpu" and not self.mixed
         if self.transposed:
             self.scratch = torch.empty(max(self.BLOCK, h.shape[1]) * rows, dtype=h.dtype, device=h.device)
 
     def operand(self, g):
         """The chunk's logit gradient as an operand of the backward products."""
-        return g if self.low is None else self.low[: g.shape[0]].copy_(g)
+        return g if not self.mixed else self.low[: g.shape[0]].copy_(g)
 
     def grad_weight(self, acc, g, h_c):
-        if self.low is None:
+        if not self.mixed:
             acc.addmm_(g.t(), h_c)
         else:
             _addmm_f32_(acc, g.t(), h_c)
 
     def logits(self, h_c, out):
         w, b = self.w, self.b
-        if self.low is not None:
+        if self.mixed:
             _mm_f32(h_c, w.t(), out)
             if b is not None:
                 out.add_(b)
@@ -284,7 +289,7 @@ class _Products:
             out[:, start:stop].copy_(part.t())
 
     def grad_hidden(self, g, out):
-        if self.low is not None:
+        if self.mixed:
             _mm_f32(g, self.w, out)
             return
         if not self.transposed:
