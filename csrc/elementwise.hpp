@@ -17,6 +17,9 @@ CROSSENT_LEVEL_BEGIN
 
 constexpr int64_t kBlock = 2048;
 
+// A lambda inlined into its caller's `#pragma omp simd` loop (GCC: [&](...) CROSSENT_INLINE_LAMBDA {}).
+#define CROSSENT_INLINE_LAMBDA __attribute__((always_inline))
+
 // What a block returns: the sum of its losses and the count of its inputs outside their domain
 // (targets outside [0, 1], NaN included), which the caller reports.
 struct BlockSums {

@@ -219,8 +219,10 @@ CROSSENT_INLINE double log_d(double x) {
   const bool sub = x < 0x1p-1022;
   const double xs = sub ? x * 0x1p54 : x;
   const uint64_t u = double_to_bits(xs) + (0x3ff0000000000000ull - 0x3fe6a09e667f3bcdull);
-  const double k =
-      static_cast<double>(static_cast<int64_t>(u >> 52) - 1023) - (sub ? 54.0 : 0.0);
+  // the exponent field e = u >> 52 (< 2^12) as a double: 2^52 + e has e in its low mantissa
+  // bits (no int64 -> double conversion, which AVX2 and SSE2 lack as vector instructions)
+  const double k = (bits_to_double((u >> 52) | 0x4330000000000000ull) - (0x1p52 + 1023.0)) -
+                   (sub ? 54.0 : 0.0);
   const double f =
       bits_to_double((u & 0x000fffffffffffffull) + 0x3fe6a09e667f3bcdull) - 1.0;
   const double r = log1p_core_d(f, k);
@@ -249,14 +251,18 @@ CROSSENT_INLINE double log1p_d(double x) {
 
 // log1p(t) for t in [0, 1] (or NaN), exactly reduced without log1p's correction division:
 // 1 + t < sqrt(2): k = 0, f = t (exact); otherwise k = 1, f = (1 + t)/2 - 1 = (t - 1)/2.
+// f and k are selected bitwise: with a plain select GCC if-converts the two cases into two
+// masked copies of the core, dividing twice.
 CROSSENT_INLINE float log1p_unit_f(float t) {
-  const bool hi = t >= 0.41421356f;
-  return log1p_core_f(hi ? (t - 1.0f) * 0.5f : t, hi ? 1.0f : 0.0f);
+  const uint32_t hi = t >= 0.41421356f ? ~0u : 0u;
+  const float f = bits_to_float((float_to_bits((t - 1.0f) * 0.5f) & hi) | (float_to_bits(t) & ~hi));
+  return log1p_core_f(f, bits_to_float(float_to_bits(1.0f) & hi));
 }
 
 CROSSENT_INLINE double log1p_unit_d(double t) {
-  const bool hi = t >= 0.41421356237309503;
-  return log1p_core_d(hi ? (t - 1.0) * 0.5 : t, hi ? 1.0 : 0.0);
+  const uint64_t hi = t >= 0.41421356237309503 ? ~0ull : 0ull;
+  const double f = bits_to_double((double_to_bits((t - 1.0) * 0.5) & hi) | (double_to_bits(t) & ~hi));
+  return log1p_core_d(f, bits_to_double(double_to_bits(1.0) & hi));
 }
 
 // ------------------------------------------------------------------ sigmoid family
