@@ -201,7 +201,7 @@ SimdSums bce_hard_simd(const T* __restrict p, const TT* __restrict t, int64_t i0
 }
 
 // u = 1 - p_t = t sigma(-x) + (1-t) sigma(x) directly (two non-negative terms, no
-// cancellation), log u by the math layer, u^gamma = exp(gamma log u) (gamma log u <= 0).
+// cancellation), u^gamma = exp(gamma log u) by the math layer's pow_unit.
 // u is at least min(sigma(x), sigma(-x)) >= e^(-|x|)/2, a normal number unless |x| exceeds
 // kLarge; a logit beyond (or NaN) is counted in miss and the caller recomputes the block in
 // float64.
@@ -220,7 +220,7 @@ SimdSums sigmoid_focal_simd(const T* __restrict x, const TT* __restrict t, int64
     const SigmoidParts<T> s = sigmoid_parts<T, true>(xi);
     const T ce = -(zero_times(ti, s.ls) + zero_times(omt, s.lsn));
     const T u = ti * s.sn + omt * s.sp;
-    const T ug = exp_nonpos(gamma * vlog(u));
+    const T ug = vpow_unit(u, gamma);
     const T at = a_pos * ti + a_neg * omt;  // alpha_t (a_pos = a_neg = 1: no balancing)
     const T l = at * ug * ce;
     if (LossOut) loss_out[i] = static_cast<double>(l);
@@ -250,7 +250,7 @@ SimdSums sigmoid_focal_hard_simd(const T* __restrict x, const TT* __restrict t, 
     const bool pos = tv == TT(1);
     const SigmoidParts<T> s = sigmoid_parts<T, Grad>(xi);
     const T ce = -(pos ? s.ls : s.lsn);
-    const T ug = exp_nonpos(gamma * (pos ? s.lsn : s.ls));
+    const T ug = exp_nonpos(gamma * (pos ? s.lsn : s.ls));  // u^gamma = exp(gamma log u)
     const T at = pos ? a_pos : a_neg;
     const T l = at * ug * ce;
     if (LossOut) loss_out[i] = static_cast<double>(l);
