@@ -1,7 +1,6 @@
 #include "binary.hpp"
 
 #include <cmath>
-#include <limits>
 
 #include "elementwise.hpp"
 #include "simd_math.hpp"
@@ -64,7 +63,7 @@ inline double sigmoid_focal_ref(double x, double t, bool has_alpha, double alpha
   const double u_gamma = gamma != 0.0 ? std::exp(gamma * log_u) : 1.0;
   const double alpha_t = has_alpha ? alpha * t + (1.0 - alpha) * (1.0 - t) : 1.0;
   const double r_ce =
-      log_u == -std::numeric_limits<double>::infinity() ? 0.0
+      log_u == -kInfinity<double> ? 0.0
                                                         : (1.0 - 2.0 * t) * std::exp(ls + lsn - log_u) * ce;
   *grad = alpha_t * u_gamma * (zero_times(gamma, r_ce) + std::exp(ls) - t);
   return alpha_t * u_gamma * ce;

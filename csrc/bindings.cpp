@@ -476,7 +476,7 @@ void define_all(nb::module_& m) {
         "row sums into sum_p / sum_q; returns the count of entries outside [0, 1].");
   m.def("_math", &math<T>, "function"_a, "x"_a.noconvert(), "out"_a.noconvert(),
         "param"_a = 0.0,
-        "The math layer's function (exp, exp_nonpos, log, log1p, log_sigmoid, softplus, tanh; "
+        "The math layer's function (exp, exp_nonpos, log, log_pos, log1p, log_sigmoid, softplus, tanh; "
         "pow_unit and pow1m with the exponent param) element-wise at the active SIMD level, "
         "for its tests.");
   m.def("score_probs", &score_probs<T>, "probs"_a.noconvert(), "labels"_a.noconvert(),

@@ -72,6 +72,10 @@ int64_t count_outside_unit(const TT* __restrict v, int64_t i0, int64_t i1) {
   return static_cast<int64_t>(bad);
 }
 
+// +inf of T, for every kernel's infinite results (log 0, a zero probability on a target).
+template <typename T>
+constexpr T kInfinity = std::numeric_limits<T>::infinity();
+
 // coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0 (a select: vectorises).
 template <typename T>
 inline T zero_times(T coef, T value) {

@@ -60,8 +60,8 @@ struct KernelTable {
 // The functions of the math layer that `math` evaluates, in order.
 constexpr const char* kMathNames[] = {"exp",         "exp_nonpos", "log",      "log1p",
                                       "log_sigmoid", "softplus",   "tanh",     "pow_unit",
-                                      "pow1m"};
-constexpr int kMathCount = 9;
+                                      "pow1m",       "log_pos"};
+constexpr int kMathCount = 10;
 
 namespace baseline { const KernelTable& table(); }
 namespace avx2 { const KernelTable& table(); }

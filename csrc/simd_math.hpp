@@ -14,6 +14,7 @@
 //               resp. 2^-1022).
 //   log         float 1 ulp, double 1 ulp; subnormal arguments exact-range; 0 -> -inf,
 //               x < 0 -> NaN, +inf -> +inf.
+//   log_pos     log for x > 0 finite only (the same values there), without the special cases.
 //   log1p       float 2 ulp, double 2 ulp; -1 -> -inf, x < -1 -> NaN.
 //   log_sigmoid, softplus   float 2 ulp, double 2 ulp where the result is a normal number;
 //               below that (softplus(x) for x < -87.33 float, -708.39 double) absolute
@@ -204,13 +205,19 @@ CROSSENT_INLINE double log1p_core_d(double f, double k) {
 
 // Splits x > 0 (normal) into k and f: adding 1 - sqrt(1/2) (in bits) to the exponent moves the
 // mantissa range [1, 2) to [sqrt(1/2), sqrt(2)).
-CROSSENT_INLINE float log_f(float x) {
-  const bool sub = x < 0x1p-126f;  // subnormal, zero or negative: scale subnormals by 2^25
+// log_pos: x > 0 finite (normal or subnormal) only, other x give unspecified values (the
+// callers mask them); log: every x, with the special values.
+CROSSENT_INLINE float log_pos_f(float x) {
+  const bool sub = x < 0x1p-126f;  // subnormal: scale by 2^25
   const float xs = sub ? x * 0x1p25f : x;
   const uint32_t u = float_to_bits(xs) + (0x3f800000u - 0x3f3504f3u);
   const float k = static_cast<float>(static_cast<int32_t>(u >> 23) - 127) - (sub ? 25.0f : 0.0f);
   const float f = bits_to_float((u & 0x007fffffu) + 0x3f3504f3u) - 1.0f;
-  const float r = log1p_core_f(f, k);
+  return log1p_core_f(f, k);
+}
+
+CROSSENT_INLINE float log_f(float x) {
+  const float r = log_pos_f(x);
   constexpr float inf = std::numeric_limits<float>::infinity();
   float out = x == 0.0f ? -inf : r;
   out = x < 0.0f ? std::numeric_limits<float>::quiet_NaN() : out;
@@ -218,7 +225,7 @@ CROSSENT_INLINE float log_f(float x) {
   return x != x ? x : out;
 }
 
-CROSSENT_INLINE double log_d(double x) {
+CROSSENT_INLINE double log_pos_d(double x) {
   const bool sub = x < 0x1p-1022;
   const double xs = sub ? x * 0x1p54 : x;
   const uint64_t u = double_to_bits(xs) + (0x3ff0000000000000ull - 0x3fe6a09e667f3bcdull);
@@ -228,7 +235,11 @@ CROSSENT_INLINE double log_d(double x) {
                    (sub ? 54.0 : 0.0);
   const double f =
       bits_to_double((u & 0x000fffffffffffffull) + 0x3fe6a09e667f3bcdull) - 1.0;
-  const double r = log1p_core_d(f, k);
+  return log1p_core_d(f, k);
+}
+
+CROSSENT_INLINE double log_d(double x) {
+  const double r = log_pos_d(x);
   constexpr double inf = std::numeric_limits<double>::infinity();
   double out = x == 0.0 ? -inf : r;
   out = x < 0.0 ? std::numeric_limits<double>::quiet_NaN() : out;
@@ -349,6 +360,8 @@ CROSSENT_INLINE double exp_nonpos(double x) { return exp_nonpos_d(x); }
 CROSSENT_INLINE float exp_nonpos(float x) { return exp_nonpos_f(x); }
 CROSSENT_INLINE double vlog(double x) { return log_d(x); }
 CROSSENT_INLINE float vlog(float x) { return log_f(x); }
+CROSSENT_INLINE double vlog_pos(double x) { return log_pos_d(x); }
+CROSSENT_INLINE float vlog_pos(float x) { return log_pos_f(x); }
 CROSSENT_INLINE double vlog1p(double x) { return log1p_d(x); }
 CROSSENT_INLINE float vlog1p(float x) { return log1p_f(x); }
 CROSSENT_INLINE double vlog1p_unit(double x) { return log1p_unit_d(x); }

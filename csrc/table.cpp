@@ -27,7 +27,8 @@ void math(int function, const T* x, T param, T* out, int64_t n) {
     case 5: return apply([](T v) { return vsoftplus(v); }, x, out, n);
     case 6: return apply([](T v) { return vtanh(v); }, x, out, n);
     case 7: return apply([param](T v) { return vpow_unit(v, param); }, x, out, n);
-    default: return apply([param](T v) { return vpow1m(v, param); }, x, out, n);
+    case 8: return apply([param](T v) { return vpow1m(v, param); }, x, out, n);
+    default: return apply([](T v) { return vlog_pos(v); }, x, out, n);
   }
 }
 
