@@ -292,9 +292,9 @@ int64_t measure_rows(int kind, Matrix<const T> p, std::optional<Matrix<const T>>
                         sum_p.data(), sum_q ? sum_q->data() : nullptr);
 }
 
-// The math layer element-wise, for its tests: out = f(x).
+// The math layer element-wise, for its tests: out = f(x), or f(x, param) for the powers.
 template <typename T>
-void math(const std::string& function, Flat<const T> x, Flat<T> out) {
+void math(const std::string& function, Flat<const T> x, Flat<T> out, double param) {
   int f = -1;
   for (int i = 0; i < crossent::kMathCount; ++i)
     if (function == crossent::kMathNames[i]) f = i;
@@ -304,7 +304,7 @@ void math(const std::string& function, Flat<const T> x, Flat<T> out) {
                                 std::to_string(dim(x, 0)));
   const auto& k = crossent::kernels_for<T>();
   nb::gil_scoped_release release;
-  k.math(f, x.data(), out.data(), dim(x, 0));
+  k.math(f, x.data(), static_cast<T>(param), out.data(), dim(x, 0));
 }
 
 // The Python side (crossent._backend.MAX_THREADS) holds the same bound: libgomp aborts or
@@ -475,8 +475,10 @@ void define_all(nb::module_& m) {
         "Per row: entropy (0), cross-entropy (1), KL (2) or JS (3) divergence into value, the "
         "row sums into sum_p / sum_q; returns the count of entries outside [0, 1].");
   m.def("_math", &math<T>, "function"_a, "x"_a.noconvert(), "out"_a.noconvert(),
-        "The math layer's function (exp, exp_nonpos, log, log1p, log_sigmoid, softplus, tanh) "
-        "element-wise at the active SIMD level, for its tests.");
+        "param"_a = 0.0,
+        "The math layer's function (exp, exp_nonpos, log, log_pos, log1p, log_sigmoid, softplus, tanh; "
+        "pow_unit and pow1m with the exponent param) element-wise at the active SIMD level, "
+        "for its tests.");
   m.def("score_probs", &score_probs<T>, "probs"_a.noconvert(), "labels"_a.noconvert(),
         "weights"_a.noconvert().none(), "tol"_a, "normalize"_a, "log_clip"_a,
         "loss_out"_a.noconvert(), "state"_a.noconvert(),

@@ -17,6 +17,9 @@ CROSSENT_LEVEL_BEGIN
 
 constexpr int64_t kBlock = 2048;
 
+// A lambda inlined into its caller's `#pragma omp simd` loop (GCC: [&](...) CROSSENT_INLINE_LAMBDA {}).
+#define CROSSENT_INLINE_LAMBDA __attribute__((always_inline))
+
 // What a block returns: the sum of its losses and the count of its inputs outside their domain
 // (targets outside [0, 1], NaN included), which the caller reports.
 struct BlockSums {
@@ -68,6 +71,10 @@ int64_t count_outside_unit(const TT* __restrict v, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; ++i) bad += (v[i] >= TT(0) && v[i] <= TT(1)) ? TT(0) : TT(1);
   return static_cast<int64_t>(bad);
 }
+
+// +inf of T, for every kernel's infinite results (log 0, a zero probability on a target).
+template <typename T>
+constexpr T kInfinity = std::numeric_limits<T>::infinity();
 
 // coef * value, with 0 * (+-inf or NaN) = 0 where coef is 0 (a select: vectorises).
 template <typename T>

@@ -44,8 +44,9 @@ struct TypedKernels {
   // bad entries; kind 0 entropy, 1 cross-entropy, 2 KL, 3 JS.
   int64_t (*measure_rows)(int kind, const T* p, const T* q, int64_t n_rows, int64_t n_classes,
                           double* value, double* sum_p, double* sum_q);
-  // The math layer element-wise (for its tests): out[i] = f(x[i]), f numbered as kMathNames.
-  void (*math)(int function, const T* x, T* out, int64_t n);
+  // The math layer element-wise (for its tests): out[i] = f(x[i]) (f(x[i], param) for the
+  // powers), f numbered as kMathNames.
+  void (*math)(int function, const T* x, T param, T* out, int64_t n);
   DenseTargetKernels<T, float> targets_f32;
   DenseTargetKernels<T, double> targets_f64;
 };
@@ -57,9 +58,10 @@ struct KernelTable {
 };
 
 // The functions of the math layer that `math` evaluates, in order.
-constexpr const char* kMathNames[] = {"exp",         "exp_nonpos", "log",  "log1p",
-                                      "log_sigmoid", "softplus",   "tanh"};
-constexpr int kMathCount = 7;
+constexpr const char* kMathNames[] = {"exp",         "exp_nonpos", "log",      "log1p",
+                                      "log_sigmoid", "softplus",   "tanh",     "pow_unit",
+                                      "pow1m",       "log_pos"};
+constexpr int kMathCount = 10;
 
 namespace baseline { const KernelTable& table(); }
 namespace avx2 { const KernelTable& table(); }

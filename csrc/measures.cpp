@@ -1,7 +1,5 @@
 #include "measures.hpp"
 
-#include <limits>
-
 #include "elementwise.hpp"
 #include "parallel.hpp"
 #include "simd_math.hpp"
@@ -15,11 +13,12 @@ constexpr int64_t kChunk = 256;
 // and q, and the count of bad entries. Terms, with 0 log y = 0 (x = 0 gives 0 for any y):
 //   entropy       -p log p;             cross-entropy  -p log q (q = 0 < p: inf);
 //   KL            p log(p / q) (q = 0 < p: inf; an overflowing ratio is counted as bad);
-//   JS            (1/4) [2p log(2p / s) + 2q log(2q / s)], s = p + q (no m = s/2 to underflow).
+//   JS            (1/2) [p log(2p / s) + q log(2q / s)], s = p + q (no m = s/2 to underflow).
 template <int Kind, typename T>
 int64_t row(const T* __restrict p, const T* __restrict q, int64_t C, double* value,
             double* sum_p, double* sum_q) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
+  constexpr T kTiny = sizeof(T) == 4 ? T(0x1p-100) : T(0x1p-1000);  // JS: 2 / s may overflow
+  constexpr T kUp = sizeof(T) == 4 ? T(0x1p64) : T(0x1p128);
   double v = 0.0, sp = 0.0, sq = 0.0;
   T bad = 0;
   for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
@@ -33,19 +32,23 @@ int64_t row(const T* __restrict p, const T* __restrict q, int64_t C, double* val
       if (Kind != kEntropy) bad += (qc >= T(0) && qc <= T(1)) ? T(0) : T(1);
       T term;
       if (Kind == kEntropy) {
-        term = pc == T(0) ? T(0) : -pc * vlog(pc);
+        term = pc == T(0) ? T(0) : -pc * vlog_pos(pc);
       } else if (Kind == kCrossEntropy) {
         term = pc == T(0) ? T(0) : -pc * vlog(qc);
       } else if (Kind == kKL) {
         const T ratio = pc / (qc == T(0) ? T(1) : qc);
-        bad += (ratio == kInfT) ? T(1) : T(0);  // x / y beyond the range: recomputed in float64
-        term = pc == T(0) ? T(0) : (qc == T(0) ? kInfT : pc * vlog(ratio));
+        bad += (ratio == kInfinity<T>) ? T(1) : T(0);  // x / y beyond the range: recomputed in float64
+        term = pc == T(0) ? T(0) : (qc == T(0) ? kInfinity<T> : pc * vlog_pos(ratio));
       } else {
+        // 2p / s and 2q / s (p / m and q / m, m = s / 2; both in [0, 2]) from one division;
+        // below kTiny, p, q and s are scaled by kUp first so that 2 / s stays finite
         const T s = pc + qc;
-        const T sd = s == T(0) ? T(1) : s;
-        const T tp = pc == T(0) ? T(0) : T(2) * pc * vlog(T(2) * pc / sd);
-        const T tq = qc == T(0) ? T(0) : T(2) * qc * vlog(T(2) * qc / sd);
-        term = T(0.25) * (tp + tq);
+        const T up = s < kTiny ? kUp : T(1);
+        const T ss = s * up;
+        const T two_over_s = T(2) / (s == T(0) ? T(1) : ss);
+        const T tp = pc == T(0) ? T(0) : pc * vlog_pos((pc * up) * two_over_s);
+        const T tq = qc == T(0) ? T(0) : qc * vlog_pos((qc * up) * two_over_s);
+        term = T(0.5) * (tp + tq);
       }
       cv += term;
       cp += pc;

@@ -17,7 +17,7 @@ void apply(F f, const T* __restrict x, T* __restrict out, int64_t n) {
 }
 
 template <typename T>
-void math(int function, const T* x, T* out, int64_t n) {
+void math(int function, const T* x, T param, T* out, int64_t n) {
   switch (function) {
     case 0: return apply([](T v) { return fast_exp(v); }, x, out, n);
     case 1: return apply([](T v) { return exp_nonpos(v); }, x, out, n);
@@ -25,7 +25,10 @@ void math(int function, const T* x, T* out, int64_t n) {
     case 3: return apply([](T v) { return vlog1p(v); }, x, out, n);
     case 4: return apply([](T v) { return vlog_sigmoid(v); }, x, out, n);
     case 5: return apply([](T v) { return vsoftplus(v); }, x, out, n);
-    default: return apply([](T v) { return vtanh(v); }, x, out, n);
+    case 6: return apply([](T v) { return vtanh(v); }, x, out, n);
+    case 7: return apply([param](T v) { return vpow_unit(v, param); }, x, out, n);
+    case 8: return apply([param](T v) { return vpow1m(v, param); }, x, out, n);
+    default: return apply([](T v) { return vlog_pos(v); }, x, out, n);
   }
 }
 

@@ -357,6 +357,59 @@ def test_sigmoid_focal_gradient_is_zero_at_infinite_logits_with_hard_targets(lev
         np.testing.assert_array_equal(r_grad, 0.0)
 
 
+# ------------------------------------------------------------- binary kernels, hard targets
+# The element-wise kernels run blocks of 2048 elements whose targets are all 0 or 1 by a path
+# with one logarithm (bce) or none of 1 - p_t (sigmoid focal); a block holding a soft target,
+# or for the focal loss a logit beyond +-80 (float32) or NaN, is recomputed by the general path.
+def _hard_case(dtype, n=3 * 2048 + 17, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * 6).astype(dtype)
+    x[:40] = [0.0, -0.0, 79.0, -79.0, 30.0, -30.0, 1e-30, -1e-30] * 5
+    t = (rng.random(n) < 0.4).astype(np.float32)
+    p = rng.random(n).astype(dtype)
+    p[:60] = np.concatenate([np.geomspace(1e-30, 0.49, 30), 1 - np.geomspace(1e-7, 0.49, 30)]).astype(dtype)
+    p[60:64] = [0.0, 1.0, 0.0, 1.0]
+    t[60:64] = [0.0, 1.0, 1.0, 0.0]  # exact 0 (loss 0) and -log 0 = inf
+    return x, t, p
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", ["hard", "soft target", "large logit", "nan logit"])
+def test_binary_kernels_hard_target_blocks_match_reference(level, dtype, block):
+    x, t, p = _hard_case(dtype)
+    if block == "soft target":
+        t[2048 + 5] = 0.3
+    elif block == "large logit":
+        x[2048 + 5] = 200.0
+    elif block == "nan logit":
+        x[2048 + 5] = np.nan
+    t64 = t.astype(np.float64)
+    with np.errstate(all="ignore"), at_level(level):
+        for alpha, gamma in [(0.25, 2.0), (None, 0.5), (None, 0.0), (0.5, 3.0)]:
+            loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma, grad_scale=0.5)
+            r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64, alpha, gamma)
+            assert_close(loss, r_loss, TOL[dtype])
+            assert_close(g, 0.5 * r_grad, TOL[dtype])
+        loss, g = _binary_call(ext.bce, p, t, None, grad_scale=0.5)
+        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64, None)
+        assert_close(loss, r_loss, TOL[dtype])
+        assert_close(g, (0.5 * r_grad).astype(dtype), TOL[dtype])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_bce_hard_targets_keep_relative_accuracy_of_small_losses(level):
+    """-log(1 - p) for tiny p (t = 0) and -log p near p = 1 (t = 1) are small numbers; the
+    hard-target path keeps them to a few float32 ulps (log1p accuracy), not just absolutely."""
+    p = np.concatenate([np.geomspace(1e-30, 0.49, 500), 1 - np.geomspace(6e-8, 0.49, 500)]).astype(np.float32)
+    t = np.concatenate([np.zeros(500), np.ones(500)]).astype(np.float32)
+    with at_level(level):
+        loss, _ = _binary_call(ext.bce, p, t, None)
+    p64 = p.astype(np.float64)
+    exact = np.where(t == 1, -np.log(p64), -np.log1p(-p64))
+    np.testing.assert_allclose(loss, exact, rtol=4 * np.finfo(np.float32).eps, atol=0)
+
+
 # ----------------------------------------------------------------------------- bad input
 def _good():
     x = np.zeros((3, 4), dtype=np.float32)

@@ -73,7 +73,7 @@ EXERCISE = textwrap.dedent(
                 lf, gf = np.empty(flat.size), np.empty_like(flat)
                 tf32 = tf.astype(np.float32)
                 ext.sigmoid_bce(flat, tf, tf, tf, 0.1, lf, gf, 1.0)
-                for tt in (tf, tf32):
+                for tt in (tf, tf32, np.round(tf32)):  # soft, and hard targets (their own paths)
                     ext.sigmoid_bce(flat, tt, None, None, 0.1, lf, gf, 1.0)
                     ext.sigmoid_bce(flat, tt, None, None, 0.0, None, None, 1.0)
                     ext.bce(np.abs(np.tanh(flat)), tt, None, lf, gf, 1.0)
@@ -87,8 +87,10 @@ EXERCISE = textwrap.dedent(
                 for kind in (1, 2, 3):
                     ext.measure_rows(kind, pr, pr[::-1].copy(), vals, s1, s2)
                 out = np.empty_like(flat)
-                for name in ("exp", "exp_nonpos", "log", "log1p", "log_sigmoid", "softplus", "tanh"):
+                for name in ("exp", "exp_nonpos", "log", "log_pos", "log1p", "log_sigmoid", "softplus", "tanh"):
                     ext._math(name, flat, out)
+                for name in ("pow_unit", "pow1m"):
+                    ext._math(name, np.abs(np.tanh(flat)), out, 2.5)
                 lse, out = np.empty(x.shape[0]), np.empty_like(x)
                 ext.normalize_rows(x, lse, out, True)
                 ext.normalize_rows(x, lse, out, False)

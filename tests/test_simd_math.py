@@ -21,8 +21,8 @@ LEVELS = ext.supported_simd_levels().split(",")
 DTYPES = [np.float32, np.float64]
 
 # Maximum error in ulps of the exact result (rounded to the format), as csrc/simd_math.hpp states.
-MAX_ULPS = {"exp": 2, "exp_nonpos": 2, "log": 1, "log1p": 2, "log_sigmoid": 2, "softplus": 2,
-            "tanh": 2}
+MAX_ULPS = {"exp": 2, "exp_nonpos": 2, "log": 1, "log_pos": 1, "log1p": 2, "log_sigmoid": 2,
+            "softplus": 2, "tanh": 2}
 # Functions whose results below the smallest normal number may flush to 0 (absolute error
 # below the smallest normal): the one-scaling exp and the sigmoid family built on it.
 FLUSHES = {"exp_nonpos", "log_sigmoid", "softplus"}
@@ -31,6 +31,7 @@ MP_FUNCTIONS = {
     "exp": mp.exp,
     "exp_nonpos": mp.exp,
     "log": mp.log,
+    "log_pos": mp.log,  # log without its special values: positive finite x only (the log grid)
     "log1p": mp.log1p,
     "log_sigmoid": lambda x: -mp.log1p(mp.exp(-x)),
     "softplus": lambda x: mp.log1p(mp.exp(x)),
@@ -63,7 +64,7 @@ def _grid(name, dtype):
         pts.append(-np.array(tiny))
         if name == "exp":
             pts.append(np.array(tiny))
-    elif name == "log":
+    elif name in ("log", "log_pos"):
         pts = [np.geomspace(info.smallest_subnormal, float(info.max) / 4, 6001), 1 + rng.uniform(-0.3, 0.3, 2000),
                1 + np.arange(-50, 50) * info.eps, np.array(tiny), np.array([np.sqrt(0.5), np.sqrt(2.0)])]
     elif name == "log1p":
@@ -120,6 +121,56 @@ def test_error_bound_over_the_domain(level, name, dtype):
                                             mp.nstr(ei, 20), ulps)
             worst = max(worst, ulps)
     assert worst > 0 or name == "exp_nonpos"  # the grid really exercised rounding
+
+
+# ----------------------------------------------------------------------------- powers of [0, 1]
+# pow_unit(u, g) = u^g = exp(g log u) and pow1m(p, g) = (1-p)^g = exp(g log1p(-p)), the focal
+# losses' modulating factor: (3 + 2 |g log u|) ulp, as the header states (the log's relative
+# error is carried through g log u into the exp); results below 1.01 times the smallest normal
+# may flush to 0 (exp_nonpos's threshold lies just above log of the smallest normal).
+POWERS = {"pow_unit": lambda u: u, "pow1m": lambda p: 1 - p}
+GAMMAS = [0.0, 0.5, 2.0, 7.3]
+
+
+@functools.lru_cache(maxsize=None)
+def _power_case(name, dtype, gamma):
+    info = np.finfo(dtype)
+    x = np.unique(np.concatenate([np.geomspace(info.smallest_subnormal, 1, 800), np.linspace(0, 1, 401),
+                                  1 - np.geomspace(info.eps / 2, 0.5, 300)]).astype(dtype))
+    with mp.workdps(50):
+        bases = [POWERS[name](mp.mpf(float(v))) for v in x]
+        exact = [mp.mpf(1) if gamma == 0 else b ** mp.mpf(gamma) for b in bases]
+        logs = [abs(gamma * mp.log(b)) if b > 0 and gamma > 0 else mp.mpf(0) for b in bases]
+    return x, exact, logs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("name", sorted(POWERS))
+def test_powers_of_the_unit_interval_error_bound(level, name, gamma, dtype):
+    x, exact, logs = _power_case(name, dtype, gamma)
+    got = np.empty_like(x)
+    ext._math(name, x, got, gamma)
+    info = np.finfo(dtype)
+    with mp.workdps(50):
+        for xi, yi, ei, li in zip(x, got, exact, logs):
+            err = abs(mp.mpf(float(yi)) - ei)
+            if ei < 1.01 * info.smallest_normal:
+                assert err < 1.01 * info.smallest_normal, (name, gamma, float(xi), float(yi), ei)
+                continue
+            ulps = float(err / mp.mpf(float(np.spacing(dtype(float(ei))))))
+            assert ulps <= 3 + 2 * float(li), (level, name, gamma, float(xi), float(yi), ulps)
+    if gamma == 0:  # u^0 = 1, 0^0 included
+        np.testing.assert_array_equal(got, 1.0)
+
+
+def test_powers_edges():
+    for dtype in DTYPES:
+        got = np.empty(3, dtype)
+        ext._math("pow_unit", np.array([0.0, 1.0, np.nan], dtype), got, 2.0)
+        np.testing.assert_array_equal(got, [0.0, 1.0, np.nan])
+        ext._math("pow1m", np.array([1.0, 0.0, np.nan], dtype), got, 0.5)
+        np.testing.assert_array_equal(got, [0.0, 1.0, np.nan])
 
 
 SPECIALS = {
