@@ -179,8 +179,9 @@ SimdSums bce_simd(const T* __restrict p, const TT* __restrict t, int64_t i0, int
     bad += outside_unit<T>(t[i]) + outside_unit<T>(pi);
     const T l = -(zero_times(ti, vlog(pi)) + zero_times(omt, vlog1p(-pi)));
     if (LossOut) loss_out[i] = static_cast<double>(l);
-    // -t/p, not t * (-1/p): 1/p overflows for subnormal p where t/p need not
-    if (Grad) grad[i] = ((ti == T(0) ? T(0) : -ti / pi) + (omt == T(0) ? T(0) : omt / (T(1) - pi))) * scale;
+    // -(t s)/p, not t * (-1/p) * s: 1/p overflows for subnormal p where t/p need not, and
+    // t/p overflows where the scaled gradient t s/p need not
+    if (Grad) grad[i] = (ti == T(0) ? T(0) : -(ti * scale) / pi) + (omt == T(0) ? T(0) : (omt * scale) / (T(1) - pi));
     return l;
   });
 }

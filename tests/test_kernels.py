@@ -388,11 +388,12 @@ def test_binary_kernels_hard_target_blocks_match_reference(level, dtype, block):
     with np.errstate(all="ignore"), at_level(level):
         for alpha, gamma in [(0.25, 2.0), (None, 0.5), (None, 0.0), (0.5, 3.0)]:
             loss, g = _binary_call(ext.sigmoid_focal, x, t, alpha, gamma, grad_scale=0.5)
-            r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64, alpha, gamma)
+            r_loss, r_grad = ref.sigmoid_focal(x.astype(np.float64), t64,
+                                               BinaryOptions(alpha=alpha, gamma=gamma))
             assert_close(loss, r_loss, TOL[dtype])
             assert_close(g, 0.5 * r_grad, TOL[dtype])
         loss, g = _binary_call(ext.bce, p, t, None, grad_scale=0.5)
-        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64, None)
+        r_loss, r_grad = ref.binary_cross_entropy(p.astype(np.float64), t64)
         assert_close(loss, r_loss, TOL[dtype])
         assert_close(g, (0.5 * r_grad).astype(dtype), TOL[dtype])
 
@@ -606,3 +607,16 @@ def test_measure_kernel_hands_bad_rows_back_and_rejects_bad_arguments():
         ext.measure_rows(7, p, p, value, s, s)
     with pytest.raises(ValueError, match="q must have the shape of p"):
         ext.measure_rows(1, p, np.zeros((2, 3)), value, s, s)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_bce_gradient_scaled_before_it_can_overflow(level):
+    """-t/p overflows float32 for a subnormal p (8.8e-44) and t = 5.2e-5, but the mean's
+    gradient -t/(2p) = -2.95e38 does not: the scale multiplies t before the division (found by
+    Hypothesis)."""
+    p = np.array([8.8e-44, 0.5], dtype=np.float32)
+    t = np.array([5.2e-5, 0.5], dtype=np.float32)
+    with at_level(level):
+        _, g = crossent.value_and_grad(crossent.binary_cross_entropy)(p, t)
+    exact = -np.float64(t[0]) / np.float64(p[0]) / 2
+    assert np.isfinite(g[0]) and abs(g[0] / exact - 1) < 4 * np.finfo(np.float32).eps
