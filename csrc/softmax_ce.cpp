@@ -170,7 +170,8 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
 namespace {
 
 // Rows of target distributions t (type TT) for run_rows / run_split; the members as IndexRows.
-template <bool Cap, bool Weighted, bool HasG, typename T, typename TT>
+// Smooth: label smoothing (its sums over unmasked classes).
+template <bool Cap, bool Smooth, bool Weighted, bool HasG, typename T, typename TT>
 struct DenseRows {
   using Scalar = T;
   static constexpr bool kHasGrad = HasG;
@@ -189,7 +190,7 @@ struct DenseRows {
            row_max(x + n * C, C) == std::numeric_limits<T>::infinity();
   }
   void slice(int64_t n, int64_t c0, int64_t c1, T* shifts, RowStats* st) const {
-    stats_sweep<true, Cap, true, Weighted, HasG>(
+    stats_sweep<true, Cap, Smooth, Weighted, HasG>(
         x + n * C + c0, t + n * C + c0, HasG ? g + n * C + c0 : nullptr, c1 - c0,
         static_cast<T>(opt.softcap), Weighted ? opt.weight + c0 : nullptr, shifts + c0 / kChunk,
         st);
@@ -211,7 +212,7 @@ struct DenseRows {
   }
   void grad(int64_t n, int64_t c0, int64_t c1, const T* shifts, const RowGrad& r,
             const RowStats&) const {
-    grad_sweep<true, Cap, true, Weighted>(t + n * C + c0, g + n * C + c0, c1 - c0,
+    grad_sweep<true, Cap, Smooth, Weighted>(t + n * C + c0, g + n * C + c0, c1 - c0,
                                           static_cast<T>(opt.softcap),
                                           Weighted ? opt.weight + c0 : nullptr,
                                           shifts + c0 / kChunk, r);
@@ -227,11 +228,13 @@ int64_t softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, con
                          double grad_scale) {
   int64_t n_bad = 0;
   with_flag(opt.softcap != 0.0, [&](auto cap) {
-    with_flag(opt.weight != nullptr, [&](auto weighted) {
-      with_flag(grad != nullptr, [&](auto has_g) {
-        const DenseRows<cap(), weighted(), has_g(), T, TT> rows{
-            logits, targets, grad, n_classes, opt, loss_out, grad_scale, &n_bad};
-        run(rows, n_rows, n_classes, static_cast<const T*>(grad) == logits);
+    with_flag(opt.label_smoothing > 0.0, [&](auto sm) {
+      with_flag(opt.weight != nullptr, [&](auto weighted) {
+        with_flag(grad != nullptr, [&](auto has_g) {
+          const DenseRows<cap(), sm(), weighted(), has_g(), T, TT> rows{
+              logits, targets, grad, n_classes, opt, loss_out, grad_scale, &n_bad};
+          run(rows, n_rows, n_classes, static_cast<const T*>(grad) == logits);
+        });
       });
     });
   });

@@ -144,23 +144,93 @@ inline double chunk_factor(double k, double shift_j, double m) {
   return k * std::exp(d < 0.0 ? d : 0.0);
 }
 
+// The bits of a target t as an unsigned integer: for t in [0, 1] they are at most those of 1
+// (non-negative floats order as their bits); a negative t (-0.0 too), NaN or > 1 lies above.
+CROSSENT_INLINE uint32_t unit_bits(float t) { return float_to_bits(t); }
+CROSSENT_INLINE uint64_t unit_bits(double t) { return double_to_bits(t); }
+
+// The partial sums of one chunk, in T (see RowStats).
+template <typename T>
+struct ChunkSums {
+  T s = 0, w = 0, wd = 0, k = 0, t = 0, tl = 0, td = 0, masked_mass = 0;
+};
+
+// One chunk's elements [c0, c1) against the shift sh: the sums, and the stored gradient row
+// (see stats_sweep). Masked: the chunk holds a masked class (-inf), so every sum over unmasked
+// classes selects; without, they are plain sums and the masked mass is 0. Returns the largest
+// unit_bits of the chunk's targets (Dense).
+template <bool Masked, bool Dense, bool Cap, bool Smooth, bool Weighted, bool HasG, typename T,
+          typename TT>
+CROSSENT_INLINE auto chunk_sums(const T* x, const TT* __restrict t, T* g, int64_t c0,
+                                int64_t c1, T sh, T cap, const double* __restrict w,
+                                ChunkSums<T>* out) {
+  constexpr T kInfT = std::numeric_limits<T>::infinity();
+  using Bits = decltype(unit_bits(TT(0)));
+  T ps = 0, pw = 0, pwd = 0, pk = 0, pt = 0, ptl = 0, ptd = 0, pm = 0;
+  Bits top = 0;
+#pragma omp simd reduction(+ : ps, pw, pwd, pk, pt, ptl, ptd, pm) reduction(max : top)
+  for (int64_t c = c0; c < c1; ++c) {
+    const T xc = x[c];
+    const bool live = !Masked || xc != -kInfT;
+    const T zc = Cap ? capped(xc, cap) : xc;
+    const T d = zc - sh;  // <= 0; with Cap up to tanh's rounding, clamped (NaN passes)
+    const T e = exp_nonpos(Cap ? (d > T(0) ? T(0) : d) : d);
+    if (HasG) g[c] = Cap ? zc : (Smooth && !live ? T(-0.0) : e);
+    ps += e;
+    const T wc = Weighted ? static_cast<T>(w[c]) : T(1);
+    if (Smooth) {
+      if (Masked) pk += live ? T(1) : T(0);
+      if (Weighted) pw += live ? wc : T(0);
+      pwd += live ? wc * -d : T(0);
+    }
+    if (Dense) {
+      const TT tc = t[c];
+      const T wt = Weighted ? wc * narrow<T>(tc) : narrow<T>(tc);
+      const Bits b = unit_bits(tc);
+      top = b > top ? b : top;
+      ptl += live ? wt : T(0);
+      if (Masked) {
+        pt += wt;
+        // decided on the inputs themselves, so a mass that rounds to 0 in T still counts
+        pm += (!live && tc != TT(0) && (!Weighted || w[c] != 0.0)) ? T(1) : T(0);
+      }
+      ptd += live ? wt * -d : T(0);
+    }
+  }
+  out->s = ps;
+  out->k = Masked ? pk : static_cast<T>(c1 - c0);
+  out->w = Weighted ? pw : out->k;
+  out->wd = pwd;
+  out->t = Masked ? pt : ptl;
+  out->tl = ptl;
+  out->td = ptd;
+  out->masked_mass = pm;
+  return top;
+}
+
 // One read of x[0, n) (a row, or a slice of one starting at a chunk boundary), adding to st.
-// Per chunk: its maximum, st rebased to the running maximum m, then per element z_c (capped
-// when Cap), e_c = exp(z_c - sh_j) against the chunk's shift sh_j = m (0 while m = -inf) and
-// the sums. With HasG, g receives e_c (sh_j into shifts[j]), -0.0 for a masked class when
-// Smooth or Dense (so grad_sweep can tell it after an in-place sweep has overwritten x), or z_c
-// itself when Cap (grad_sweep recomputes e_c against the final m and needs z_c for dz/dx).
-// x and g may be the same row: each element is read before it is written. Without Cap a +inf
-// logit stops the sweep with st->m = +inf (the general path takes the row).
+// Per chunk: its maximum (and minimum: whether it holds a masked class), st rebased to the
+// running maximum m, then per element z_c (capped when Cap), e_c = exp(z_c - sh_j) against the
+// chunk's shift sh_j = m (0 while m = -inf) and the sums. With HasG, g receives e_c (sh_j into
+// shifts[j]), -0.0 for a masked class when Smooth (so grad_sweep can tell it after an in-place
+// sweep has overwritten x), or z_c itself when Cap (grad_sweep recomputes e_c against
+// the final m and needs z_c for dz/dx). x and g may be the same row: each element is read
+// before it is written. Without Cap a +inf logit stops the sweep with st->m = +inf (the
+// general path takes the row). Targets outside [0, 1] are counted only in the chunks whose
+// largest unit_bits says there are some.
 template <bool Dense, bool Cap, bool Smooth, bool Weighted, bool HasG, typename T, typename TT>
 void stats_sweep(const T* x, const TT* __restrict t, T* g, int64_t n, T cap,
                  const double* __restrict w, T* __restrict shifts, RowStats* st) {
   constexpr T kInfT = std::numeric_limits<T>::infinity();
+  constexpr bool kSelects = Smooth || Dense;  // sums over unmasked classes
   for (int64_t c0 = 0, j = 0; c0 < n; c0 += kChunk, ++j) {
     const int64_t c1 = c0 + kChunk < n ? c0 + kChunk : n;
-    T cm = -kInfT;
-#pragma omp simd reduction(max : cm)
-    for (int64_t c = c0; c < c1; ++c) cm = x[c] > cm ? x[c] : cm;
+    T cm = -kInfT, cmin = kInfT;
+#pragma omp simd reduction(max : cm) reduction(min : cmin)
+    for (int64_t c = c0; c < c1; ++c) {
+      cm = x[c] > cm ? x[c] : cm;
+      if (kSelects) cmin = x[c] < cmin ? x[c] : cmin;
+    }
     if (!Cap && cm == kInfT) {
       st->m = kInfD;
       return;
@@ -170,45 +240,24 @@ void stats_sweep(const T* x, const TT* __restrict t, T* g, int64_t n, T cap,
     if (cz > st->m) st->rebase(cz);
     const T sh = st->m == -kInfD ? T(0) : static_cast<T>(st->m);
     if (HasG && !Cap) shifts[j] = sh;
-    T ps = 0, pw = 0, pwd = 0, pk = 0, pt = 0, ptl = 0, ptd = 0, pm = 0, pb = 0;
-#pragma omp simd reduction(+ : ps, pw, pwd, pk, pt, ptl, ptd, pm, pb)
-    for (int64_t c = c0; c < c1; ++c) {
-      const T xc = x[c];
-      const bool live = xc != -kInfT;
-      const T zc = Cap ? capped(xc, cap) : xc;
-      const T d = zc - sh;  // <= 0; with Cap up to tanh's rounding, clamped (NaN passes)
-      const T e = exp_nonpos(Cap ? (d > T(0) ? T(0) : d) : d);
-      if (HasG) g[c] = Cap ? zc : ((Smooth || Dense) && !live ? T(-0.0) : e);
-      ps += e;
-      const T wc = Weighted ? static_cast<T>(w[c]) : T(1);
-      if (Smooth) {
-        pk += live ? T(1) : T(0);
-        if (Weighted) pw += live ? wc : T(0);
-        pwd += live ? wc * -d : T(0);
-      }
-      if (Dense) {
-        const TT tc = t[c];
-        const T wt = Weighted ? wc * narrow<T>(tc) : narrow<T>(tc);
-        pt += wt;
-        ptl += live ? wt : T(0);
-        ptd += (live && wt != T(0)) ? wt * -d : T(0);
-        // decided on the inputs themselves, so a mass that rounds to 0 in T still counts
-        pm += (!live && tc != TT(0) && (!Weighted || w[c] != 0.0)) ? T(1) : T(0);
-        pb += (tc >= TT(0) && tc <= TT(1)) ? T(0) : T(1);
-      }
-    }
-    st->s += static_cast<double>(ps);
+    ChunkSums<T> p;
+    const auto top =
+        kSelects && cmin == -kInfT
+            ? chunk_sums<true, Dense, Cap, Smooth, Weighted, HasG>(x, t, g, c0, c1, sh, cap, w, &p)
+            : chunk_sums<false, Dense, Cap, Smooth, Weighted, HasG>(x, t, g, c0, c1, sh, cap, w,
+                                                                   &p);
+    st->s += static_cast<double>(p.s);
     if (Smooth) {
-      st->k += static_cast<double>(pk);
-      st->w += static_cast<double>(Weighted ? pw : pk);
-      st->wd += static_cast<double>(pwd);
+      st->k += static_cast<double>(p.k);
+      st->w += static_cast<double>(p.w);
+      st->wd += static_cast<double>(p.wd);
     }
     if (Dense) {
-      st->t += static_cast<double>(pt);
-      st->tl += static_cast<double>(ptl);
-      st->td += static_cast<double>(ptd);
-      st->masked_mass += static_cast<int64_t>(pm);
-      st->bad += static_cast<int64_t>(pb);
+      st->t += static_cast<double>(p.t);
+      st->tl += static_cast<double>(p.tl);
+      st->td += static_cast<double>(p.td);
+      st->masked_mass += static_cast<int64_t>(p.masked_mass);
+      if (top > unit_bits(TT(1))) st->bad += count_outside_unit(t, c0, c1);
     }
   }
 }
