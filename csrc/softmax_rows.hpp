@@ -134,7 +134,7 @@ struct RowStats {
 //   g_j = (e_j k - ga w_j t_j - gb w_j [j unmasked]) dz_j/dx_j,  e_j = exp(z_j - m),
 // t the targets (class indices: t = one-hot of y, that entry formed in float64 by the caller).
 struct RowGrad {
-  double m = 0.0;  // the shift of e (finite)
+  double m = 0.0;  // the shift of e (the row's maximum)
   double k = 0.0, ga = 0.0, gb = 0.0;
 };
 
