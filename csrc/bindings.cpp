@@ -134,10 +134,10 @@ void softmax_ce_index(Matrix<const T> logits, Labels labels, std::optional<Const
 }
 
 template <typename T, typename TT>
-void softmax_ce_dense(Matrix<const T> logits, Matrix<const TT> targets,
-                      std::optional<ConstVector> weight, double label_smoothing, double z_loss,
-                      double softcap, Vector loss_out, std::optional<Matrix<T>> grad,
-                      double grad_scale) {
+int64_t softmax_ce_dense(Matrix<const T> logits, Matrix<const TT> targets,
+                         std::optional<ConstVector> weight, double label_smoothing, double z_loss,
+                         double softcap, Vector loss_out, std::optional<Matrix<T>> grad,
+                         double grad_scale) {
   const int64_t N = dim(logits, 0);
   const int64_t C = check_rows(dim(logits, 1), "logits");
   const crossent::SoftmaxCEOptions opt =
@@ -148,7 +148,8 @@ void softmax_ce_dense(Matrix<const T> logits, Matrix<const TT> targets,
   T* g = check_grad(grad, N, C);
   const auto& k = dense_target_kernels<T, TT>();
   nb::gil_scoped_release release;
-  k.softmax_ce_dense(logits.data(), N, C, targets.data(), opt, loss_out.data(), g, grad_scale);
+  return k.softmax_ce_dense(logits.data(), N, C, targets.data(), opt, loss_out.data(), g,
+                            grad_scale);
 }
 
 template <typename T>
@@ -431,7 +432,8 @@ void define_dense_targets(nb::module_& m) {
         "targets"_a.noconvert(), "weight"_a.noconvert().none(), "label_smoothing"_a,
         "z_loss"_a, "softcap"_a, "loss_out"_a.noconvert(), "grad"_a.noconvert().none(),
         "grad_scale"_a,
-        "Per-row softmax cross-entropy of target distributions (float32 or float64).");
+        "Per-row softmax cross-entropy of target distributions (float32 or float64); returns "
+        "the count of targets outside [0, 1].");
   m.def("sigmoid_bce", &sigmoid_bce<T, TT>, "logits"_a.noconvert(), "targets"_a.noconvert(),
         "weight"_a.noconvert().none(), "pos_weight"_a.noconvert().none(), "label_smoothing"_a,
         "loss_out"_a.noconvert().none(), "grad"_a.noconvert().none(), "grad_scale"_a,

@@ -13,9 +13,10 @@ namespace crossent {
 
 template <typename T, typename TT>
 struct DenseTargetKernels {
-  void (*softmax_ce_dense)(const T* logits, int64_t n_rows, int64_t n_classes, const TT* targets,
-                           const SoftmaxCEOptions& opt, double* loss_out, T* grad,
-                           double grad_scale);
+  // Returns the count of targets outside [0, 1].
+  int64_t (*softmax_ce_dense)(const T* logits, int64_t n_rows, int64_t n_classes,
+                              const TT* targets, const SoftmaxCEOptions& opt, double* loss_out,
+                              T* grad, double grad_scale);
   // Element-wise over n elements: returns the sum of the losses (float64); loss_out (may be
   // nullptr) receives each element's loss, grad (may be nullptr) grad_scale * dl/dx, *n_bad
   // the count of inputs outside [0, 1] (targets; and probabilities for bce).

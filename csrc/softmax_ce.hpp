@@ -17,10 +17,13 @@ void softmax_ce_index(const T* logits, int64_t n_rows, int64_t n_classes, const 
                       const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
 
 // targets: [N, C] distributions, read in their own dtype TT. Options: weight, label_smoothing,
-// z_loss, softcap.
+// z_loss, softcap. Returns the number of targets outside [0, 1] (NaN included), counted in the
+// same pass; the outputs are meaningless when it is not 0 (the caller raises). grad may be
+// logits itself, as above.
 template <typename T, typename TT>
-void softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const TT* targets,
-                      const SoftmaxCEOptions& opt, double* loss_out, T* grad, double grad_scale);
+int64_t softmax_ce_dense(const T* logits, int64_t n_rows, int64_t n_classes, const TT* targets,
+                         const SoftmaxCEOptions& opt, double* loss_out, T* grad,
+                         double grad_scale);
 
 // Row normalisation, one row of logits x at a time: lse = logsumexp(x) into lse_out (may be
 // nullptr) and, into out (may be nullptr, may alias x), softmax(x) when log_space is false or

@@ -46,27 +46,40 @@ void focal_general_row(const T* x, int64_t C, int64_t y, double a_y, double gamm
   }
 }
 
-// A row with a finite maximum: one online sweep stores e_c = exp(x_c - shift_j) into g and
-// sums them (the softmax cross-entropy's passes), then g_c = e_c k, k = coef grad_scale / s
-// (times each chunk's exp(shift_j - m)), the target's entry in float64.
+// The focal epilogue for IndexRows: the class-index sweeps of softmax cross-entropy, then
+// lp = log p_y = (z_y - m) - log s, the loss from focal_scalars, and the gradient
+// d l / d z_j = coef (p_j - [j = y]) as RowGrad k = coef grad_scale / s, ga = coef grad_scale.
+// A row whose maximum is not finite takes focal_general_row.
 template <typename T>
-bool focal_fast_row(const T* x, int64_t C, int64_t y, double a_y, double gamma, double* loss,
-                    T* g, double grad_scale, T* shifts) {
-  const double x_y = static_cast<double>(x[y]);
-  T m;
-  const double s = row_online(x, g, C, shifts, &m);
-  if (!std::isfinite(m)) return false;
-  const double log_s = std::log(s);
-  double coef;
-  *loss = focal_scalars((x_y - static_cast<double>(m)) - log_s, a_y, gamma, &coef);
-  if (!g) return true;
-  const double k = coef * grad_scale / s;
-  const double k_y = chunk_factor(k, static_cast<double>(shifts[y / kChunk]), static_cast<double>(m));
-  const double e_y = static_cast<double>(g[y]);
-  row_scale_chunks(g, C, shifts, m, k);
-  g[y] = static_cast<T>(e_y * k_y - coef * grad_scale);
-  return true;
-}
+struct FocalEpilogue {
+  const T* x;
+  T* g;
+  const int64_t* labels;
+  int64_t C;
+  const double* alpha;
+  double gamma;
+  double* loss_out;
+  double grad_scale;
+
+  double w_y(int64_t) const { return 1.0; }  // alpha_y is in coef
+  bool general_max(T m) const { return !std::isfinite(m); }
+  bool finish(int64_t n, int64_t y, RowStats& st, RowGrad* r) const {
+    if (!std::isfinite(st.m)) return false;
+    const double log_s = std::log(st.s);
+    double coef;
+    loss_out[n] = focal_scalars((st.zy - st.m) - log_s, alpha ? alpha[y] : 1.0, gamma, &coef);
+    r->m = st.m;
+    r->k = coef * grad_scale / st.s;
+    r->ga = coef * grad_scale;
+    r->gb = 0.0;
+    return true;
+  }
+  void general(int64_t n) const {
+    const int64_t y = labels[n];
+    focal_general_row(x + n * C, C, y, alpha ? alpha[y] : 1.0, gamma, loss_out + n,
+                      g ? g + n * C : nullptr, grad_scale);
+  }
+};
 
 }  // namespace
 
@@ -94,24 +107,12 @@ template <typename T>
 void softmax_focal(const T* logits, int64_t n_rows, int64_t C, const int64_t* labels,
                    const double* alpha, double gamma, bool has_ignore, int64_t ignore_index,
                    double* loss_out, T* grad, double grad_scale) {
-#pragma omp parallel if (n_rows * C >= kParallelMinElements)
-  {
-    Buffer<T> shifts((C + kChunk - 1) / kChunk);
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < n_rows; ++n) {
-      const T* x = logits + n * C;
-      T* g = grad ? grad + n * C : nullptr;
-      const int64_t y = labels[n];
-      if (has_ignore && y == ignore_index) {
-        loss_out[n] = 0.0;
-        if (g) std::memset(g, 0, static_cast<size_t>(C) * sizeof(T));
-        continue;
-      }
-      const double a_y = alpha ? alpha[y] : 1.0;
-      if (!focal_fast_row(x, C, y, a_y, gamma, loss_out + n, g, grad_scale, shifts.data()))
-        focal_general_row(x, C, y, a_y, gamma, loss_out + n, g, grad_scale);
-    }
-  }
+  const FocalEpilogue<T> epi{logits, grad, labels, C, alpha, gamma, loss_out, grad_scale};
+  with_flag(grad != nullptr, [&](auto has_g) {
+    const IndexRows<FocalEpilogue<T>, false, false, false, has_g(), T> rows{
+        epi, logits, grad, labels, C, nullptr, T(0), has_ignore, ignore_index, loss_out};
+    run(rows, n_rows, C, static_cast<const T*>(grad) == logits);
+  });
 }
 
 template void nll<float>(const float*, int64_t, int64_t, const int64_t*, const double*, bool,

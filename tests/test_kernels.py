@@ -15,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 import contextlib
 
+import _mp_reference as mpr
 import crossent
 import crossent._backend as _backend
 from crossent import _dispatch
@@ -251,6 +252,199 @@ def test_softmax_ce_dense_matches_reference(level, dtype, data):
     r_loss, r_grad = ref.softmax_cross_entropy_dense(x.astype(np.float64), t.astype(np.float64), opts)
     assert_close(loss, r_loss, TOL[dtype])
     assert_close(g, 0.5 * r_grad, TOL[dtype])
+
+
+# ----------------------------------------------------------------------------- softcap, split rows, dense checks
+def _call_dense(x, t, weight=None, eps=0.0, z_loss=0.0, softcap=0.0, grad=True, scale=1.0,
+                out=None):
+    loss = np.empty(x.shape[0])
+    g = (np.empty_like(x) if out is None else out) if grad else None
+    n_bad = ext.softmax_ce_dense(x, t, weight, eps, z_loss, softcap, loss, g, scale)
+    return loss, g, n_bad
+
+
+def _softcap_rows(dtype):
+    """Rows through tanh's two branches (|x/s| < 0.55 and above), its saturation, masked
+    classes and +inf (capped to s)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((5, 300)) * 20).astype(dtype)
+    x[0, :7] = [0.0, 1e-3, -2.7, 2.8, 1e4, -1e4, 3e38 if dtype is np.float32 else 1e300]
+    x[1, 5] = -np.inf
+    x[2, 17] = np.inf
+    x[3, :] = np.linspace(-1, 1, 300, dtype=dtype)
+    x[4, 9] = -np.inf
+    return x, np.array([3, 7, 17, 150, 8], dtype=np.int64)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softcap_matches_mpmath_at_every_level(level, dtype):
+    """z = s tanh(x / s) through the math layer's vectorised tanh, and dz/dx = 1 - (z/s)^2,
+    against a 50-digit mpmath reference (sech^2), class indices and distributions."""
+    x, labels = _softcap_rows(dtype)
+    t = np.random.default_rng(12).dirichlet(np.ones(x.shape[1]), x.shape[0]).astype(dtype)
+    t[x == -np.inf] = 0.0  # no mass on masked classes: finite
+    w = np.random.default_rng(13).random(x.shape[1]) + 0.5
+    for eps, weight in [(0.0, None), (0.1, w)]:
+        with at_level(level):
+            loss, g = _call_index(x, labels, weight, eps=eps, softcap=5.0, scale=0.5)
+            lf, _ = _call_index(x, labels, weight, eps=eps, softcap=5.0, grad=False)
+            dl, dg, n_bad = _call_dense(x, t, weight, eps, softcap=5.0, scale=0.5)
+        m_loss, m_grad, _ = mpr.softmax_cross_entropy(x, labels, weight=weight, label_smoothing=eps,
+                                                     softcap=5.0)
+        mpr.assert_close(loss, m_loss, TOL[dtype], "index loss")
+        mpr.assert_close(lf, m_loss, TOL[dtype], "index loss, forward only")
+        mpr.assert_close(g.astype(np.float64) * 2, m_grad, TOL[dtype], "index gradient")
+        m_loss, m_grad, _ = mpr.softmax_cross_entropy(x, t, weight=weight, label_smoothing=eps,
+                                                     softcap=5.0)
+        assert n_bad == 0
+        mpr.assert_close(dl, m_loss, TOL[dtype], "dense loss")
+        mpr.assert_close(dg.astype(np.float64) * 2, m_grad, TOL[dtype], "dense gradient")
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_softcap_index_matches_reference_at_every_level(level, dtype, data):
+    x, labels = data.draw(softmax_case(dtype))
+    c = x.shape[1]
+    cap = data.draw(st.sampled_from([0.5, 5.0, 30.0, 1e4]))
+    eps = data.draw(st.sampled_from([0.0, 0.1]))
+    weight = data.draw(st.one_of(st.none(), hnp.arrays(np.float64, (c,), elements=st.floats(0, 3))))
+    in_place = data.draw(st.booleans())
+    buf = x.copy()
+    with at_level(level):
+        loss, g = _call_index(buf, labels, weight, eps=eps, z_loss=1e-4, softcap=cap,
+                              out=buf if in_place else None)
+    r_loss, r_grad = ref.softmax_cross_entropy_index(
+        x.astype(np.float64), labels,
+        SoftmaxCEOptions(weight=weight, label_smoothing=eps, z_loss=1e-4, softcap=cap))
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(g, r_grad, TOL[dtype])
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("shape", [(1, 9), (3, 257), (2, 40_000)])
+def test_dense_kernel_counts_targets_outside_the_unit_interval(level, shape):
+    """The count comes from the kernel's own pass, at every level, whole rows or split."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    for t_dtype in (np.float32, np.float64):
+        t = np.full(shape, 0.5 / shape[1], dtype=t_dtype)
+        bad = rng.choice(t.size, size=min(5, t.size), replace=False)
+        t.flat[bad] = [1.5, -1e-30, np.nan, np.inf, -np.inf][: bad.size]
+        x.flat[bad[-1]] = -np.inf  # a bad target on a masked class counts too
+        with at_level(level):
+            assert _call_dense(x, t)[2] == bad.size
+            assert _call_dense(x, t, grad=False, softcap=3.0)[2] == bad.size
+        t.flat[bad] = [0.0, 1.0, 0.0, 1.0, 0.0][: bad.size]
+        with at_level(level):
+            assert _call_dense(x, t, eps=0.1)[2] == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("case", ["plain", "masked_head", "nan", "inf"])
+def test_split_rows_dense_focal_and_options_match_reference(dtype, threads, case):
+    """Three long rows over 2 threads (they do not divide evenly) or 4 (fewer rows than
+    threads): every row is split over the threads, and the slices merged, for distributions,
+    focal and class indices with smoothing, weights, z-loss and softcap."""
+    rng = np.random.default_rng(21)
+    n, c = 3, 20_001
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    x[:, 15_000] = 25  # the maximum in a later slice
+    labels = np.array([5, 19_999, 10_000], dtype=np.int64)
+    if case == "masked_head":
+        x[:, :12_000] = -np.inf  # whole slices masked, the first target among them
+    elif case == "nan":
+        x[1, 7] = np.nan
+    elif case == "inf":
+        x[2, 19_000] = np.inf
+    t = rng.dirichlet(np.ones(c), n)
+    if case == "masked_head":
+        t[:, :12_000] = 0.0
+        t /= t.sum(axis=1, keepdims=True)
+    w = rng.random(c) + 0.5
+    x64 = x.astype(np.float64)
+    before = crossent.get_num_threads()
+    try:
+        crossent.set_num_threads(threads)
+        with np.errstate(all="ignore"):
+            for t_dtype in (np.float32, np.float64):
+                tt = t.astype(t_dtype)
+                for eps, weight, cap in [(0.0, None, 0.0), (0.1, w, 0.0), (0.1, w, 20.0)]:
+                    loss, g, n_bad = _call_dense(x, tt, weight, eps, 1e-3, cap, scale=0.5)
+                    lf, _, _ = _call_dense(x, tt, weight, eps, 1e-3, cap, grad=False)
+                    r_loss, r_grad = ref.softmax_cross_entropy_dense(
+                        x64, tt.astype(np.float64),
+                        SoftmaxCEOptions(weight=weight, label_smoothing=eps, z_loss=1e-3,
+                                         softcap=cap or None))
+                    assert n_bad == 0
+                    assert_close(loss, r_loss, TOL[dtype])
+                    assert_close(lf, r_loss, TOL[dtype])
+                    assert_close(g, 0.5 * r_grad, TOL[dtype])
+            for eps, weight, cap in [(0.1, w, 0.0), (0.2, None, 20.0)]:
+                loss, g = _call_index(x, labels, weight, -1, eps, 1e-3, cap)
+                r_loss, r_grad = ref.softmax_cross_entropy_index(
+                    x64, labels, SoftmaxCEOptions(weight=weight, ignore_index=-1, label_smoothing=eps,
+                                                  z_loss=1e-3, softcap=cap or None))
+                assert_close(loss, r_loss, TOL[dtype])
+                assert_close(g, r_grad, TOL[dtype])
+            loss, g = np.empty(n), np.empty_like(x)
+            ext.softmax_focal(x, labels, w, 2.0, 10_000, loss, g, 0.5)
+            r_loss, r_grad = ref.softmax_focal(
+                x64, labels, SoftmaxFocalOptions(alpha=w, gamma=2.0, ignore_index=10_000))
+            assert_close(loss, r_loss, TOL[dtype])
+            assert_close(g, 0.5 * r_grad, TOL[dtype])
+    finally:
+        crossent.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@given(data=st.data())
+def test_split_rows_match_whole_rows(dtype, data):
+    """The same rows split over 2 or 3 threads and whole on one agree to rounding."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    c = data.draw(st.integers(33_000, 50_000))  # past the kernels' one-thread size
+    x = (rng.standard_normal((1, c)) * data.draw(st.sampled_from([1.0, 30.0]))).astype(dtype)
+    x[0, rng.integers(0, c, data.draw(st.integers(0, 50)))] = -np.inf
+    t = rng.dirichlet(np.full(c, 0.1), 1).astype(dtype)
+    t[x == -np.inf] = 0.0
+    labels = np.array([data.draw(st.integers(0, c - 1))], dtype=np.int64)
+    kw = dict(weight=data.draw(st.sampled_from([None, rng.random(c)])),
+              eps=data.draw(st.sampled_from([0.0, 0.3])),
+              softcap=data.draw(st.sampled_from([0.0, 4.0])))
+    before = crossent.get_num_threads()
+    try:
+        crossent.set_num_threads(1)
+        whole = _call_dense(x, t, **kw), _call_index(x, labels, **kw)
+        crossent.set_num_threads(data.draw(st.sampled_from([2, 3])))
+        split = _call_dense(x, t, **kw), _call_index(x, labels, **kw)
+    finally:
+        crossent.set_num_threads(before)
+    for a, b in zip(whole, split):
+        assert_close(a[0], b[0], TOL[dtype])
+        assert_close(a[1], b[1], TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cap", [0.0, 5.0])
+def test_dense_in_place_gradient_overwrites_the_logits(dtype, cap):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((4, 600)) * 3).astype(dtype)
+    x[1, 2] = -np.inf
+    x[2, :] = -np.inf
+    x[2, 0] = np.inf  # a +inf maximum takes the scalar path before the row is overwritten
+    t = rng.dirichlet(np.ones(600), 4)
+    t[1, 2] = 0.0
+    with np.errstate(all="ignore"):
+        r_loss, r_grad = ref.softmax_cross_entropy_dense(
+            x.astype(np.float64), t, SoftmaxCEOptions(label_smoothing=0.1, softcap=cap or None))
+    buf = x.copy()
+    loss, g, _ = _call_dense(buf, t, eps=0.1, softcap=cap, out=buf)
+    assert g is buf
+    assert_close(loss, r_loss, TOL[dtype])
+    assert_close(buf, r_grad, TOL[dtype])
 
 
 @pytest.mark.parametrize("level", LEVELS)
@@ -620,3 +814,35 @@ def test_bce_gradient_scaled_before_it_can_overflow(level):
         _, g = crossent.value_and_grad(crossent.binary_cross_entropy)(p, t)
     exact = -np.float64(t[0]) / np.float64(p[0]) / 2
     assert np.isfinite(g[0]) and abs(g[0] / exact - 1) < 4 * np.finfo(np.float32).eps
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softcap_gradient_keeps_its_digits_where_tanh_saturates(level, dtype):
+    """dz/dx = sech^2(x/s) where tanh(x/s) rounds near +-1 (x/s from 2 to 12): formed from x,
+    not as 1 - tanh^2 of the rounded tanh (which lost every float32 digit by x/s = 9; found by
+    Hypothesis). Against 50-digit mpmath, index and dense targets, in place too."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    cap, ratios = 5.0, [2.0, 5.1, 9.0, 12.0]
+    x = np.zeros((len(ratios), 40), dtype=dtype)
+    x[:, 0] = [r * cap for r in ratios]
+    x[:, 3] = -2.0
+    labels = np.full(len(ratios), 7, dtype=np.int64)
+
+    def exact(row):  # d/dx_0 of -log softmax(s tanh(x / s))_7 = p_0 sech^2(x_0 / s)
+        z = [cap * mpmath.tanh(mpmath.mpf(float(v)) / cap) for v in row]
+        p0 = mpmath.exp(z[0]) / mpmath.fsum(mpmath.exp(v) for v in z)
+        return float(p0 * mpmath.sech(mpmath.mpf(float(row[0])) / cap) ** 2)
+
+    want = np.array([exact(row) for row in x])
+    t = np.zeros_like(x)
+    t[:, 7] = 1.0
+    with at_level(level):
+        _, g = _call_index(x, labels, softcap=cap)
+        _, g_dense, _ = _call_dense(x, t, softcap=cap)
+        buf = x.copy()
+        _call_index(buf, labels, softcap=cap, out=buf)
+    for got in (g[:, 0], g_dense[:, 0], buf[:, 0]):
+        np.testing.assert_allclose(got, want, rtol=TOL[dtype], atol=0)

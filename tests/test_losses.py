@@ -8,6 +8,7 @@ compare crossent with itself on inputs that the math says must give equal result
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -107,6 +108,25 @@ def test_class_axis_moved_dense(backend):
     v2, g2 = vg(crossent.softmax_cross_entropy)(np.moveaxis(x, 1, -1), t, label_smoothing=0.2)
     assert v1 == pytest.approx(v2, rel=1e-15)
     np.testing.assert_allclose(g1, np.moveaxis(g2, -1, 1), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("t_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [1.5, -0.25, np.nan, np.inf])
+@pytest.mark.parametrize("shape", [(3, 4, 2), (2, 20_000, 2)])
+def test_dense_targets_outside_unit_interval_name_the_first(backend, t_dtype, bad, shape):
+    """The compiled path counts the entries outside [0, 1] in its own pass over the targets;
+    both paths then name the first one in the caller's layout (the class axis here is 1)."""
+    x = _rng(5).normal(size=shape)
+    t = np.full(shape, 0.5 / shape[1], dtype=t_dtype)
+    t[1, -1, 0] = 7.0  # a later entry outside
+    t[1, 2, 0] = bad  # the first in C order
+    t[0, 3, 1] = 1.0  # the bounds are inside
+    t[0, 1, 1] = 0.0
+    message = rf"targets\[1, 2, 0\] = {re.escape(repr(float(t_dtype(bad))))} is outside \[0, 1\]"
+    with pytest.raises(ValueError, match=message):
+        crossent.softmax_cross_entropy(x, t, axis=1)
+    with pytest.raises(ValueError, match=message):
+        vg(crossent.softmax_cross_entropy)(x, t, axis=1, label_smoothing=0.1, softcap=3.0)
 
 
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.25}, {"z_loss": 0.01},

@@ -73,6 +73,32 @@ def test_cross_entropy_against_torch(backend, kind, weighted, ignore, eps, reduc
 
 
 @pytest.mark.parametrize("kind", ["index", "dense"])
+@pytest.mark.parametrize("shape", [(N, C), (3, 20_001)], ids=["short", "long_rows"])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_softcapped_cross_entropy_against_torch(backend, kind, shape, threads):
+    """Gemma 2's soft-capping is F.cross_entropy of s tanh(x / s) (gradient through tanh by
+    autograd); three long rows over 2 or 4 threads are split over the threads."""
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=shape) * 20
+    weight = rng.random(shape[1]) + 0.5
+    targets = rng.integers(0, shape[1], size=shape[0]) if kind == "index" else \
+        rng.dirichlet(np.ones(shape[1]), size=shape[0])
+    t_targets, t_weight = torch.tensor(targets), torch.tensor(weight)
+    expected, expected_grad = _torch_value_grad(
+        lambda xt: F.cross_entropy(15.0 * torch.tanh(xt / 15.0), t_targets, weight=t_weight,
+                                   label_smoothing=0.1), x, "mean")
+    before = crossent.get_num_threads()
+    try:
+        crossent.set_num_threads(threads)
+        value, g = crossent.value_and_grad(crossent.softmax_cross_entropy)(
+            x, targets, weight=weight, label_smoothing=0.1, softcap=15.0)
+    finally:
+        crossent.set_num_threads(before)
+    _close(value, expected)
+    _close(g, expected_grad)
+
+
+@pytest.mark.parametrize("kind", ["index", "dense"])
 @pytest.mark.parametrize("eps", [0.0, 0.2])
 def test_cross_entropy_class_dim_one(backend, kind, eps):
     """torch's class dim 1 on (N, C, d1, d2) is crossent's axis=1."""

@@ -65,6 +65,8 @@ EXERCISE = textwrap.dedent(
                 ext.softmax_ce_dense(x, t, w, 0.1, 1e-4, 2.0, loss, g, 1.0)
                 ext.softmax_ce_dense(x, t, w, 0.1, 1e-4, 0.0, loss, g, 1.0)
                 ext.softmax_ce_dense(x, t.astype(np.float32), None, 0.0, 0.0, 0.0, loss, None, 1.0)
+                buf = x.copy()
+                ext.softmax_ce_dense(buf, t * 2 - 0.5, w, 0.1, 0.0, 0.0, loss, buf, 1.0)
                 ext.nll(np.minimum(x, 0), y, w, None, loss, g, 1.0)
                 ext.softmax_focal(x, y, w, 2.0, int(y[1]), loss, g, 1.0)
                 ext.softmax_focal(x, y, None, 0.5, None, loss, None, 1.0)
@@ -111,8 +113,16 @@ EXERCISE = textwrap.dedent(
             for label, ignore in ((5, None), (69999, None), (5, 5)):
                 ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 1e-4, 0.0, l1, g1, 1.0)
                 ext.softmax_ce_index(x1, np.array([label]), None, ignore, 0.0, 0.0, 0.0, l1, None, 1.0)
+            t1 = rng.random((1, 70001))
+            w1 = rng.random(70001)
+            ext.softmax_ce_index(x1, np.array([5]), w1, None, 0.1, 1e-4, 3.0, l1, g1, 1.0)
+            ext.softmax_ce_dense(x1, t1, w1, 0.1, 1e-4, 0.0, l1, g1, 1.0)
+            ext.softmax_ce_dense(x1, t1.astype(np.float32), None, 0.0, 0.0, 3.0, l1, None, 1.0)
+            ext.softmax_focal(x1, np.array([69999]), w1, 2.0, None, l1, g1, 1.0)
             x1[0, 50000] = np.inf
             ext.softmax_ce_index(x1, np.array([5]), None, None, 0.0, 0.0, 0.0, l1, g1, 1.0)
+            ext.softmax_ce_dense(x1, t1, None, 0.0, 0.0, 0.0, l1, g1, 1.0)
+            ext.softmax_focal(x1, np.array([5]), None, 2.0, None, l1, g1, 1.0)
 
     x = np.zeros((3, 4), np.float32)
     y = np.array([0, 1, 9])

@@ -10,9 +10,9 @@ Each function returns ``(loss, grad)``: the per-row (per-element) losses as floa
 (``None`` otherwise). The element-wise losses take ``total=True`` to return the float64 sum of
 the losses instead (the kernels then write no per-element array). Dense targets are passed to
 the kernels in their own dtype when it is float32 or float64 (no conversion copy). The binary
-losses check that targets (and probabilities) lie in [0, 1] here, in the kernels' own pass on
-the compiled path, and name the first entry outside. The
-reference path computes in float64.
+losses and softmax cross-entropy with dense targets check that targets (and probabilities) lie
+in [0, 1] here, in the kernels' own pass on the compiled path, and name the first entry
+outside. The reference path computes in float64.
 """
 
 from __future__ import annotations
@@ -136,14 +136,24 @@ def softmax_ce_index(x, labels, options, grad_scale, need_grad, out=None):
     return loss, grad
 
 
-def softmax_ce_dense(x, targets, options, grad_scale, need_grad, out=None):
+def softmax_ce_dense(x, targets, options, grad_scale, need_grad, out=None, unit=None):
     """``options``: as for :func:`softmax_ce_index` (``ignore_index`` unused). ``out``: as
-    there, but it may not be ``x`` itself."""
+    there, but it may not be ``x`` itself. ``unit``: a ``(name, array)`` pair, the targets as
+    the caller holds them, whose entries must lie in [0, 1]; the kernel counts the entries
+    outside in its own pass, and when there are any the first is named (ValueError)."""
     o = options
     ext = kernels()
     if ext is not None:
-        return _rows(ext.softmax_ce_dense, x, _targets(targets, x.shape), _f64(o.weight), o.label_smoothing,
-                     o.z_loss, o.softcap or 0.0, need_grad=need_grad, grad_scale=grad_scale, out=out)
+        x = np.ascontiguousarray(x)
+        loss = np.empty(x.shape[0], dtype=np.float64)
+        grad = (np.empty_like(x) if out is None else out) if need_grad else None
+        n_bad = ext.softmax_ce_dense(x, _targets(targets, x.shape), _f64(o.weight), o.label_smoothing,
+                                     o.z_loss, o.softcap or 0.0, loss, grad, grad_scale)
+        if n_bad and unit is not None:
+            _check_unit([unit])
+        return loss, grad
+    if unit is not None:
+        _check_unit([unit])
     loss, grad = _reference.softmax_cross_entropy_dense(
         x.astype(np.float64), targets.astype(np.float64), o)
     return _reference_rows(loss, grad, grad_scale, x.dtype, need_grad, out)

@@ -33,12 +33,17 @@ __all__ = [
 
 # ----------------------------------------------------------------------------- helpers
 def _softcap(x, softcap):
-    """z = s tanh(x / s) and dz/dx = 1 - (z/s)^2; -inf (masked) stays -inf."""
+    """z = s tanh(x / s) and dz/dx = sech^2(x / s); -inf (masked) stays -inf (dz/dx 0).
+
+    sech^2(a) = 1 - tanh^2(a) = 4e / (1 + e)^2 with e = exp(-2|a|): the second form has no
+    subtraction, where the first loses its digits to the rounding of tanh near |tanh| = 1."""
     if softcap is None:
         return x, None
     masked = x == -np.inf
-    z = np.where(masked, -np.inf, softcap * np.tanh(np.where(masked, 0.0, x) / softcap))
-    dz = np.where(masked, 0.0, 1.0 - (z / softcap) ** 2)
+    a = np.where(masked, 0.0, x) / softcap
+    z = np.where(masked, -np.inf, softcap * np.tanh(a))
+    e = np.exp(-2.0 * np.abs(a))
+    dz = np.where(masked, 0.0, 4.0 * e / (1.0 + e) ** 2)
     return z, dz
 
 

@@ -173,11 +173,11 @@ def _softmax_cross_entropy(logits, targets, *, axis=-1, weight=None, ignore_inde
     if ignore_index is not None:
         raise ValueError("ignore_index applies to class-index targets; dense (float) targets "
                          "cannot ignore rows: give those rows zero targets, or pass indices")
-    _checks.check_unit_interval(t, "targets")
     denominator = sample.total(x.shape[0])
     t_rows = rows.rows_of(t)
     loss, g = _dispatch.softmax_ce_dense(x, t_rows, opts, _grad_scale(reduction, denominator), need_grad,
-                                         out=_distinct_out_rows(rows, out, t_rows))
+                                         out=_distinct_out_rows(rows, out, t_rows),
+                                         unit=("targets", t))
     return rows.finish(*sample.apply(loss, g), reduction, denominator, out)
 
 

@@ -72,10 +72,14 @@ def _zero_times(coef, value):
 
 
 def _softcap_(z, softcap):
-    """z <- s tanh(z / s) in place, -inf (masked) staying -inf; returns dz/dx = 1 - (z/s)^2."""
+    """z <- s tanh(z / s) in place, -inf (masked) staying -inf; returns dz/dx = sech^2(z / s)
+    = 4e / (1 + e)^2 with e = exp(-2|z / s|) (1 - tanh^2 would lose its digits to the rounding
+    of tanh near |tanh| = 1), 0 where masked."""
     masked = z == -math.inf
+    e = torch.exp(z.abs().div_(softcap).mul_(-2.0))
+    dz = e.mul(4.0).div_((1.0 + e).square_()).masked_fill_(masked, 0.0)
     z.div_(softcap).tanh_().mul_(softcap).masked_fill_(masked, -math.inf)
-    return (1.0 - (z / softcap) ** 2).masked_fill_(masked, 0.0)
+    return dz
 
 
 def _identity(t):

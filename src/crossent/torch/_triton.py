@@ -88,11 +88,13 @@ if triton is not None:
 
     @triton.jit
     def _softcapped(x, softcap, SOFTCAP: tl.constexpr):
-        """z = s tanh(x / s) (masked -inf stays -inf) and dz/dx = 1 - (z/s)^2 (0 where masked)."""
+        """z = s tanh(x / s) (masked -inf stays -inf) and dz/dx = sech^2(x / s) = 4e / (1 + e)^2,
+        e = exp(-2|x / s|) (0 where masked; 1 - tanh^2 would lose its digits near |tanh| = 1)."""
         if SOFTCAP:
             masked = x == float("-inf")
             z = softcap * _tanh(x / softcap)
-            dz = tl.where(masked, 0.0, 1.0 - (z / softcap) * (z / softcap))
+            e = tl.exp(-2.0 * tl.abs(x / softcap))
+            dz = tl.where(masked, 0.0, 4.0 * e / ((1.0 + e) * (1.0 + e)))
             z = tl.where(masked, float("-inf"), z)
         else:
             z = x
