@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 
+#include "elementwise.hpp"
 #include "level.hpp"
 #include "parallel.hpp"
 #include "simd_math.hpp"
@@ -15,7 +16,6 @@
 CROSSENT_LEVEL_BEGIN
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // The row's statistics from pass 1.
 struct Stats {
@@ -32,19 +32,18 @@ struct Stats {
 template <bool Raw, typename T>
 bool row_stats(const T* __restrict x, const T* __restrict y, int64_t C, double inv_t,
                Stats* out) {
-  constexpr T inf = std::numeric_limits<T>::infinity();
   const T it = static_cast<T>(inv_t);
-  T mx = -inf, my = -inf;
+  T mx = -kInfinity<T>, my = -kInfinity<T>;
   double ss = 0.0, st = 0.0, sx = 0.0;
   for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T cx = -inf, cy = -inf;
+    T cx = -kInfinity<T>, cy = -kInfinity<T>;
 #pragma omp simd reduction(max : cx, cy)
     for (int64_t c = c0; c < c1; ++c) {
       cx = x[c] > cx ? x[c] : cx;
       cy = y[c] > cy ? y[c] : cy;
     }
-    if (cx == inf || cy == inf) return false;
+    if (cx == kInfinity<T> || cy == kInfinity<T>) return false;
     if (cx > mx) {  // 0 while the maximum was -inf
       const double d = static_cast<double>(mx) - static_cast<double>(cx);
       ss *= std::exp(d * inv_t);
@@ -55,7 +54,7 @@ bool row_stats(const T* __restrict x, const T* __restrict y, int64_t C, double i
       st *= std::exp((static_cast<double>(my) - static_cast<double>(cy)) * inv_t);
       my = cy;
     }
-    const T hx = mx == -inf ? T(0) : mx, hy = my == -inf ? T(0) : my;
+    const T hx = mx == -kInfinity<T> ? T(0) : mx, hy = my == -kInfinity<T> ? T(0) : my;
     T ps = 0, pt = 0, px = 0;
     if (Raw) {
 #pragma omp simd reduction(+ : ps, pt, px)
@@ -76,7 +75,7 @@ bool row_stats(const T* __restrict x, const T* __restrict y, int64_t C, double i
     sx += static_cast<double>(px);
   }
   // NaN reaches the sums; an all -inf side leaves its maximum at -inf
-  if (mx == -inf || my == -inf || !std::isfinite(ss) || !std::isfinite(st) || !std::isfinite(sx))
+  if (mx == -kInfinity<T> || my == -kInfinity<T> || !std::isfinite(ss) || !std::isfinite(st) || !std::isfinite(sx))
     return false;
   out->mx = static_cast<double>(mx);
   out->my = static_cast<double>(my);
@@ -124,7 +123,6 @@ CROSSENT_INLINE void jsd_parts(T d, T lb, T l1b, T cb, T* r, T* s) {
 template <int Kind, bool Grad, bool Raw, typename T>
 void value_sweep(const T* x, const T* y, T* g, T* __restrict sq, int64_t C, const Consts<T>& k,
                  double* sum_p, double* sum_q) {
-  constexpr T inf = std::numeric_limits<T>::infinity();
   double vp = 0.0, vq = 0.0;
   for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
@@ -135,16 +133,16 @@ void value_sweep(const T* x, const T* y, T* g, T* __restrict sq, int64_t C, cons
       const T b = (xc - k.mx) * k.it - k.ls;
       const T a = (yc - k.my) * k.it - k.lt;
       const T q = exp_nonpos(b);
-      const bool xm = xc == -inf, ym = yc == -inf;
+      const bool xm = xc == -kInfinity<T>, ym = yc == -kInfinity<T>;
       T gd;  // the divergence's part of the gradient, before cd
       if (Kind == 0) {
         const T p = exp_nonpos(a);
-        pp += ym ? T(0) : (xm ? inf : p * (a - b));
+        pp += ym ? T(0) : (xm ? kInfinity<T> : p * (a - b));
         gd = q - p;
       } else if (Kind == 1) {
         const T r = (b - a) - k.rc;
         const T t = q * r;
-        pq += xm ? T(0) : (ym ? inf : t);
+        pq += xm ? T(0) : (ym ? kInfinity<T> : t);
         gd = xm ? T(0) : t;
       } else {
         const T p = exp_nonpos(a);
@@ -270,7 +268,7 @@ void divergence_row(const T* x, const T* y, int64_t C, int64_t label,
     if (kind == Divergence::kForwardKL)
       d = q - std::exp(a);
     else
-      d = xl == -kInf ? 0.0 : q * ((r_of(xl, yl) - rc) - kq);
+      d = xl == -kInfinity<double> ? 0.0 : q * ((r_of(xl, yl) - rc) - kq);
     const double qx = raw ? std::exp((xl - st.mx) - st.lx) : q;
     g[label] = static_cast<T>((cd == 0.0 ? 0.0 : cd * d) + ch * (qx - 1.0));
   }

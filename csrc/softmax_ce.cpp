@@ -31,12 +31,12 @@ double ce_epilogue(const RowStats& st, const SoftmaxCEOptions& opt, double zw,
   const double log_s = std::log(st.s);
   const double lse = st.m + log_s;
   const double mass = a * st.t + eps_c * st.w;
-  double l = st.masked_mass > 0 && a > 0.0 ? kInfD : zero_times(a * st.tl, log_s) + a * st.td;
+  double l = st.masked_mass > 0 && a > 0.0 ? kInfinity<double> : zero_times(a * st.tl, log_s) + a * st.td;
   if (eps > 0.0) l += eps_c * (st.w * log_s + st.wd);
   if (opt.z_loss > 0.0) l += opt.z_loss * zw * lse * lse;
-  if (lse == -kInfD) l = kInfD;
+  if (lse == -kInfinity<double>) l = kInfinity<double>;
   r->m = st.m;
-  r->k = lse == -kInfD ? std::numeric_limits<double>::quiet_NaN()
+  r->k = lse == -kInfinity<double> ? std::numeric_limits<double>::quiet_NaN()
                        : grad_scale * (mass + 2.0 * opt.z_loss * zw * lse) / st.s;
   r->ga = grad_scale * a;
   r->gb = grad_scale * eps_c;
@@ -46,7 +46,7 @@ double ce_epilogue(const RowStats& st, const SoftmaxCEOptions& opt, double zw,
 // Class indices as distributions: t = one-hot of y, so T = w_y and, when y is unmasked,
 // TL = w_y and TD = w_y (m - z_y) (0 for w_y = 0); a masked y with w_y != 0 costs inf.
 void index_target(RowStats* st, double wy) {
-  const bool live = st->zy != -kInfD;
+  const bool live = st->zy != -kInfinity<double>;
   st->t = wy;
   st->tl = live ? wy : 0.0;
   st->td = live && wy != 0.0 ? wy * (st->m - st->zy) : 0.0;
@@ -54,7 +54,7 @@ void index_target(RowStats* st, double wy) {
 }
 
 inline double capped_d(double x, double cap) {
-  return cap == 0.0 || x == -kInfD ? x : cap * std::tanh(x / cap);
+  return cap == 0.0 || x == -kInfinity<double> ? x : cap * std::tanh(x / cap);
 }
 
 // ------------------------------------------------------------------ scalar reference
@@ -68,7 +68,7 @@ int64_t general_row(const T* x, const TT* t, int64_t y, int64_t C, const Softmax
   const double cap = opt.softcap;
   const double* w = opt.weight;
   Buffer<double> z(C);  // z is formed before g is written, so g may alias x
-  double m = -kInfD;
+  double m = -kInfinity<double>;
   for (int64_t c = 0; c < C; ++c) {
     z[c] = capped_d(static_cast<double>(x[c]), cap);
     if (std::isnan(z[c]) || std::isnan(m)) m = std::nan("");  // NaN max, as np.max
@@ -78,7 +78,7 @@ int64_t general_row(const T* x, const TT* t, int64_t y, int64_t C, const Softmax
   st.m = std::isfinite(m) ? m : 0.0;
   for (int64_t c = 0; c < C; ++c) {
     const double dev = st.m - z[c];
-    const bool live = z[c] != -kInfD;
+    const bool live = z[c] != -kInfinity<double>;
     const double wc = w ? w[c] : 1.0;
     st.s += std::exp(-dev);
     if (live) {
@@ -107,7 +107,7 @@ int64_t general_row(const T* x, const TT* t, int64_t y, int64_t C, const Softmax
   *loss = ce_epilogue(st, opt, wy, grad_scale, &r);
   if (!g) return st.bad;
   for (int64_t c = 0; c < C; ++c) {
-    const bool live = z[c] != -kInfD;
+    const bool live = z[c] != -kInfinity<double>;
     const double wc = w ? w[c] : 1.0;
     const double tc = Dense ? static_cast<double>(t[c]) : (c == y ? 1.0 : 0.0);
     double d = std::exp(z[c] - r.m) * r.k - r.ga * wc * tc - (live ? r.gb * wc : 0.0);
@@ -134,7 +134,7 @@ struct IndexEpilogue {
   double w_y(int64_t y) const { return opt.weight ? opt.weight[y] : 1.0; }
   bool general_max(T m) const { return opt.softcap == 0.0 && m == std::numeric_limits<T>::infinity(); }
   bool finish(int64_t n, int64_t y, RowStats& st, RowGrad* r) const {
-    if (st.m == kInfD) return false;
+    if (st.m == kInfinity<double>) return false;
     index_target(&st, w_y(y));
     loss_out[n] = ce_epilogue(st, opt, w_y(y), grad_scale, r);
     return true;
@@ -201,7 +201,7 @@ struct DenseRows {
     *n_bad += bad;
   }
   bool finish(int64_t n, RowStats& st, RowGrad* r) const {
-    if (st.m == kInfD) return false;
+    if (st.m == kInfinity<double>) return false;
     count_bad(st.bad);
     loss_out[n] = ce_epilogue(st, opt, 1.0, grad_scale, r);
     return true;

@@ -12,7 +12,6 @@
 CROSSENT_LEVEL_BEGIN
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // The focal row's scalars from lp = log p_y: the loss -alpha_y u^gamma lp and the factor
 // coef = alpha_y u^gamma (1 - gamma p_y lp / u) of d l / d z_j = coef (p_j - [j = y]), with
@@ -35,7 +34,7 @@ void focal_general_row(const T* x, int64_t C, int64_t y, double a_y, double gamm
   shifted_log_sum_exp(x, C, &shift, &log_s);
   const double lse = shift + log_s;
   // log p_c = (z_c - m) - log s: shifted, no digits lost to large logits
-  const double lp = lse == -kInf ? -kInf : (static_cast<double>(x[y]) - shift) - log_s;
+  const double lp = lse == -kInfinity<double> ? -kInfinity<double> : (static_cast<double>(x[y]) - shift) - log_s;
   double coef;
   *loss = focal_scalars(lp, a_y, gamma, &coef);
   if (!g) return;

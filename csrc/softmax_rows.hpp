@@ -29,7 +29,6 @@ CROSSENT_LEVEL_BEGIN
 // chunk (a vector of partial sums, each over a few terms), and the chunk sums are added in
 // float64: float32 rows of 10^5 terms keep ~1e-7.
 constexpr int64_t kChunk = 256;
-constexpr double kInfD = std::numeric_limits<double>::infinity();
 
 inline int64_t n_chunks(int64_t C) { return (C + kChunk - 1) / kChunk; }
 
@@ -64,23 +63,22 @@ CROSSENT_INLINE T sech2(T a) {
 // Returns s; *m_out is the row maximum (+inf: stopped early, the caller takes the general path).
 template <typename T>
 double row_online(const T* __restrict x, int64_t C, T* m_out) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
-  T m = -kInfT;
+  T m = -kInfinity<T>;
   double s = 0.0;
   for (int64_t c0 = 0; c0 < C; c0 += kChunk) {
     const int64_t c1 = c0 + kChunk < C ? c0 + kChunk : C;
-    T cm = -kInfT;
+    T cm = -kInfinity<T>;
 #pragma omp simd reduction(max : cm)
     for (int64_t c = c0; c < c1; ++c) cm = x[c] > cm ? x[c] : cm;
     if (cm > m) {
-      if (cm == kInfT) {
+      if (cm == kInfinity<T>) {
         m = cm;
         break;
       }
       s *= std::exp(static_cast<double>(m) - static_cast<double>(cm));  // 0 while m = -inf
       m = cm;
     }
-    const T sh = m == -kInfT ? T(0) : m;
+    const T sh = m == -kInfinity<T> ? T(0) : m;
     T part = 0;
 #pragma omp simd reduction(+ : part)
     for (int64_t c = c0; c < c1; ++c) part += exp_nonpos(static_cast<T>(x[c] - sh));
@@ -94,7 +92,7 @@ double row_online(const T* __restrict x, int64_t C, T* m_out) {
 // What the epilogues need of a row of z (the soft-capped logits), as sums against the shift m.
 // A slice of a row (a chunk, a thread's share) has its own; merge adds them.
 struct RowStats {
-  double m = -kInfD;  // the maximum of z (-inf: no unmasked class yet; +inf: general path)
+  double m = -kInfinity<double>;  // the maximum of z (-inf: no unmasked class yet; +inf: general path)
   double s = 0.0;     // sum_c exp(z_c - m)
   // over the unmasked classes (label smoothing): sum w_c, sum w_c (m - z_c), their number
   double w = 0.0, wd = 0.0, k = 0.0;
@@ -110,7 +108,7 @@ struct RowStats {
   // The same sums against a shift m1 >= m: exp(z - m1) = exp(z - m) exp(m - m1) and
   // m1 - z = (m - z) + (m1 - m). While m = -inf no class was unmasked: the sums are 0.
   void rebase(double m1) {
-    if (m != -kInfD) {
+    if (m != -kInfinity<double>) {
       s *= std::exp(m - m1);
       wd += (m1 - m) * w;
       td += (m1 - m) * tl;
@@ -119,8 +117,8 @@ struct RowStats {
   }
 
   void merge(RowStats o) {
-    if (m == kInfD || o.m == kInfD) {
-      m = kInfD;
+    if (m == kInfinity<double> || o.m == kInfinity<double>) {
+      m = kInfinity<double>;
       return;
     }
     if (o.m > m) rebase(o.m);
@@ -176,14 +174,13 @@ template <bool Masked, bool Dense, bool Cap, bool Smooth, bool Weighted, bool Ha
 CROSSENT_INLINE auto chunk_sums(const T* x, const TT* __restrict t, T* g, int64_t c0,
                                 int64_t c1, T sh, T cap, const double* __restrict w,
                                 ChunkSums<T>* out) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
   using Bits = decltype(unit_bits(TT(0)));
   T ps = 0, pw = 0, pwd = 0, pk = 0, pt = 0, ptl = 0, ptd = 0, pm = 0;
   Bits top = 0;
 #pragma omp simd reduction(+ : ps, pw, pwd, pk, pt, ptl, ptd, pm) reduction(max : top)
   for (int64_t c = c0; c < c1; ++c) {
     const T xc = x[c];
-    const bool live = !Masked || xc != -kInfT;
+    const bool live = !Masked || xc != -kInfinity<T>;
     const T zc = Cap ? capped(xc, cap) : xc;
     const T d = zc - sh;  // <= 0; with Cap up to tanh's rounding, clamped (NaN passes)
     const T e = exp_nonpos(Cap ? (d > T(0) ? T(0) : d) : d);
@@ -233,28 +230,27 @@ CROSSENT_INLINE auto chunk_sums(const T* x, const TT* __restrict t, T* g, int64_
 template <bool Dense, bool Cap, bool Smooth, bool Weighted, bool HasG, typename T, typename TT>
 void stats_sweep(const T* x, const TT* __restrict t, T* g, int64_t n, T cap,
                  const double* __restrict w, T* __restrict shifts, RowStats* st) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
   constexpr bool kSelects = Smooth || Dense;  // sums over unmasked classes
   for (int64_t c0 = 0, j = 0; c0 < n; c0 += kChunk, ++j) {
     const int64_t c1 = c0 + kChunk < n ? c0 + kChunk : n;
-    T cm = -kInfT, cmin = kInfT;
+    T cm = -kInfinity<T>, cmin = kInfinity<T>;
 #pragma omp simd reduction(max : cm) reduction(min : cmin)
     for (int64_t c = c0; c < c1; ++c) {
       cm = x[c] > cm ? x[c] : cm;
       if (kSelects) cmin = x[c] < cmin ? x[c] : cmin;
     }
-    if (!Cap && cm == kInfT) {
-      st->m = kInfD;
+    if (!Cap && cm == kInfinity<T>) {
+      st->m = kInfinity<double>;
       return;
     }
     // z is increasing in x: the chunk's largest z is that of its largest x
     const double cz = static_cast<double>(Cap ? capped(cm, cap) : cm);
     if (cz > st->m) st->rebase(cz);
-    const T sh = st->m == -kInfD ? T(0) : static_cast<T>(st->m);
+    const T sh = st->m == -kInfinity<double> ? T(0) : static_cast<T>(st->m);
     if (HasG && !Cap) shifts[j] = sh;
     ChunkSums<T> p;
     const auto top =
-        kSelects && cmin == -kInfT
+        kSelects && cmin == -kInfinity<T>
             ? chunk_sums<true, Dense, Cap, Smooth, Weighted, HasG>(x, t, g, c0, c1, sh, cap, w, &p)
             : chunk_sums<false, Dense, Cap, Smooth, Weighted, HasG>(x, t, g, c0, c1, sh, cap, w,
                                                                    &p);
@@ -282,14 +278,13 @@ void stats_sweep(const T* x, const TT* __restrict t, T* g, int64_t n, T cap,
 template <bool Dense, bool Cap, bool Smooth, bool Weighted, typename T, typename TT>
 void grad_sweep(const TT* __restrict t, T* __restrict g, int64_t n, T cap,
                 const double* __restrict w, const T* __restrict shifts, const RowGrad& r) {
-  constexpr T kInfT = std::numeric_limits<T>::infinity();
   const T ga = static_cast<T>(r.ga), gb = static_cast<T>(r.gb);
   if (Cap) {
     const T m = static_cast<T>(r.m), k = static_cast<T>(r.k);
 #pragma omp simd
     for (int64_t c = 0; c < n; ++c) {
       const T xc = g[c];
-      const bool live = xc != -kInfT;
+      const bool live = xc != -kInfinity<T>;
       const T a = xc / cap, th = vtanh(a);
       const T z = live ? cap * th : xc;  // as capped(xc, cap)
       const T d = z - m;
@@ -375,7 +370,7 @@ struct IndexRows {
                                              cap, Weighted ? w + c0 : nullptr,
                                              shifts + c0 / kChunk, r);
     if (!has_y) return;
-    const bool live = st.zy != -kInfD;
+    const bool live = st.zy != -kInfinity<double>;
     const double wy = epi.w_y(y);
     double d;
     if (Cap) {
