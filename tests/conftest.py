@@ -54,3 +54,34 @@ def backend(request):
         pytest.skip(f"compiled kernels unavailable: {_backend._IMPORT_ERROR}")
     with _backend.use_backend(name):
         yield name
+
+
+@pytest.fixture
+def emulated_low_precision_products(monkeypatch):
+    """bfloat16 operands of the fused heads treated as on a GPU (kept in their dtype), their
+    products emulated on the CPU in float32 from the same operands (exact: a bfloat16 product
+    fits float32). Returns the list of the products called ("mm", "addmm"), each checked to get
+    bfloat16 operands and a float32 output."""
+    torch = pytest.importorskip("torch")
+    from crossent.torch import distill, linear
+
+    calls = []
+
+    def mm_f32(a, b, out):
+        assert a.dtype == b.dtype == torch.bfloat16 and out.dtype == torch.float32
+        calls.append("mm")
+        return torch.mm(a.float(), b.float(), out=out)
+
+    def addmm_f32_(acc, a, b):
+        assert a.dtype == b.dtype == torch.bfloat16 and acc.dtype == torch.float32
+        calls.append("addmm")
+        return acc.addmm_(a.float(), b.float())
+
+    def low(hidden, weight):
+        return hidden.dtype == torch.bfloat16
+
+    monkeypatch.setattr(linear, "_low_precision_on_gpu", low)
+    monkeypatch.setattr(distill, "_low_precision_on_gpu", low)
+    monkeypatch.setattr(linear, "_mm_f32", mm_f32)
+    monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
+    return calls

@@ -438,30 +438,12 @@ def test_linear_distillation_loss_refuses_create_graph():
         torch.autograd.grad(loss, hs, create_graph=True)
 
 
-def test_linear_low_precision_operands_stay_low_for_the_tensor_cores(monkeypatch):
+def test_linear_low_precision_operands_stay_low_for_the_tensor_cores(emulated_low_precision_products):
     """On a GPU, bfloat16 student and teacher heads are multiplied in bfloat16 into float32
     logits (the fused linear CE's products), the student's logit gradient rounded once to
     bfloat16 for its backward products. Emulated here from the same bfloat16 operands in
     float32 (exact products) and compared with the distillation of the float32 logits."""
-    from crossent.torch import distill, linear
-
-    calls = []
-
-    def mm_f32(a, b, out):
-        assert a.dtype == b.dtype == torch.bfloat16 and out.dtype == torch.float32
-        calls.append("mm")
-        return torch.mm(a.float(), b.float(), out=out)
-
-    def addmm_f32_(acc, a, b):
-        assert a.dtype == b.dtype == torch.bfloat16 and acc.dtype == torch.float32
-        calls.append("addmm")
-        return acc.addmm_(a.float(), b.float())
-
-    low = lambda h, w: h.dtype == torch.bfloat16  # noqa: E731
-    monkeypatch.setattr(linear, "_low_precision_on_gpu", low)
-    monkeypatch.setattr(distill, "_low_precision_on_gpu", low)
-    monkeypatch.setattr(linear, "_mm_f32", mm_f32)
-    monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
+    calls = emulated_low_precision_products
     g = torch.Generator().manual_seed(3)
     n, d, v = 21, 16, 200
     hs = torch.randn(n, d, generator=g).bfloat16().requires_grad_(True)

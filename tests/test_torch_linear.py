@@ -258,30 +258,14 @@ def test_bfloat16_weight_gradient_accumulates_in_float32():
 
 # ----------------------------------------------------------------------------- bfloat16 on a GPU
 @pytest.mark.parametrize("reduction", ["mean", "none"])
-def test_low_precision_operands_stay_low_for_the_tensor_cores(monkeypatch, reduction):
+def test_low_precision_operands_stay_low_for_the_tensor_cores(emulated_low_precision_products, reduction):
     """On a GPU, bfloat16 hidden states and weight are multiplied in bfloat16 into float32
     results (``mm.dtype_out``), with the logit gradient rounded once to bfloat16 for the two
     backward products. Without a GPU, the products are emulated in float32 from the same
     bfloat16 operands (exact: a bfloat16 product fits float32) and the path is compared with
     autograd through the naive bfloat16 head (F.linear in float32 on the same operands, the
     logit gradient rounded to bfloat16 as autograd rounds the gradient of a bfloat16 linear)."""
-    from crossent.torch import linear
-
-    calls = []
-
-    def mm_f32(a, b, out):
-        assert a.dtype == b.dtype == torch.bfloat16 and out.dtype == torch.float32
-        calls.append("mm")
-        return torch.mm(a.float(), b.float(), out=out)
-
-    def addmm_f32_(acc, a, b):
-        assert a.dtype == b.dtype == torch.bfloat16 and acc.dtype == torch.float32
-        calls.append("addmm")
-        return acc.addmm_(a.float(), b.float())
-
-    monkeypatch.setattr(linear, "_low_precision_on_gpu", lambda h, w: h.dtype == torch.bfloat16)
-    monkeypatch.setattr(linear, "_mm_f32", mm_f32)
-    monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
+    calls = emulated_low_precision_products
     g = torch.Generator().manual_seed(0)
     n, d, v = 37, 24, 300
     h = (torch.randn(n, d, generator=g)).bfloat16().requires_grad_(True)

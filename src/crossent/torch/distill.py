@@ -451,13 +451,7 @@ def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard
             continue
         if row_scale is not None:
             g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
-        if need_b:
-            grad_b.add_(g.sum(dim=0))
-        g = student.operand(g)
-        if need_h:
-            student.grad_hidden(g, grad_h[sl])
-        if need_w:
-            student.grad_weight(grad_w, g, hs[sl])
+        student.backward(g, hs[sl], None if grad_h is None else grad_h[sl], grad_w, grad_b)
     return loss, grad_h, grad_w, grad_b
 
 

@@ -178,13 +178,7 @@ class LinearProblem:
             g = logits
             if row_scale is not None:
                 g.mul_(row_scale[sl].to(g.dtype).unsqueeze(1))
-            if need_b:
-                grad_b.add_(g.sum(dim=0))
-            g = products.operand(g)
-            if need_h:
-                products.grad_hidden(g, grad_h[sl])
-            if need_w:
-                products.grad_weight(grad_w, g, h[sl])
+            products.backward(g, h[sl], None if grad_h is None else grad_h[sl], grad_w, grad_b)
         return loss, grad_h, grad_w, grad_b, owned_count
 
     def value(self, loss):
@@ -258,15 +252,20 @@ class _Products:
         if self.transposed:
             self.scratch = torch.empty(max(self.BLOCK, h.shape[1]) * rows, dtype=h.dtype, device=h.device)
 
-    def operand(self, g):
-        """The chunk's logit gradient as an operand of the backward products."""
-        return g if not self.mixed else self.low[: g.shape[0]].copy_(g)
-
-    def grad_weight(self, acc, g, h_c):
-        if not self.mixed:
-            acc.addmm_(g.t(), h_c)
-        else:
-            _addmm_f32_(acc, g.t(), h_c)
+    def backward(self, g, h_c, grad_h, grad_w, grad_b):
+        """The chunk's share of the gradients from its logit gradient ``g``: ``grad_h = G W``
+        (the chunk's rows), ``grad_w += G^T h_c``, ``grad_b += sum_n G_n``; None: not asked."""
+        if grad_b is not None:
+            grad_b.add_(g.sum(dim=0))
+        if self.mixed:  # rounded once to the operands' dtype for the tensor cores
+            g = self.low[: g.shape[0]].copy_(g)
+        if grad_h is not None:
+            self._grad_hidden(g, grad_h)
+        if grad_w is not None:
+            if self.mixed:
+                _addmm_f32_(grad_w, g.t(), h_c)
+            else:
+                grad_w.addmm_(g.t(), h_c)
 
     def logits(self, h_c, out):
         w, b = self.w, self.b
@@ -288,7 +287,7 @@ class _Products:
                 torch.addmm(b[start:stop, None], w[start:stop], h_c.t(), out=part)
             out[:, start:stop].copy_(part.t())
 
-    def grad_hidden(self, g, out):
+    def _grad_hidden(self, g, out):
         if self.mixed:
             _mm_f32(g, self.w, out)
             return
