@@ -97,14 +97,17 @@ def _clock():
     return time.perf_counter(), time.process_time()
 
 
-def breakdown(shape):
+def breakdown(shape, repeat):
     """Per-part (CPU s, wall s) of the fused loop at the default chunk size, and of the four
-    full-size products; the divergence kernel per element against softmax CE's."""
+    full-size products, each the least of ``repeat`` passes; the divergence kernel per element
+    against softmax CE's."""
     from crossent import _dispatch
+    from crossent._options import SoftmaxCEOptions
+    from crossent.torch.linear import _Products
 
     n, d, v = shape
     hs, ws, ht, wt = (t.detach() for t in problem(*shape))
-    rows = max(math.ceil(n / 24), (2 << 20) // (v * 4))  # linear_distillation_loss's default
+    rows = max(math.ceil(n / 20), (2 << 20) // (v * 4))  # linear_distillation_loss's default
     parts = {}
 
     def timed(name, fn):
@@ -115,30 +118,32 @@ def breakdown(shape):
         parts[name] = (cpu + c1 - c0, wall + w1 - w0)
 
     s_buf, t_buf = torch.empty(rows, v), torch.empty(rows, v)
+    # the fused loss's own products (its layout for these chunks)
+    student = _Products(hs, ws, None, rows, torch.float32, layout="columns")
+    teacher = _Products(ht, wt, None, rows, torch.float32, backward=False, layout="columns")
     grad_h, grad_w = torch.empty(n, d), torch.zeros(v, d)
     labels = torch.zeros(rows, dtype=torch.int64).numpy()
     ce_out = torch.empty(rows, v).numpy()
     where = torch.ones(rows, dtype=torch.bool).numpy()
+    ce_options = SoftmaxCEOptions.checked(ignore_index=-100)
 
     def loop():
         for start in range(0, n, rows):
             sl = slice(start, min(start + rows, n))
             s, t = s_buf[: sl.stop - sl.start], t_buf[: sl.stop - sl.start]
-            timed("chunk: student logits", lambda: torch.mm(hs[sl], ws.T, out=s))
-            timed("chunk: teacher logits", lambda: torch.mm(ht[sl], wt.T, out=t))
+            timed("chunk: student logits", lambda: student.logits(hs[sl], s))
+            timed("chunk: teacher logits", lambda: teacher.logits(ht[sl], t))
             # the softmax cross-entropy kernel on the same chunk, for comparison (not part of the loop)
             timed("softmax CE kernel", lambda: _dispatch.softmax_ce_index(
-                s.numpy(), labels[: len(s)], None, -100, 0.0, 0.0, None, 1.0, True,
-                out=ce_out[: len(s)]))
+                s.numpy(), labels[: len(s)], ce_options, 1.0, True, out=ce_out[: len(s)]))
             timed("chunk: divergence kernel", lambda: _dispatch.softmax_divergence(
                 s.numpy(), t.numpy(), "jsd", BETA, 1.0, 0.0, where[: len(s)], None, 1.0 / n, True,
                 out=s.numpy()))
-            timed("chunk: grad_h (G W_s)", lambda: torch.mm(s, ws, out=grad_h[sl]))
-            timed("chunk: grad_W (+= G^T h)", lambda: grad_w.addmm_(s.T, hs[sl]))
+            timed("chunk: grad_h (G W_s)", lambda: student.backward(s, hs[sl], grad_h[sl], None, None))
+            timed("chunk: grad_W (+= G^T h)", lambda: student.backward(s, hs[sl], None, grad_w, None))
 
-    loop()  # a first pass pays the buffers' first touch; the second is timed
-    parts.clear()
-    loop()
+    loop()  # a first pass pays the buffers' first touch
+    best = {}
     floor = FourMatmuls(hs, ws, ht, wt)
     floor()
     full = {
@@ -147,10 +152,15 @@ def breakdown(shape):
         "full: grad_h": lambda: torch.mm(floor.s, floor.ws, out=floor.grad_h),
         "full: grad_W": lambda: torch.mm(floor.s.T, floor.hs, out=floor.grad_w),
     }
-    for name, fn in full.items():
-        timed(name, fn)
+    for _ in range(repeat):  # interleaved: the least of each part over the passes
+        parts.clear()
+        loop()
+        for name, fn in full.items():
+            timed(name, fn)
+        best = {k: tuple(min(a, b) for a, b in zip(v, best.get(k, v))) for k, v in parts.items()}
+    parts = best
     print(f"\nbreakdown, N={n} D={d} V={v}, {rows} rows per chunk, "
-          f"{torch.get_num_threads()} threads (CPU s = process CPU time)")
+          f"{torch.get_num_threads()} threads, least of {repeat} passes (CPU s = process CPU time)")
     for name, (cpu, wall) in parts.items():
         print(f"  {name:28s} CPU {cpu:8.3f}  wall {wall:8.3f}")
     loop = [k for k in parts if k.startswith("chunk")]
@@ -197,7 +207,7 @@ def main(argv=None):
     shape = (512, 256, 8192) if args.quick else (2048, 1024, 32768)
     repeat = args.repeat or 3
     if args.breakdown:
-        breakdown(shape)
+        breakdown(shape, repeat)
         return
     n, d, v = shape
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; crossent kernels: "

@@ -290,6 +290,19 @@ def test_linear_equals_materialised(path, reduction, chunk_size, beta, temperatu
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_linear_vocabulary_over_several_column_blocks(path):
+    # the CPU forms a chunk's logits in blocks of _Products.COLUMNS classes, here 2 and a ragged third
+    from crossent.torch.linear import _Products
+    v = 2 * _Products.COLUMNS + 77
+    hs, ws, bs, ht, wt, bt, y = heads(n=9, v=v)
+    ours = linear_distillation_loss(hs, ws, ht, wt, y, student_bias=bs, teacher_bias=bt, beta=0.3,
+                                    hard_weight=0.2, chunk_size=4)
+    ref = direct(hs @ ws.T + bs, ht @ wt.T + bt, y, 0.3, 1.0, 0.2, "mean")
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    for a, b in zip(torch.autograd.grad(ours, (hs, ws, bs)), torch.autograd.grad(ref, (hs, ws, bs))):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_gradcheck(path, reduction):
     hs, ws, bs, ht, wt, bt, y = heads(n=5, v=7)

@@ -434,10 +434,9 @@ def _linear_run(hs, ws, bs, ht, wt, bt, labels, counted, beta, temperature, hard
     grad_b = torch.zeros(vocab, dtype=cd, device=hs.device) if need_b else None
     s_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
     t_buf = torch.empty((rows, vocab), dtype=cd, device=hs.device)
-    # products formed directly on the CPU too: with the two buffers' smaller chunks, the
-    # vocabulary blocks of linear_cross_entropy's layout ran 1.4x slower (2 threads)
-    student = _Products(hs, ws, bs, rows, cd, backward=need_any, blocked=False)
-    teacher = _Products(ht, wt, bt, rows, cd, backward=False, blocked=False)
+    # the two buffers' chunks are short: logits in column blocks (see _Products)
+    student = _Products(hs, ws, bs, rows, cd, backward=need_any, layout="columns")
+    teacher = _Products(ht, wt, bt, rows, cd, backward=False, layout="columns")
     kind = _kind(beta)
     for start in range(0, n, rows):
         sl = slice(start, min(start + rows, n))
@@ -615,7 +614,7 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     beta, temperature, hard_weight, ignore_index, reduction
         As in :func:`distillation_loss` (the table there maps them to TRL's and Liger's).
     chunk_size : int, optional
-        Rows per chunk. Default: N/24 rows (the two buffers together are 1/12 of one N x V
+        Rows per chunk. Default: N/20 rows (the two buffers together are 1/10 of one N x V
         logits array), or as many as fill 2 MiB per buffer if that is more.
 
     Returns
@@ -666,9 +665,9 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     ht = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     n, vocab = hs.shape[0], student_weight.shape[0]
     chunk = check_chunk_size(chunk_size)
-    if chunk is None:  # two buffers of N/24 rows: 1/12 of one N x V array (+ BLAS scratch)
+    if chunk is None:  # two buffers of N/20 rows: 1/10 of one N x V array (+ BLAS scratch)
         itemsize = torch.empty((), dtype=_engine.compute_dtype(hs.dtype)).element_size()
-        chunk = max(1, min(n, max(math.ceil(n / 24), (2 << 20) // (vocab * itemsize))))
+        chunk = max(1, min(n, max(math.ceil(n / 20), (2 << 20) // (vocab * itemsize))))
     grad_on = torch.is_grad_enabled()
     need_h = grad_on and student_hidden.requires_grad
     need_w = grad_on and student_weight.requires_grad
