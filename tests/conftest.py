@@ -85,3 +85,15 @@ def emulated_low_precision_products(monkeypatch):
     monkeypatch.setattr(linear, "_mm_f32", mm_f32)
     monkeypatch.setattr(linear, "_addmm_f32_", addmm_f32_)
     return calls
+
+
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
+def pytest_collection_modifyitems(config, items):
+    """Start the sanitized extension's build (minutes) in the background as soon as the session
+    is known to run ``test_sanitizer.py``: the other tests run meanwhile (_sanitized_build)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or config.option.collectonly:
+        return
+    if any(item.path.name == "test_sanitizer.py" for item in items):
+        import _sanitized_build
+
+        _sanitized_build.start()

@@ -1,7 +1,8 @@
 """The kernels built with AddressSanitizer + UndefinedBehaviorSanitizer, exercised in a subprocess.
 
 The extension is built from this checkout with CMake (option CROSSENT_SANITIZE) into a
-temporary directory, then a script imports that build directly and runs every kernel over
+temporary directory (started in the background when the session begins: _sanitized_build),
+then a script imports that build directly and runs every kernel over
 edge sizes (SIMD tails, chunk boundaries, one class), options, masked and NaN rows, the
 in-place gradient, float32 and float64 targets, the math layer, and bad inputs, at every SIMD
 level the CPU runs. Any sanitizer report fails the test.
@@ -10,15 +11,13 @@ level the CPU runs. Any sanitizer report fails the test.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import _sanitized_build
 
 pytestmark = pytest.mark.slow
 
@@ -178,35 +177,12 @@ def _unavailable(reason):
 
 
 @pytest.fixture(scope="module")
-def sanitized_build(tmp_path_factory):
-    for tool in ("cmake", "g++"):
-        if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed")
-    libasan = subprocess.run(["g++", "-print-file-name=libasan.so"], capture_output=True,
-                             text=True).stdout.strip()
-    if not os.path.isabs(libasan) or not os.path.exists(libasan):
-        _unavailable("g++ has no libasan.so")
-    # libstdc++ preloaded too: ASan's __cxa_throw interceptor needs it loaded at start-up
-    # (the python binary does not link it), or the first C++ exception aborts.
-    libstdcxx = subprocess.run(["g++", "-print-file-name=libstdc++.so"], capture_output=True,
-                               text=True).stdout.strip()
-    nanobind_dir = subprocess.run([sys.executable, "-m", "nanobind", "--cmake_dir"],
-                                  capture_output=True, text=True)
-    if nanobind_dir.returncode != 0:
-        _unavailable("nanobind is not installed")
-    build = tmp_path_factory.mktemp("asan-build")
-    env = dict(os.environ, CXX=shutil.which("g++"))
-    configure = subprocess.run(
-        ["cmake", "-S", str(ROOT), "-B", str(build), "-DCROSSENT_SANITIZE=ON",
-         "-DCMAKE_BUILD_TYPE=Release", f"-DPython_EXECUTABLE={sys.executable}",
-         f"-Dnanobind_ROOT={nanobind_dir.stdout.strip()}"],
-        capture_output=True, text=True, env=env)
-    assert configure.returncode == 0, configure.stdout + configure.stderr
-    make = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True,
-                          text=True, env=env)
-    assert make.returncode == 0, make.stdout[-4000:] + make.stderr[-4000:]
-    assert list(build.glob("_ext*.so")), "the sanitized build produced no _ext module"
-    return build, f"{libasan} {libstdcxx}" if os.path.isabs(libstdcxx) else libasan
+def sanitized_build():
+    """The sanitized extension, built in the background since collection (_sanitized_build)."""
+    try:
+        return _sanitized_build.get()
+    except _sanitized_build.Unavailable as exc:
+        _unavailable(str(exc))
 
 
 def test_kernels_run_clean_under_asan_and_ubsan(sanitized_build, tmp_path):
