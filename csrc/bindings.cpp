@@ -339,8 +339,9 @@ int64_t score_probs(Matrix<const T> probs, Labels labels, std::optional<ConstVec
     throw std::invalid_argument("state has " + std::to_string(dim(state, 0)) +
                                 " entries; expected 6 + 3 * classes + 4 * bins");
   nb::gil_scoped_release release;
-  return crossent::score_probs<T>(probs.data(), C, m, labels.data(), w, tol, normalize,
-                                  log_clip, bins4 / 4, loss_out.data(), state.data());
+  return crossent::kernels_for<T>().score_probs(probs.data(), C, m, labels.data(), w, tol,
+                                                normalize, log_clip, bins4 / 4, loss_out.data(),
+                                                state.data());
 }
 
 void set_num_threads(int64_t n) {

@@ -48,6 +48,9 @@ struct TypedKernels {
   // The math layer element-wise (for its tests): out[i] = f(x[i]) (f(x[i], param) for the
   // powers), f numbered as kMathNames.
   void (*math)(int function, const T* x, T param, T* out, int64_t n);
+  int64_t (*score_probs)(const T* p, int64_t C, int64_t m, const int64_t* labels,
+                         const double* weights, double tol, bool normalize, double log_clip,
+                         int64_t n_bins, double* loss_out, double* state);
   DenseTargetKernels<T, float> targets_f32;
   DenseTargetKernels<T, double> targets_f64;
 };

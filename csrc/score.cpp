@@ -1,52 +1,143 @@
-// Scoring probability predictions in one pass over each row (see score.hpp).
+// Scoring probability predictions in one pass over each row (see score.hpp), compiled once per
+// SIMD level like every kernel (kernel_table.hpp).
 #include "score.hpp"
 
-#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
-// The block pass is compiled for AVX-512, AVX2 and baseline, chosen at load time (as in
-// softmax_ce.cpp).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(CROSSENT_NO_CLONES)
-#define CROSSENT_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CROSSENT_CLONES
-#endif
+#include "simd_math.hpp"
 
-namespace crossent {
+CROSSENT_LEVEL_BEGIN
 namespace {
 
 constexpr int64_t kBlock = 256;
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// One block of n <= kBlock rows: per row, the top probability and its class (the first class
-// reaching it: argmax), the lowest, the sum, the sum of squares and the label's probability (a
-// NaN, which max and min may skip, still makes the sum NaN). Per-row arrays and selects instead
-// of branches, no reduction across rows: the loop over rows vectorises.
+// Per-row values of a block of rows.
+struct Rows {
+  double top[kBlock], low[kBlock], sum[kBlock], squares[kBlock], truth[kBlock], hit[kBlock];
+  double loss[kBlock], brier[kBlock], bin[kBlock];
+};
+
+// Eight rows at a time down the classes, in GCC vector types (one AVX-512 register of double,
+// two AVX2 or four SSE2 registers): the row is the lane, and the accumulators stay in registers
+// while the class columns stream past. Per row: the top probability and its class (the first
+// class reaching it: argmax), the lowest, the sum, the sum of squares (a NaN, which max and min
+// may skip, still makes the sum NaN) and the label's probability.
+constexpr int64_t kLanes = 8;
+typedef double Vd __attribute__((vector_size(8 * kLanes)));
+typedef int64_t Vi __attribute__((vector_size(8 * kLanes)));
+
 template <typename T>
-CROSSENT_CLONES void block_pass(const T* __restrict p, int64_t C, int64_t m, int64_t n,
-                                const int64_t* __restrict labels, double* __restrict top,
-                                double* __restrict arg, double* __restrict low,
-                                double* __restrict sum, double* __restrict squares,
-                                double* __restrict truth) {
-  for (int64_t j = 0; j < n; ++j) {
-    top[j] = -std::numeric_limits<double>::infinity();
-    low[j] = std::numeric_limits<double>::infinity();
-    arg[j] = sum[j] = squares[j] = truth[j] = 0.0;
-  }
+CROSSENT_INLINE Vd load_lanes(const T* q) {
+  typedef T Vt __attribute__((vector_size(sizeof(T) * kLanes)));
+  Vt v;
+  std::memcpy(&v, q, sizeof v);
+  return __builtin_convertvector(v, Vd);
+}
+
+template <typename T>
+CROSSENT_INLINE void lane_stats(const T* __restrict p, int64_t C, int64_t m, int64_t j0,
+                                const int64_t* __restrict labels, Rows& r) {
+  Vd top = Vd{} - kInf, low = Vd{} + kInf, sum = Vd{}, squares = Vd{}, truth = Vd{};
+  Vi arg = Vi{}, y;
+  std::memcpy(&y, labels + j0, sizeof y);
   for (int64_t k = 0; k < C; ++k) {
-    const T* __restrict column = p + k * m;
-    const double class_k = static_cast<double>(k);
-    for (int64_t j = 0; j < n; ++j) {
-      const double v = static_cast<double>(column[j]);
-      sum[j] += v;
-      squares[j] += v * v;
-      const bool above = v > top[j];  // strictly: a later class equal to the top is not argmax
-      arg[j] = above ? class_k : arg[j];
-      top[j] = above ? v : top[j];
-      low[j] = std::min(low[j], v);
-      truth[j] = labels[j] == k ? v : truth[j];
-    }
+    const Vd v = load_lanes(p + k * m + j0);
+    sum += v;
+    squares += v * v;
+    const Vi above = v > top;  // strictly: a later class equal to the top is not argmax
+    arg = above ? Vi{} + k : arg;
+    top = above ? v : top;
+    low = v < low ? v : low;  // min(low, v)
+    truth = y == k ? v : truth;
   }
+  const Vd hit = arg == y ? Vd{} + 1.0 : Vd{};
+  std::memcpy(r.top + j0, &top, sizeof top);
+  std::memcpy(r.low + j0, &low, sizeof low);
+  std::memcpy(r.sum + j0, &sum, sizeof sum);
+  std::memcpy(r.squares + j0, &squares, sizeof squares);
+  std::memcpy(r.truth + j0, &truth, sizeof truth);
+  std::memcpy(r.hit + j0, &hit, sizeof hit);
+}
+
+// The same for one row (the last rows of a block).
+template <typename T>
+void row_stats(const T* __restrict p, int64_t C, int64_t m, int64_t j,
+               const int64_t* __restrict labels, Rows& r) {
+  double top = -kInf, low = kInf, sum = 0.0, squares = 0.0, truth = 0.0;
+  int64_t arg = 0;
+  for (int64_t k = 0; k < C; ++k) {
+    const double v = static_cast<double>(p[k * m + j]);
+    sum += v;
+    squares += v * v;
+    const bool above = v > top;
+    arg = above ? k : arg;
+    top = above ? v : top;
+    low = v < low ? v : low;
+    truth = labels[j] == k ? v : truth;
+  }
+  r.top[j] = top;
+  r.low[j] = low;
+  r.sum[j] = sum;
+  r.squares[j] = squares;
+  r.truth[j] = truth;
+  r.hit[j] = arg == labels[j] ? 1.0 : 0.0;
+}
+
+// The rows' values from their statistics (the row divided by its sum when normalising):
+// loss = -max(log p_label, log_clip); brier = sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1;
+// the calibration bin floor(top * n_bins), the top probability 1 in the last bin. Returns
+// whether a row is invalid: a value outside [0, hi] (hi = 1, or the largest double when
+// normalising) or a sum off 1 by more than tol (normalising: not positive and finite); a NaN
+// makes the sum NaN, which fails both.
+template <bool Normalize>
+int64_t row_values(int64_t n, double tol, double log_clip, double n_bins,
+                   const double* __restrict low, const double* __restrict sums,
+                   const double* __restrict truths, const double* __restrict squares_in,
+                   double* __restrict tops, double* __restrict loss, double* __restrict brier,
+                   double* __restrict bins) {
+  constexpr double hi = Normalize ? std::numeric_limits<double>::max() : 1.0;
+  double invalid = 0.0;  // a count in a double: GCC vectorises no bool-to-integer select here
+#pragma omp simd reduction(+ : invalid)
+  for (int64_t j = 0; j < n; ++j) {
+    const double sum = sums[j];
+    // & rather than &&: no short-circuit branches in the vectorised loop
+    const bool sum_ok = Normalize ? (sum > 0) & (sum <= hi) : std::fabs(sum - 1.0) <= tol;
+    const bool valid = (low[j] >= 0) & (tops[j] <= hi) & sum_ok;
+    invalid += valid ? 0.0 : 1.0;
+    // normalising, the row / sum: squares scale by 1 / sum^2
+    const double d = Normalize ? sum : 1.0;
+    const double truth = Normalize ? truths[j] / d : truths[j];
+    const double top = Normalize ? tops[j] / d : tops[j];
+    const double squares = Normalize ? squares_in[j] / (d * d) : squares_in[j];
+    const double log_true = vlog(valid ? truth : 1.0);  // truth in [0, 1]: log 0 = -inf
+    loss[j] = -(log_true > log_clip ? log_true : log_clip);
+    brier[j] = squares - 2.0 * truth + 1.0;
+    tops[j] = top;
+    const double b = std::floor(top * n_bins);  // top >= 0 in a valid row
+    bins[j] = valid ? (b < n_bins - 1.0 ? b : n_bins - 1.0) : 0.0;
+  }
+  return invalid != 0.0;
+}
+
+template <typename T>
+int64_t first_invalid(const T* p, int64_t C, int64_t m, int64_t n, double tol, bool normalize) {
+  const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
+  for (int64_t j = 0; j < n; ++j) {
+    double top = -kInf, low = kInf, sum = 0.0;
+    for (int64_t k = 0; k < C; ++k) {
+      const double v = static_cast<double>(p[k * m + j]);
+      sum += v;
+      top = v > top ? v : top;
+      low = v < low ? v : low;
+    }
+    if (!(low >= 0 && top <= hi &&
+          (normalize ? sum > 0 && sum <= hi : std::fabs(sum - 1.0) <= tol)))
+      return j;
+  }
+  return n;  // not reached: row_values found one
 }
 
 }  // namespace
@@ -64,50 +155,42 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
   double* bin_hits = bin_weight + n_bins;
   double* bin_conf = bin_hits + n_bins;
   double loss_sum = 0, hits = 0, brier = 0, weight_sum = 0, n_inf = 0;
-  double top[kBlock], arg[kBlock], low[kBlock], sum[kBlock], squares[kBlock], truth[kBlock];
-  // Each value must be in [0, hi] (NaN fails): hi = 1, or any finite value when normalising.
-  const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
+  Rows r;
   for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
-    const int64_t n = std::min(kBlock, m - i0);
-    block_pass<T>(p + i0, C, m, n, labels + i0, top, arg, low, sum, squares, truth);
-    // Valid: every value in [0, hi] and the sum within tol of 1 (normalising: a positive finite
-    // sum); a NaN makes the sum NaN, which fails both.
-    for (int64_t j = 0; j < n; ++j) {
-      const bool valid = low[j] >= 0 && top[j] <= hi &&
-                         (normalize ? sum[j] > 0 && sum[j] <= hi : std::fabs(sum[j] - 1.0) <= tol);
-      if (!valid) return i0 + j;
-    }
-    for (int64_t j = 0; j < n; ++j) {
+    const int64_t n = m - i0 < kBlock ? m - i0 : kBlock;
+    int64_t j = 0;
+    for (; j + kLanes <= n; j += kLanes) lane_stats<T>(p + i0, C, m, j, labels + i0, r);
+    for (; j < n; ++j) row_stats<T>(p + i0, C, m, j, labels + i0, r);
+    const double bins = static_cast<double>(n_bins);
+    const int64_t bad =
+        normalize ? row_values<true>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
+                                     r.top, r.loss, r.brier, r.bin)
+                  : row_values<false>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
+                                      r.top, r.loss, r.brier, r.bin);
+    if (bad)
+      return i0 + first_invalid<T>(p + i0, C, m, n, tol, normalize);
+    // the sums in row order: the same at every SIMD level and thread count
+    for (j = 0; j < n; ++j) {
       const int64_t i = i0 + j;
       const int64_t y = labels[i];
-      double p_true = truth[j], t = top[j], sq = squares[j];
-      if (normalize) {  // row / sum: squares scale by 1 / sum^2
-        p_true /= sum[j];
-        t /= sum[j];
-        sq /= sum[j] * sum[j];
-      }
-      const double log_true = std::log(p_true);  // p_true is a number: no NaN for fmax to skip
-      const double loss = -(log_true > log_clip ? log_true : log_clip);
+      const double loss = r.loss[j];
       loss_out[i] = loss;
       const double w = weights ? weights[i] : 1.0;
-      const double hit = arg[j] == static_cast<double>(y) ? w : 0.0;
-      // sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1
-      const double row_brier = sq - 2.0 * p_true + 1.0;
+      const double hit = w * r.hit[j];
       const double wloss = w == 0.0 ? 0.0 : w * loss;  // a weight 0 removes even an infinite loss
       loss_sum += wloss;
       hits += hit;
-      brier += w * row_brier;
+      brier += w * r.brier[j];
       weight_sum += w;
       n_inf += std::isinf(loss) ? 1.0 : 0.0;
       class_rows[y] += 1.0;
       class_weight[y] += w;
       class_loss[y] += wloss;
-      // bin floor(top * n_bins), the top probability 1 in the last bin
-      const int64_t b = std::min<int64_t>(static_cast<int64_t>(t * n_bins), n_bins - 1);
+      const int64_t b = static_cast<int64_t>(r.bin[j]);
       bin_rows[b] += 1.0;
       bin_weight[b] += w;
       bin_hits[b] += hit;
-      bin_conf[b] += w * t;
+      bin_conf[b] += w * r.top[j];
     }
   }
   totals[0] += loss_sum;
@@ -126,4 +209,4 @@ template int64_t score_probs<double>(const double*, int64_t, int64_t, const int6
                                      const double*, double, bool, double, int64_t, double*,
                                      double*);
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

@@ -3,11 +3,15 @@
 #pragma once
 #include <cstdint>
 
-namespace crossent {
+#include "level.hpp"
 
+namespace crossent {
 // Number of leading totals in a score state (see score_state_layout in metrics.py):
 // weighted loss sum, weighted hits, weighted Brier sum, weight sum, rows, infinite-loss rows.
 constexpr int64_t kScoreTotals = 6;
+}  // namespace crossent
+
+CROSSENT_LEVEL_BEGIN
 
 // p: class-major probabilities, C rows of m values (p[k * m + i] is class k of row i).
 // labels: m class indices in [0, C). weights: m finite non-negative weights, or nullptr (all 1).
@@ -22,4 +26,4 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
                     const double* weights, double tol, bool normalize, double log_clip,
                     int64_t n_bins, double* loss_out, double* state);
 
-}  // namespace crossent
+CROSSENT_LEVEL_END

@@ -3,6 +3,7 @@
 #include "binary.hpp"
 #include "kernel_table.hpp"
 #include "measures.hpp"
+#include "score.hpp"
 #include "simd_math.hpp"
 #include "softmax_ce.hpp"
 #include "softmax_misc.hpp"
@@ -40,7 +41,7 @@ DenseTargetKernels<T, TT> dense_target_kernels() {
 template <typename T>
 TypedKernels<T> typed_kernels() {
   return {&softmax_ce_index<T>, &nll<T>,           &softmax_focal<T>,
-          &normalize_rows<T>,   &measure_rows<T>, &math<T>,
+          &normalize_rows<T>,   &measure_rows<T>, &math<T>,          &score_probs<T>,
           dense_target_kernels<T, float>(), dense_target_kernels<T, double>()};
 }
 

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 
+import crossent._backend as _backend
 from crossent.evaluation import ScoreAccumulator, score_arrays
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
@@ -229,19 +230,34 @@ def test_bad_sample_weights_are_named():
         score_arrays(p, y, sample_weight=[1.0])
 
 
+_EXT = _backend._compiled
+_LEVELS = _EXT.supported_simd_levels().split(",") if _EXT is not None else ["none"]
+
+
+@pytest.fixture(params=_LEVELS)
+def simd_level(request):
+    """The compiled kernels at each SIMD level this CPU runs."""
+    if _EXT is None:
+        pytest.skip("the compiled kernels are not built")
+    previous = _EXT.simd_level()
+    _EXT.set_simd_level(request.param)
+    yield request.param
+    _EXT.set_simd_level(previous)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("options", [{}, {"normalize": True}, {"clip": 1e-3}, {"weights": True}])
-def test_compiled_kernel_matches_the_reference(dtype, options):
+@pytest.mark.parametrize("N", [3000, 13])  # 8-row lanes, blocks of 256 and their tails
+def test_compiled_kernel_matches_the_reference(simd_level, dtype, options, N):
     """The compiled score_probs against the NumPy reference (_chunk_reference): every sum."""
-    from crossent._backend import kernel_backend, use_backend
+    from crossent._backend import use_backend
 
-    if kernel_backend() != "compiled":
-        pytest.skip("the compiled kernels are not built")
     rng = np.random.default_rng(5)
-    N, C = 3000, 7
+    C = 7
     p = rng.dirichlet(np.full(C, 0.3), size=N)
     p[:50] = np.round(p[:50], 1)  # ties, zeros (infinite losses) and exact ones
     p[:50] /= p[:50].sum(axis=1, keepdims=True)
+    p[-1] = np.eye(C)[3]  # a top probability of exactly 1: the last calibration bin
     if options.get("normalize"):
         p = p * rng.uniform(0.5, 2.0, size=(N, 1))
     y = rng.integers(0, C, size=N)
@@ -257,6 +273,20 @@ def test_compiled_kernel_matches_the_reference(dtype, options):
     np.testing.assert_allclose(s1, s2, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(l1, l2, rtol=1e-14)
     assert f1 == f2
+
+
+@pytest.mark.parametrize("bad", ["above one", "negative", "nan", "sum", "zero sum"])
+@pytest.mark.parametrize("row", [0, 9, 300])
+def test_compiled_kernel_names_the_first_invalid_row(simd_level, bad, row):
+    """The kernel stops at the first invalid row of its block passes; the error names it."""
+    rng = np.random.default_rng(6)
+    p = rng.dirichlet(np.ones(4), size=311)
+    p[row] = p[row + 2] = {"above one": [1.5, -0.5, 0, 0], "negative": [1.2, -0.2, 0, 0],
+                           "nan": [np.nan, 0.5, 0.5, 0], "sum": [0.5, 0.4, 0, 0],
+                           "zero sum": [0, 0, 0, 0]}[bad]  # a later one is not named
+    normalize = bad == "zero sum"
+    with pytest.raises(ValueError, match=rf"predictions\[{row}(, \d)?\]"):
+        score_arrays(p, rng.integers(0, 4, 311), normalize=normalize)
 
 
 def test_float16_rows_get_the_float16_tolerance(backend):

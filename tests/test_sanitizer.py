@@ -143,20 +143,22 @@ EXERCISE = textwrap.dedent(
     ext.set_num_threads(1)
     ext.softmax_ce_index(x, y % 4, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
 
-    # scoring: class-major probabilities (C, m), every option, invalid rows, bad arguments
-    for dtype in (np.float32, np.float64):
-        for c in (2, 3, 17):
-            for m in SIZES:
-                p = rng.dirichlet(np.ones(c), size=m).T.astype(dtype).copy()
-                yl = rng.integers(0, c, m)
-                wl, lm = rng.random(m), np.empty(m)
-                for bins in (1, 15):
-                    state = np.zeros(6 + 3 * c + 4 * bins)
-                    for weights, normalize, clip in ((None, False, -np.inf), (wl, True, -3.0)):
-                        ext.score_probs(p, yl, weights, 1e-3, normalize, clip, lm, state)
-                bad = p.copy()
-                bad[c - 1, m - 1] = np.nan
-                assert ext.score_probs(bad, yl, None, 1e-3, False, -np.inf, lm, state) == m - 1
+    # scoring at every level: class-major probabilities (C, m), every option, invalid rows
+    for level in ext.supported_simd_levels().split(","):
+        ext.set_simd_level(level)
+        for dtype in (np.float32, np.float64):
+            for c in (2, 3, 17):
+                for m in SIZES:
+                    p = rng.dirichlet(np.ones(c), size=m).T.astype(dtype).copy()
+                    yl = rng.integers(0, c, m)
+                    wl, lm = rng.random(m), np.empty(m)
+                    for bins in (1, 15):
+                        state = np.zeros(6 + 3 * c + 4 * bins)
+                        for weights, normalize, clip in ((None, False, -np.inf), (wl, True, -3.0)):
+                            ext.score_probs(p, yl, weights, 1e-3, normalize, clip, lm, state)
+                    bad = p.copy()
+                    bad[c - 1, m - 1] = np.nan
+                    assert ext.score_probs(bad, yl, None, 1e-3, False, -np.inf, lm, state) == m - 1
     p = np.full((2, 3), 0.5)
     ys, ls, st = np.array([0, 1, 0]), np.empty(3), np.zeros(6 + 6 + 4)
     expect(IndexError, ext.score_probs, p, np.array([0, 2, 0]), None, 1e-3, False, -np.inf, ls, st)
