@@ -7,10 +7,12 @@
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cmath>
 #include <optional>
 #include <utility>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -312,13 +314,36 @@ void math(const std::string& function, Flat<const T> x, Flat<T> out, double para
 // crashes when it cannot create a team of the size asked for.
 constexpr int64_t kMaxThreads = 1024;
 
-template <typename T>
-int64_t score_probs(Matrix<const T> probs, Labels labels, std::optional<ConstVector> weights,
-                    double tol, bool normalize, double log_clip, Vector loss_out,
-                    Vector state) {
-  const int64_t C = check_rows(dim(probs, 0), "probs (class-major)");
-  const int64_t m = dim(probs, 1);
-  check_labels(labels, m, C, false, 0);
+template <typename T, typename L>
+int64_t score_columns(std::vector<Flat<const T>> columns, Flat<const L> codes,
+                      std::optional<Flat<const int64_t>> code_class,
+                      std::optional<ConstVector> weights, double tol, bool normalize,
+                      double log_clip, int64_t slice_rows, Vector loss_out, Matrix<double> states,
+                      Flat<int64_t> invalid) {
+  const int64_t C = static_cast<int64_t>(columns.size());
+  if (C < 2) throw std::invalid_argument("columns must hold at least two classes");
+  const int64_t m = dim(codes, 0);
+  std::vector<const T*> cols(static_cast<size_t>(C));
+  for (int64_t k = 0; k < C; ++k) {
+    if (dim(columns[k], 0) != m)
+      throw std::invalid_argument("columns[" + std::to_string(k) + "] has " +
+                                  std::to_string(dim(columns[k], 0)) + " rows, codes " +
+                                  std::to_string(m));
+    cols[static_cast<size_t>(k)] = columns[k].data();
+  }
+  // every code names a class: one in [0, C), or an entry of code_class, itself in [0, C)
+  const int64_t n_codes = code_class ? dim(*code_class, 0) : C;
+  if (code_class)
+    for (int64_t j = 0; j < n_codes; ++j)
+      if (code_class->data()[j] < 0 || code_class->data()[j] >= C)
+        throw std::out_of_range("code_class[" + std::to_string(j) + "] = " +
+                                std::to_string(code_class->data()[j]) + " is outside [0, " +
+                                std::to_string(C) + ")");
+  const L* y = codes.data();
+  for (int64_t i = 0; i < m; ++i)
+    if (y[i] < 0 || y[i] >= n_codes)
+      throw std::out_of_range("codes[" + std::to_string(i) + "] = " + std::to_string(y[i]) +
+                              " is outside [0, " + std::to_string(n_codes) + ")");
   check_loss_out(loss_out, m);
   const double* w = nullptr;
   if (weights) {
@@ -334,14 +359,28 @@ int64_t score_probs(Matrix<const T> probs, Labels labels, std::optional<ConstVec
   if (!(tol >= 0)) throw std::invalid_argument("tol must be >= 0");
   if (std::isnan(log_clip) || log_clip > 0)
     throw std::invalid_argument("log_clip must be <= 0 (or -inf)");
-  const int64_t bins4 = dim(state, 0) - crossent::kScoreTotals - 3 * C;
-  if (bins4 < 4 || bins4 % 4 != 0)
-    throw std::invalid_argument("state has " + std::to_string(dim(state, 0)) +
-                                " entries; expected 6 + 3 * classes + 4 * bins");
+  if (slice_rows < 1) throw std::invalid_argument("slice_rows must be >= 1");
+  const int64_t n_slices = (m + slice_rows - 1) / slice_rows;
+  const int64_t bins4 = dim(states, 1) - crossent::kScoreTotals - 3 * C;
+  if (dim(states, 0) != n_slices || bins4 < 4 || bins4 % 4 != 0)
+    throw std::invalid_argument("states has shape (" + std::to_string(dim(states, 0)) + ", " +
+                                std::to_string(dim(states, 1)) + "); expected (" +
+                                std::to_string(n_slices) +
+                                ", 6 + 3 * classes + 4 * bins): one row per slice");
+  if (dim(invalid, 0) != n_slices)
+    throw std::invalid_argument("invalid has " + std::to_string(dim(invalid, 0)) +
+                                " entries, expected one per slice: " + std::to_string(n_slices));
   nb::gil_scoped_release release;
-  return crossent::kernels_for<T>().score_probs(probs.data(), C, m, labels.data(), w, tol,
-                                                normalize, log_clip, bins4 / 4, loss_out.data(),
-                                                state.data());
+  const auto& k = crossent::kernels_for<T>();
+  const int64_t* classes = code_class ? code_class->data() : nullptr;
+  if constexpr (std::is_same_v<L, int32_t>)
+    return k.score_slices_i32(cols.data(), C, m, y, classes, w, tol, normalize, log_clip,
+                              bins4 / 4, slice_rows, loss_out.data(), states.data(),
+                              invalid.data());
+  else
+    return k.score_slices_i64(cols.data(), C, m, y, classes, w, tol, normalize, log_clip,
+                              bins4 / 4, slice_rows, loss_out.data(), states.data(),
+                              invalid.data());
 }
 
 void set_num_threads(int64_t n) {
@@ -452,6 +491,19 @@ void define_dense_targets(nb::module_& m) {
         "[0, 1]).");
 }
 
+template <typename T, typename L>
+void for_codes(nb::module_& m) {
+  m.def("score_columns", &score_columns<T, L>, "columns"_a.noconvert(), "codes"_a.noconvert(),
+        "code_class"_a.noconvert().none(), "weights"_a.noconvert().none(), "tol"_a,
+        "normalize"_a, "log_clip"_a, "slice_rows"_a, "loss_out"_a.noconvert(),
+        "states"_a.noconvert(), "invalid"_a.noconvert(),
+        "Validate and score rows of C probability columns (one dtype), their classes given by "
+        "codes (through code_class when given), in slices of slice_rows on the calling "
+        "thread: per-row losses into loss_out, each slice's metric sums into its row of "
+        "states and its first invalid row (or -1) into invalid; returns the first invalid row "
+        "of all, or -1.");
+}
+
 template <typename T>
 void define_all(nb::module_& m) {
   m.def("softmax_ce_index", &softmax_ce_index<T>, "logits"_a.noconvert(),
@@ -482,11 +534,8 @@ void define_all(nb::module_& m) {
         "The math layer's function (exp, exp_nonpos, log, log_pos, log1p, log_sigmoid, softplus, tanh; "
         "pow_unit and pow1m with the exponent param) element-wise at the active SIMD level, "
         "for its tests.");
-  m.def("score_probs", &score_probs<T>, "probs"_a.noconvert(), "labels"_a.noconvert(),
-        "weights"_a.noconvert().none(), "tol"_a, "normalize"_a, "log_clip"_a,
-        "loss_out"_a.noconvert(), "state"_a.noconvert(),
-        "Validate and score class-major probabilities (C, m): per-row losses into loss_out, "
-        "metric sums added to state; -1, or the first invalid row.");
+  for_codes<T, int32_t>(m);
+  for_codes<T, int64_t>(m);
   m.def("softmax_divergence", &softmax_divergence<T>, "logits"_a.noconvert(),
         "target_logits"_a.noconvert(), "kind"_a, "beta"_a, "temperature"_a, "hard_weight"_a,
         "where"_a.noconvert().none(), "labels"_a.noconvert().none(), "loss_out"_a.noconvert(),

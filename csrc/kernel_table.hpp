@@ -48,9 +48,16 @@ struct TypedKernels {
   // The math layer element-wise (for its tests): out[i] = f(x[i]) (f(x[i], param) for the
   // powers), f numbered as kMathNames.
   void (*math)(int function, const T* x, T param, T* out, int64_t n);
-  int64_t (*score_probs)(const T* p, int64_t C, int64_t m, const int64_t* labels,
-                         const double* weights, double tol, bool normalize, double log_clip,
-                         int64_t n_bins, double* loss_out, double* state);
+  int64_t (*score_slices_i32)(const T* const* cols, int64_t C, int64_t m, const int32_t* codes,
+                              const int64_t* code_class, const double* weights, double tol,
+                              bool normalize, double log_clip, int64_t n_bins,
+                              int64_t slice_rows, double* loss_out, double* states,
+                              int64_t* invalid);
+  int64_t (*score_slices_i64)(const T* const* cols, int64_t C, int64_t m, const int64_t* codes,
+                              const int64_t* code_class, const double* weights, double tol,
+                              bool normalize, double log_clip, int64_t n_bins,
+                              int64_t slice_rows, double* loss_out, double* states,
+                              int64_t* invalid);
   DenseTargetKernels<T, float> targets_f32;
   DenseTargetKernels<T, double> targets_f64;
 };

@@ -38,13 +38,13 @@ CROSSENT_INLINE Vd load_lanes(const T* q) {
 }
 
 template <typename T>
-CROSSENT_INLINE void lane_stats(const T* __restrict p, int64_t C, int64_t m, int64_t j0,
+CROSSENT_INLINE void lane_stats(const T* const* cols, int64_t C, int64_t i0, int64_t j0,
                                 const int64_t* __restrict labels, Rows& r) {
   Vd top = Vd{} - kInf, low = Vd{} + kInf, sum = Vd{}, squares = Vd{}, truth = Vd{};
   Vi arg = Vi{}, y;
   std::memcpy(&y, labels + j0, sizeof y);
   for (int64_t k = 0; k < C; ++k) {
-    const Vd v = load_lanes(p + k * m + j0);
+    const Vd v = load_lanes(cols[k] + i0 + j0);
     sum += v;
     squares += v * v;
     const Vi above = v > top;  // strictly: a later class equal to the top is not argmax
@@ -64,12 +64,12 @@ CROSSENT_INLINE void lane_stats(const T* __restrict p, int64_t C, int64_t m, int
 
 // The same for one row (the last rows of a block).
 template <typename T>
-void row_stats(const T* __restrict p, int64_t C, int64_t m, int64_t j,
+void row_stats(const T* const* cols, int64_t C, int64_t i0, int64_t j,
                const int64_t* __restrict labels, Rows& r) {
   double top = -kInf, low = kInf, sum = 0.0, squares = 0.0, truth = 0.0;
   int64_t arg = 0;
   for (int64_t k = 0; k < C; ++k) {
-    const double v = static_cast<double>(p[k * m + j]);
+    const double v = static_cast<double>(cols[k][i0 + j]);
     sum += v;
     squares += v * v;
     const bool above = v > top;
@@ -123,12 +123,13 @@ int64_t row_values(int64_t n, double tol, double log_clip, double n_bins,
 }
 
 template <typename T>
-int64_t first_invalid(const T* p, int64_t C, int64_t m, int64_t n, double tol, bool normalize) {
+int64_t first_invalid(const T* const* cols, int64_t C, int64_t i0, int64_t n, double tol,
+                      bool normalize) {
   const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
   for (int64_t j = 0; j < n; ++j) {
     double top = -kInf, low = kInf, sum = 0.0;
     for (int64_t k = 0; k < C; ++k) {
-      const double v = static_cast<double>(p[k * m + j]);
+      const double v = static_cast<double>(cols[k][i0 + j]);
       sum += v;
       top = v > top ? v : top;
       low = v < low ? v : low;
@@ -140,12 +141,12 @@ int64_t first_invalid(const T* p, int64_t C, int64_t m, int64_t n, double tol, b
   return n;  // not reached: row_values found one
 }
 
-}  // namespace
-
-template <typename T>
-int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
-                    const double* weights, double tol, bool normalize, double log_clip,
-                    int64_t n_bins, double* loss_out, double* state) {
+// Rows [first, first + m) into state (zeroed here); returns -1 or the first invalid row.
+template <typename T, typename L>
+int64_t score_rows(const T* const* cols, int64_t C, int64_t first, int64_t m, const L* codes,
+                   const int64_t* code_class, const double* weights, double tol, bool normalize,
+                   double log_clip, int64_t n_bins, double* loss_out, double* state) {
+  for (int64_t s = 0; s < kScoreTotals + 3 * C + 4 * n_bins; ++s) state[s] = 0.0;
   double* totals = state;
   double* class_rows = state + kScoreTotals;
   double* class_weight = class_rows + C;
@@ -156,23 +157,29 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
   double* bin_conf = bin_hits + n_bins;
   double loss_sum = 0, hits = 0, brier = 0, weight_sum = 0, n_inf = 0;
   Rows r;
-  for (int64_t i0 = 0; i0 < m; i0 += kBlock) {
-    const int64_t n = m - i0 < kBlock ? m - i0 : kBlock;
+  int64_t labels[kBlock];
+  for (int64_t i0 = first; i0 < first + m; i0 += kBlock) {
+    const int64_t n = first + m - i0 < kBlock ? first + m - i0 : kBlock;
+    // the block's class indices: the codes themselves, or the classes of the codes
+    if (code_class) {
+      for (int64_t j = 0; j < n; ++j) labels[j] = code_class[codes[i0 + j]];
+    } else {
+      for (int64_t j = 0; j < n; ++j) labels[j] = static_cast<int64_t>(codes[i0 + j]);
+    }
     int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes) lane_stats<T>(p + i0, C, m, j, labels + i0, r);
-    for (; j < n; ++j) row_stats<T>(p + i0, C, m, j, labels + i0, r);
+    for (; j + kLanes <= n; j += kLanes) lane_stats<T>(cols, C, i0, j, labels, r);
+    for (; j < n; ++j) row_stats<T>(cols, C, i0, j, labels, r);
     const double bins = static_cast<double>(n_bins);
     const int64_t bad =
         normalize ? row_values<true>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
                                      r.top, r.loss, r.brier, r.bin)
                   : row_values<false>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
                                       r.top, r.loss, r.brier, r.bin);
-    if (bad)
-      return i0 + first_invalid<T>(p + i0, C, m, n, tol, normalize);
+    if (bad) return i0 + first_invalid<T>(cols, C, i0, n, tol, normalize);
     // the sums in row order: the same at every SIMD level and thread count
     for (j = 0; j < n; ++j) {
       const int64_t i = i0 + j;
-      const int64_t y = labels[i];
+      const int64_t y = labels[j];
       const double loss = r.loss[j];
       loss_out[i] = loss;
       const double w = weights ? weights[i] : 1.0;
@@ -202,11 +209,34 @@ int64_t score_probs(const T* p, int64_t C, int64_t m, const int64_t* labels,
   return -1;
 }
 
-template int64_t score_probs<float>(const float*, int64_t, int64_t, const int64_t*,
-                                    const double*, double, bool, double, int64_t, double*,
-                                    double*);
-template int64_t score_probs<double>(const double*, int64_t, int64_t, const int64_t*,
-                                     const double*, double, bool, double, int64_t, double*,
-                                     double*);
+}  // namespace
+
+template <typename T, typename L>
+int64_t score_slices(const T* const* cols, int64_t C, int64_t m, const L* codes,
+                     const int64_t* code_class, const double* weights, double tol,
+                     bool normalize, double log_clip, int64_t n_bins, int64_t slice_rows,
+                     double* loss_out, double* states, int64_t* invalid) {
+  const int64_t n_slices = (m + slice_rows - 1) / slice_rows;
+  const int64_t size = kScoreTotals + 3 * C + 4 * n_bins;
+  for (int64_t s = 0; s < n_slices; ++s) {
+    const int64_t first = s * slice_rows;
+    const int64_t rows = m - first < slice_rows ? m - first : slice_rows;
+    invalid[s] = score_rows<T, L>(cols, C, first, rows, codes, code_class, weights, tol,
+                                  normalize, log_clip, n_bins, loss_out, states + s * size);
+  }
+  for (int64_t s = 0; s < n_slices; ++s)
+    if (invalid[s] >= 0) return invalid[s];
+  return -1;
+}
+
+#define CROSSENT_SCORE_SLICES(T, L)                                                            \
+  template int64_t score_slices<T, L>(const T* const*, int64_t, int64_t, const L*,             \
+                                      const int64_t*, const double*, double, bool, double,    \
+                                      int64_t, int64_t, double*, double*, int64_t*);
+CROSSENT_SCORE_SLICES(float, int32_t)
+CROSSENT_SCORE_SLICES(float, int64_t)
+CROSSENT_SCORE_SLICES(double, int32_t)
+CROSSENT_SCORE_SLICES(double, int64_t)
+#undef CROSSENT_SCORE_SLICES
 
 CROSSENT_LEVEL_END

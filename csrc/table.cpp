@@ -40,9 +40,16 @@ DenseTargetKernels<T, TT> dense_target_kernels() {
 
 template <typename T>
 TypedKernels<T> typed_kernels() {
-  return {&softmax_ce_index<T>, &nll<T>,           &softmax_focal<T>,
-          &normalize_rows<T>,   &measure_rows<T>, &math<T>,          &score_probs<T>,
-          dense_target_kernels<T, float>(), dense_target_kernels<T, double>()};
+  return {&softmax_ce_index<T>,
+          &nll<T>,
+          &softmax_focal<T>,
+          &normalize_rows<T>,
+          &measure_rows<T>,
+          &math<T>,
+          &score_slices<T, int32_t>,
+          &score_slices<T, int64_t>,
+          dense_target_kernels<T, float>(),
+          dense_target_kernels<T, double>()};
 }
 
 }  // namespace

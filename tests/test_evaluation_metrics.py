@@ -247,9 +247,14 @@ def simd_level(request):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("options", [{}, {"normalize": True}, {"clip": 1e-3}, {"weights": True}])
-@pytest.mark.parametrize("N", [3000, 13])  # 8-row lanes, blocks of 256 and their tails
-def test_compiled_kernel_matches_the_reference(simd_level, dtype, options, N):
-    """The compiled score_probs against the NumPy reference (_chunk_reference): every sum."""
+@pytest.mark.parametrize("N", [100_000, 3000, 13])  # slices, 256-row blocks, 8-row lanes, tails
+@pytest.mark.parametrize("layout", ["columns", "codes", "strided"])
+def test_compiled_kernel_matches_the_reference(simd_level, dtype, options, N, layout):
+    """The compiled score_columns against the NumPy reference (_chunk_reference): every sum.
+
+    Layouts: a list of contiguous columns read in place (one call, slices on the kernel's
+    threads), the same with the labels as codes through a map (a dictionary column), and a
+    strided (C, N) view (copied slice by slice to a buffer)."""
     from crossent._backend import use_backend
 
     rng = np.random.default_rng(5)
@@ -263,11 +268,18 @@ def test_compiled_kernel_matches_the_reference(simd_level, dtype, options, N):
     y = rng.integers(0, C, size=N)
     w = rng.uniform(0, 2, size=N) if options.get("weights") else None
     kw = {k: v for k, v in options.items() if k != "weights"}
+    scores, labels, label_map = p.astype(dtype).T, y, None
+    if layout != "strided":
+        scores = [np.ascontiguousarray(c) for c in scores]
+    if layout == "codes":  # code j names class label_map[j]; codes 5 and 9 are never used
+        label_map = np.array([3, 0, 6, 1, 5, 2, 2, 4, 0, 6])
+        inverse = np.array([1, 3, 5, 0, 7, 4, 2])
+        labels = inverse[y].astype(np.int32)
     results = []
     for name in ("compiled", "reference"):
         with use_backend(name):
             acc = ScoreAccumulator([str(k) for k in range(C)], n_bins=10, **kw)
-            loss = acc.update(p.astype(dtype).T, y, weights=w)
+            loss = acc.update(scores, labels, weights=w, label_map=label_map)
             results.append((acc.state.copy(), loss, acc.result().first_infinite_rows))
     (s1, l1, f1), (s2, l2, f2) = results
     np.testing.assert_allclose(s1, s2, rtol=1e-12, atol=1e-9)

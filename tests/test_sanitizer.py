@@ -143,29 +143,49 @@ EXERCISE = textwrap.dedent(
     ext.set_num_threads(1)
     ext.softmax_ce_index(x, y % 4, None, None, 0.0, 0.0, 0.0, loss, g, 1.0)
 
-    # scoring at every level: class-major probabilities (C, m), every option, invalid rows
+    # scoring at every level: probability columns, label codes (through a map or not), every
+    # option, slices on two threads, invalid rows; then bad arguments
     for level in ext.supported_simd_levels().split(","):
         ext.set_simd_level(level)
         for dtype in (np.float32, np.float64):
             for c in (2, 3, 17):
                 for m in SIZES:
-                    p = rng.dirichlet(np.ones(c), size=m).T.astype(dtype).copy()
+                    cols = list(rng.dirichlet(np.ones(c), size=m).T.astype(dtype).copy())
                     yl = rng.integers(0, c, m)
+                    codes32 = rng.integers(0, 5, m).astype(np.int32)
+                    code_class = rng.integers(0, c, 5)
                     wl, lm = rng.random(m), np.empty(m)
                     for bins in (1, 15):
-                        state = np.zeros(6 + 3 * c + 4 * bins)
-                        for weights, normalize, clip in ((None, False, -np.inf), (wl, True, -3.0)):
-                            ext.score_probs(p, yl, weights, 1e-3, normalize, clip, lm, state)
-                    bad = p.copy()
-                    bad[c - 1, m - 1] = np.nan
-                    assert ext.score_probs(bad, yl, None, 1e-3, False, -np.inf, lm, state) == m - 1
-    p = np.full((2, 3), 0.5)
-    ys, ls, st = np.array([0, 1, 0]), np.empty(3), np.zeros(6 + 6 + 4)
-    expect(IndexError, ext.score_probs, p, np.array([0, 2, 0]), None, 1e-3, False, -np.inf, ls, st)
-    expect(ValueError, ext.score_probs, p, ys, None, 1e-3, False, -np.inf, ls, np.zeros(13))
-    expect(ValueError, ext.score_probs, p, ys, -np.ones(3), 1e-3, False, -np.inf, ls, st)
-    expect(ValueError, ext.score_probs, p, ys, None, 1e-3, False, np.nan, ls, st)
-    expect(ValueError, ext.score_probs, p, ys, None, 1e-3, False, -np.inf, np.empty(2), st)
+                        for step in (1, 7, 300, m):
+                            ns = -(-m // step)
+                            states, inv = np.empty((ns, 6 + 3 * c + 4 * bins)), np.empty(ns, np.int64)
+                            for weights, normalize, clip in ((None, False, -np.inf), (wl, True, -3.0)):
+                                ext.score_columns(cols, yl, None, weights, 1e-3, normalize, clip, step,
+                                                  lm, states, inv)
+                                ext.score_columns(cols, codes32, code_class, weights, 1e-3, normalize,
+                                                  clip, step, lm, states, inv)
+                    bad = [col.copy() for col in cols]
+                    bad[c - 1][m - 1] = np.nan
+                    states, inv = np.empty((1, 6 + 3 * c + 4)), np.empty(1, np.int64)
+                    assert ext.score_columns(bad, yl, None, None, 1e-3, False, -np.inf, m, lm, states,
+                                             inv) == m - 1
+    cols = [np.full(3, 0.5), np.full(3, 0.5)]
+    ys, ls, st, inv = np.array([0, 1, 0]), np.empty(3), np.empty((1, 6 + 6 + 4)), np.empty(1, np.int64)
+    args = (None, 1e-3, False, -np.inf, 3, ls, st, inv)
+    expect(IndexError, ext.score_columns, cols, np.array([0, 2, 0]), None, *args)
+    expect(IndexError, ext.score_columns, cols, np.array([0, 5, 0], np.int32), np.array([0, 1]), *args)
+    expect(IndexError, ext.score_columns, cols, ys, np.array([0, 2]), *args)
+    expect(ValueError, ext.score_columns, cols[:1], ys, None, *args)
+    expect(ValueError, ext.score_columns, [cols[0], np.full(2, 0.5)], ys, None, *args)
+    expect(ValueError, ext.score_columns, cols, ys, None, None, 1e-3, False, -np.inf, 3, ls,
+           np.empty((1, 13)), inv)
+    expect(ValueError, ext.score_columns, cols, ys, None, None, 1e-3, False, -np.inf, 1, ls, st, inv)
+    expect(ValueError, ext.score_columns, cols, ys, None, None, 1e-3, False, -np.inf, 0, ls, st, inv)
+    expect(ValueError, ext.score_columns, cols, ys, None, -np.ones(3), 1e-3, False, -np.inf, 3, ls,
+           st, inv)
+    expect(ValueError, ext.score_columns, cols, ys, None, None, 1e-3, False, np.nan, 3, ls, st, inv)
+    expect(ValueError, ext.score_columns, cols, ys, None, None, 1e-3, False, -np.inf, 3,
+           np.empty(2), st, inv)
     print("sanitized kernels ok")
     """
 )

@@ -33,6 +33,7 @@ import os
 import re
 import threading
 import zipfile
+import functools
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -158,19 +159,29 @@ class Batch:
     """One batch of a prediction file.
 
     ``start`` is the 0-based index of its first row in the file; ``scores`` holds the C class
-    columns (1-D arrays of length ``size``, in class order, as read: no copy); ``labels`` the
-    class indices (or None when the file has no label column); ``ids`` the id column as a
-    NumPy array (or None); ``weights`` the sample weights (float64, or None); ``targets`` the
-    0/1 label columns of a multi-label file (float64 arrays, or None).
+    columns (1-D arrays of length ``size``, in class order, as read: no copy); ``label_codes``
+    the labels as read (None when the file has no label column): the class indices, or, with
+    ``label_map``, the codes of a dictionary-encoded column (no copy), row i's class being
+    ``label_map[label_codes[i]]``; :attr:`labels` the class indices either way. ``ids`` the id
+    column as a NumPy array (or None); ``weights`` the sample weights (float64, or None);
+    ``targets`` the 0/1 label columns of a multi-label file (float64 arrays, or None).
     """
 
     start: int
     size: int
     scores: tuple
-    labels: Optional[np.ndarray]
+    label_codes: Optional[np.ndarray]
     ids: Optional[np.ndarray]
     weights: Optional[np.ndarray] = None
     targets: Optional[tuple] = None
+    label_map: Optional[np.ndarray] = None
+
+    @functools.cached_property
+    def labels(self) -> Optional[np.ndarray]:
+        """The class index of each row (int64), or None."""
+        if self.label_codes is None or self.label_map is None:
+            return self.label_codes
+        return np.take(self.label_map, self.label_codes)
 
 
 class _NotALabel(Exception):
@@ -235,6 +246,33 @@ class _Labels:
             raise fail(f"label {_cut(value)} is neither a class name nor a class index")
         return int(self._from_ints(np.array([int(value)], dtype=np.int64), lambda i, m: fail(m))[0])
 
+    def codes(self, column, fail) -> tuple:
+        """(codes, map): the class indices of an Arrow array ``column`` as ``map[codes]``: a
+        dictionary column's codes, without a copy, and the class of each dictionary entry; or
+        the class indices themselves and None for other columns (see :meth:`map`)."""
+        pa = _pa()
+        if not pa.types.is_dictionary(column.type):
+            return self.map(column, fail), None
+        if column.null_count:
+            i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
+            raise fail(i, "missing label")
+        # Map the (few) distinct labels once, then look up each row's code. The batches of
+        # a row group share one dictionary of class names, mapped whole once; a dictionary
+        # with an entry that is no label has only its entries in use mapped, the first
+        # row of a bad one named.
+        codes = _view(column.indices)
+        values = tuple(column.dictionary.to_pylist())
+        mapped = self._dictionary[1] if self._dictionary[0] == values else self._map_all(values)
+        if mapped is None:
+            used = np.zeros(len(values), dtype=bool)
+            used[codes] = True
+            mapped = np.zeros(used.size, dtype=np.int64)
+            for j in np.flatnonzero(used):
+                mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
+        if codes.dtype not in (np.int32, np.int64):  # narrow index types
+            codes = codes.astype(np.int32)
+        return codes, mapped
+
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
@@ -242,19 +280,7 @@ class _Labels:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
         if pa.types.is_dictionary(column.type):
-            # Map the (few) distinct labels once, then look up each row's code. The batches of
-            # a row group share one dictionary of class names, mapped whole once; a dictionary
-            # with an entry that is no label has only its entries in use mapped, the first
-            # row of a bad one named.
-            codes = _view(column.indices)
-            values = tuple(column.dictionary.to_pylist())
-            mapped = self._dictionary[1] if self._dictionary[0] == values else self._map_all(values)
-            if mapped is None:
-                used = np.zeros(len(values), dtype=bool)
-                used[codes] = True
-                mapped = np.zeros(used.size, dtype=np.int64)
-                for j in np.flatnonzero(used):
-                    mapped[j] = self._one(values[j], lambda m: fail(int(np.argmax(codes == j)), m))
+            codes, mapped = self.codes(column, fail)
             return np.take(mapped, codes)
         t = column.type
         if pa.types.is_boolean(t):
@@ -805,10 +831,10 @@ class PredictionFile:
 
     def _batch(self, rb, start) -> Batch:
         scores = tuple(self._numbers(rb, name, start, "value") for name in self.classes)
-        labels = ids = weights = targets = None
+        labels = label_map = ids = weights = targets = None
         if self.label is not None:
-            labels = self._labels.map(rb.column(self.label),
-                                      lambda i, msg: self._fail_at(start + i, msg, column=self.label))
+            labels, label_map = self._labels.codes(
+                rb.column(self.label), lambda i, msg: self._fail_at(start + i, msg, column=self.label))
         if self.id is not None:
             ids = _id_values(rb.column(self.id),
                              lambda i, msg: self._fail_at(start + i, msg, column=self.id))
@@ -822,7 +848,7 @@ class PredictionFile:
         if self.targets is not None:
             targets = tuple(np.asarray(self._numbers(rb, t, start, "label"), dtype=np.float64)
                             for t in self.targets)
-        return Batch(start, rb.num_rows, scores, labels, ids, weights, targets)
+        return Batch(start, rb.num_rows, scores, labels, ids, weights, targets, label_map)
 
 
 class _GatedStream(io.RawIOBase):

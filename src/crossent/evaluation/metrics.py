@@ -255,13 +255,15 @@ class ScoreAccumulator:
         return 16.0 * eps * len(self.classes)
 
     # -- accumulation -------------------------------------------------------------------------
-    def update(self, scores, labels: np.ndarray, *, weights=None, start: Optional[int] = None
-               ) -> np.ndarray:
+    def update(self, scores, labels: np.ndarray, *, weights=None, start: Optional[int] = None,
+               label_map: Optional[np.ndarray] = None) -> np.ndarray:
         """Validate a batch and add it; return the per-row cross-entropy in nats.
 
         ``scores`` is class-major: a ``(C, n)`` array, or a sequence of C columns (1-D arrays of
         length n, as :class:`~crossent.evaluation.io.Batch` holds them); ``labels`` holds the n
-        true class indices; ``weights`` (optional) n finite non-negative sample weights.
+        true class indices, or with ``label_map`` n codes, row i's class being
+        ``label_map[labels[i]]`` (a dictionary-encoded label column: its codes and the class of
+        each dictionary entry); ``weights`` (optional) n finite non-negative sample weights.
         ``start`` is the 0-based row of the batch's first row in the whole input (default:
         right after the rows added so far). The losses are clipped if ``clip`` is set.
         """
@@ -277,27 +279,82 @@ class ScoreAccumulator:
             scores = np.stack(scores)
         tol = self._tolerance(scores)
         loss = np.empty(n)
-        # Slices of about 2.5 MB are copied to a buffer that stays in the CPU cache while they
-        # are scored; slices run on a few threads (NumPy and the kernel release the GIL) and
-        # their sums are added in row order, so the result does not depend on the threads.
+        # Slices of 2.5 MB of values are scored on a few threads, and their sums are added in
+        # row order, so the result does not depend on the threads.
         step = max(1, _CHUNK_VALUES // C)
+        columns = None if self.logits else _same_type_columns(scores)
+        ext = kernels() if columns is not None else None
+        if ext is not None:
+            parts = self._columns(ext, columns, labels, label_map, weights, tol, start, loss, step)
+        else:
+            if label_map is not None:
+                labels = np.asarray(label_map)[labels]
+            parts = self._slices(scores, labels, weights, tol, start, loss, step)
+        for state, inf_rows in parts:
+            self._add(state, inf_rows)
+        return loss
+
+    def _columns(self, ext, columns, labels, label_map, weights, tol, start, loss, step):
+        """(state, first infinite rows) of each slice, scored by the compiled kernel straight
+        from the class columns: the slices in a few contiguous runs, one per worker thread (the
+        kernel releases the GIL); an invalid slice is handed to the reference, which raises the
+        error naming its first invalid row."""
+        n = loss.size
+        n_slices = -(-n // step)
+        states = np.empty((n_slices, self.state.size))
+        invalid = np.empty(n_slices, dtype=np.int64)
+        codes = np.asarray(labels)
+        if codes.dtype not in (np.int32, np.int64) or not codes.flags.c_contiguous:
+            codes = np.ascontiguousarray(codes, dtype=np.int64)
+        code_class = None if label_map is None else np.ascontiguousarray(label_map, dtype=np.int64)
+        log_clip = -math.inf if self.clip is None else math.log(self.clip)
+
+        def run(s0, s1):  # slices [s0, s1)
+            lo, hi = s0 * step, min(n, s1 * step)
+            ext.score_columns([c[lo:hi] for c in columns], codes[lo:hi], code_class,
+                              None if weights is None else weights[lo:hi], tol, self.normalize,
+                              log_clip, step, loss[lo:hi], states[s0:s1], invalid[s0:s1])
+
+        pool = _pool() if n_slices > 1 else None
+        if pool is None:
+            run(0, n_slices)
+        else:
+            runs = np.linspace(0, n_slices, min(n_slices, _workers()) + 1).astype(int)
+            for f in [pool.submit(run, a, b) for a, b in zip(runs[:-1], runs[1:])]:
+                f.result()
+        parts = []
+        for k in range(n_slices):
+            lo, hi = k * step, min(n, (k + 1) * step)
+            if invalid[k] >= 0:
+                y = codes[lo:hi] if code_class is None else code_class[codes[lo:hi]]
+                p = np.stack([c[lo:hi] for c in columns]).astype(np.float64)
+                w = None if weights is None else weights[lo:hi]
+                parts.append(self._chunk_reference(p, y, w, tol, start + lo, loss[lo:hi]))
+                continue
+            inf = _NO_ROWS
+            if states[k, _INF]:
+                inf = np.flatnonzero(np.isinf(loss[lo:hi]))[:_FIRST_ROWS] + (start + lo)
+            parts.append((states[k], inf))
+        return parts
+
+    def _slices(self, scores, labels, weights, tol, start, loss, step):
+        """(state, first infinite rows) of each slice, for columns of mixed or half precision
+        and for logits: each slice is copied to a buffer that stays in the CPU cache while it is
+        scored, the slices run on a few threads (NumPy and the kernel release the GIL)."""
+        n = loss.size
         if self._cols.size < step:
             self._cols = np.arange(step)
         starts = range(0, n, step)
         pool = _pool() if len(starts) > 1 else None
         args = (scores, labels, weights, tol, start, loss)
         if pool is None:
-            parts = [self._chunk(*args, s, min(n, s + step)) for s in starts]
-        else:
-            futures = [pool.submit(self._chunk, *args, s, min(n, s + step)) for s in starts]
-            try:
-                parts = [f.result() for f in futures]  # the first error in row order is raised
-            finally:
-                for f in futures:
-                    f.cancel()
-        for state, inf_rows in parts:
-            self._add(state, inf_rows)
-        return loss
+            return [self._chunk(*args, s, min(n, s + step)) for s in starts]
+        futures = [pool.submit(self._chunk, *args, s, min(n, s + step)) for s in starts]
+        try:
+            return [f.result() for f in futures]  # the first error in row order is raised
+        finally:
+            for f in futures:
+                f.cancel()
 
     def _check_weights(self, weights, n: int, start: int) -> np.ndarray:
         w = np.asarray(weights)
@@ -338,18 +395,19 @@ class ScoreAccumulator:
         w = None if weights is None else weights[lo:hi]
         at = start + lo
         if ext is not None:
-            state = np.zeros(self.state.size)
+            states, invalid = np.empty((1, self.state.size)), np.empty(1, dtype=np.int64)
             log_clip = -math.inf if self.clip is None else math.log(self.clip)
-            bad = ext.score_probs(p, labels, w, tol, self.normalize, log_clip, loss_out[lo:hi], state)
+            bad = ext.score_columns(list(p), labels, None, w, tol, self.normalize, log_clip, m,
+                                    loss_out[lo:hi], states, invalid)
             if bad < 0:
-                inf = np.flatnonzero(np.isinf(loss_out[lo:hi]))[:_FIRST_ROWS] if state[_INF] else _NO_ROWS
-                return state, inf + at
+                inf = np.flatnonzero(np.isinf(loss_out[lo:hi]))[:_FIRST_ROWS] if states[0, _INF] else _NO_ROWS
+                return states[0], inf + at
             # an invalid row: the reference raises the error that names it
         return self._chunk_reference(p.astype(np.float64, copy=False), labels, w, tol, at, loss_out[lo:hi])
 
     def _chunk_reference(self, p: np.ndarray, labels: np.ndarray, w, tol, at, loss_out):
         """The state of rows of class-major probabilities (or logits) ``p``, in NumPy: the
-        readable specification of the compiled ``score_probs`` kernel."""
+        readable specification of the compiled ``score_columns`` kernel."""
         C, m = p.shape
         cols = self._cols[:m] if self._cols.size >= m else np.arange(m)
         if self.logits:
@@ -447,9 +505,26 @@ def state_size(n_classes: int, n_bins: int) -> int:
     return _TOTALS + 3 * n_classes + 4 * n_bins
 
 
+def _same_type_columns(scores) -> Optional[list]:
+    """The class columns as a list of contiguous 1-D arrays of one dtype, float32 or float64
+    (what the compiled kernel reads in place), or None."""
+    columns = list(scores)
+    dtype = getattr(columns[0], "dtype", None)
+    if dtype not in (np.float32, np.float64):
+        return None
+    for c in columns:
+        if not (isinstance(c, np.ndarray) and c.dtype == dtype and c.ndim == 1 and c.flags.c_contiguous):
+            return None
+    return columns
+
+
+def _workers() -> int:
+    return min(MAX_THREADS, os.cpu_count() or 1)
+
+
 def _pool() -> Optional[ThreadPoolExecutor]:
     """The shared worker threads (None on a single CPU)."""
-    workers = min(MAX_THREADS, os.cpu_count() or 1)
+    workers = _workers()
     if workers < 2:
         return None
     with _POOL_LOCK:

@@ -219,9 +219,12 @@ def score_file(path, *, label=None, truth=None, id=None, classes=None, weight=No
     for batch in _prefetch(pf.batches()):
         if pf.multilabel:
             acc.update(batch.scores, batch.targets, weights=batch.weights, start=batch.start)
+        elif join is None:  # a dictionary column's codes are read through its map
+            acc.update(batch.scores, batch.label_codes, weights=batch.weights, start=batch.start,
+                       label_map=batch.label_map)
         else:
-            labels = batch.labels if join is None else join.labels[join.positions(pf, batch)]
-            acc.update(batch.scores, labels, weights=batch.weights, start=batch.start)
+            acc.update(batch.scores, join.labels[join.positions(pf, batch)], weights=batch.weights,
+                       start=batch.start)
         if ids is not None:
             ids.append(batch.ids)
         advance(batch.size)
