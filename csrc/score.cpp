@@ -29,12 +29,13 @@ constexpr int64_t kLanes = 8;
 typedef double Vd __attribute__((vector_size(8 * kLanes)));
 typedef int64_t Vi __attribute__((vector_size(8 * kLanes)));
 
+// (an out-parameter: a vector return value has no fixed ABI across the levels, GCC warns)
 template <typename T>
-CROSSENT_INLINE Vd load_lanes(const T* q) {
+CROSSENT_INLINE void load_lanes(const T* q, Vd& out) {
   typedef T Vt __attribute__((vector_size(sizeof(T) * kLanes)));
   Vt v;
   std::memcpy(&v, q, sizeof v);
-  return __builtin_convertvector(v, Vd);
+  out = __builtin_convertvector(v, Vd);
 }
 
 template <typename T>
@@ -44,7 +45,8 @@ CROSSENT_INLINE void lane_stats(const T* const* cols, int64_t C, int64_t i0, int
   Vi arg = Vi{}, y;
   std::memcpy(&y, labels + j0, sizeof y);
   for (int64_t k = 0; k < C; ++k) {
-    const Vd v = load_lanes(cols[k] + i0 + j0);
+    Vd v;
+    load_lanes(cols[k] + i0 + j0, v);
     sum += v;
     squares += v * v;
     const Vi above = v > top;  // strictly: a later class equal to the top is not argmax
