@@ -81,18 +81,20 @@ def _output(argv) -> str:
 
 
 def start() -> None:
-    """Start the build now, in the background (a missing tool is reported by :func:`get`)."""
+    """Start the build now, in the background. A missing tool or a failed configuration is
+    kept, and raised by :func:`get` in the test (never in the collection hook that starts it)."""
     global _build
     if _build is None:
         try:
             _build = _Build()
-        except Unavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - raised again by get()
             _build = exc
 
 
 def get() -> tuple[Path, str]:
-    """The finished build, started now if it was not: raises :class:`Unavailable`."""
+    """The finished build, started now if it was not: raises :class:`Unavailable` when a tool
+    is missing, RuntimeError when the build fails."""
     start()
-    if isinstance(_build, Unavailable):
+    if isinstance(_build, Exception):
         raise _build
     return _build.wait()
