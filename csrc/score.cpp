@@ -38,15 +38,24 @@ CROSSENT_INLINE void load_lanes(const T* q, Vd& out) {
   out = __builtin_convertvector(v, Vd);
 }
 
-template <typename T>
+// Rows [j0, j0 + w) of the block: w = kLanes when Full; a block's last rows (not Full) fill
+// the lanes they have, the others holding 0 and label -1, and not stored.
+template <typename T, bool Full>
 CROSSENT_INLINE void lane_stats(const T* const* cols, int64_t C, int64_t i0, int64_t j0,
-                                const int64_t* __restrict labels, Rows& r) {
+                                int64_t w, const int64_t* __restrict labels, Rows& r) {
+  if (Full) w = kLanes;  // a constant: fixed-size loads and stores
   Vd top = Vd{} - kInf, low = Vd{} + kInf, sum = Vd{}, squares = Vd{}, truth = Vd{};
-  Vi arg = Vi{}, y;
-  std::memcpy(&y, labels + j0, sizeof y);
+  Vi arg = Vi{}, y = Vi{} - 1;
+  std::memcpy(&y, labels + j0, sizeof(int64_t) * w);
   for (int64_t k = 0; k < C; ++k) {
     Vd v;
-    load_lanes(cols[k] + i0 + j0, v);
+    if (Full) {
+      load_lanes(cols[k] + i0 + j0, v);
+    } else {
+      T tail[kLanes] = {};
+      std::memcpy(tail, cols[k] + i0 + j0, sizeof(T) * w);
+      load_lanes(tail, v);
+    }
     sum += v;
     squares += v * v;
     const Vi above = v > top;  // strictly: a later class equal to the top is not argmax
@@ -56,44 +65,21 @@ CROSSENT_INLINE void lane_stats(const T* const* cols, int64_t C, int64_t i0, int
     truth = y == k ? v : truth;
   }
   const Vd hit = arg == y ? Vd{} + 1.0 : Vd{};
-  std::memcpy(r.top + j0, &top, sizeof top);
-  std::memcpy(r.low + j0, &low, sizeof low);
-  std::memcpy(r.sum + j0, &sum, sizeof sum);
-  std::memcpy(r.squares + j0, &squares, sizeof squares);
-  std::memcpy(r.truth + j0, &truth, sizeof truth);
-  std::memcpy(r.hit + j0, &hit, sizeof hit);
-}
-
-// The same for one row (the last rows of a block).
-template <typename T>
-void row_stats(const T* const* cols, int64_t C, int64_t i0, int64_t j,
-               const int64_t* __restrict labels, Rows& r) {
-  double top = -kInf, low = kInf, sum = 0.0, squares = 0.0, truth = 0.0;
-  int64_t arg = 0;
-  for (int64_t k = 0; k < C; ++k) {
-    const double v = static_cast<double>(cols[k][i0 + j]);
-    sum += v;
-    squares += v * v;
-    const bool above = v > top;
-    arg = above ? k : arg;
-    top = above ? v : top;
-    low = v < low ? v : low;
-    truth = labels[j] == k ? v : truth;
-  }
-  r.top[j] = top;
-  r.low[j] = low;
-  r.sum[j] = sum;
-  r.squares[j] = squares;
-  r.truth[j] = truth;
-  r.hit[j] = arg == labels[j] ? 1.0 : 0.0;
+  const size_t bytes = sizeof(double) * w;
+  std::memcpy(r.top + j0, &top, bytes);
+  std::memcpy(r.low + j0, &low, bytes);
+  std::memcpy(r.sum + j0, &sum, bytes);
+  std::memcpy(r.squares + j0, &squares, bytes);
+  std::memcpy(r.truth + j0, &truth, bytes);
+  std::memcpy(r.hit + j0, &hit, bytes);
 }
 
 // The rows' values from their statistics (the row divided by its sum when normalising):
 // loss = -max(log p_label, log_clip); brier = sum_c (p_c - [c = y])^2 = sum_c p_c^2 - 2 p_y + 1;
-// the calibration bin floor(top * n_bins), the top probability 1 in the last bin. Returns
-// whether a row is invalid: a value outside [0, hi] (hi = 1, or the largest double when
-// normalising) or a sum off 1 by more than tol (normalising: not positive and finite); a NaN
-// makes the sum NaN, which fails both.
+// the calibration bin floor(top * n_bins), the top probability 1 in the last bin. A row is
+// invalid with a value outside [0, hi] (hi = 1, or the largest double when normalising) or a
+// sum off 1 by more than tol (normalising: not positive and finite); a NaN makes the sum NaN,
+// which fails both. Its bin is -1; returns the first such row, or -1.
 template <bool Normalize>
 int64_t row_values(int64_t n, double tol, double log_clip, double n_bins,
                    const double* __restrict low, const double* __restrict sums,
@@ -119,28 +105,12 @@ int64_t row_values(int64_t n, double tol, double log_clip, double n_bins,
     brier[j] = squares - 2.0 * truth + 1.0;
     tops[j] = top;
     const double b = std::floor(top * n_bins);  // top >= 0 in a valid row
-    bins[j] = valid ? (b < n_bins - 1.0 ? b : n_bins - 1.0) : 0.0;
+    bins[j] = valid ? (b < n_bins - 1.0 ? b : n_bins - 1.0) : -1.0;
   }
-  return invalid != 0.0;
-}
-
-template <typename T>
-int64_t first_invalid(const T* const* cols, int64_t C, int64_t i0, int64_t n, double tol,
-                      bool normalize) {
-  const double hi = normalize ? std::numeric_limits<double>::max() : 1.0;
-  for (int64_t j = 0; j < n; ++j) {
-    double top = -kInf, low = kInf, sum = 0.0;
-    for (int64_t k = 0; k < C; ++k) {
-      const double v = static_cast<double>(cols[k][i0 + j]);
-      sum += v;
-      top = v > top ? v : top;
-      low = v < low ? v : low;
-    }
-    if (!(low >= 0 && top <= hi &&
-          (normalize ? sum > 0 && sum <= hi : std::fabs(sum - 1.0) <= tol)))
-      return j;
-  }
-  return n;  // not reached: row_values found one
+  if (invalid == 0.0) return -1;
+  int64_t j = 0;
+  while (bins[j] >= 0.0) ++j;
+  return j;
 }
 
 // Rows [first, first + m) into state (zeroed here); returns -1 or the first invalid row.
@@ -169,15 +139,15 @@ int64_t score_rows(const T* const* cols, int64_t C, int64_t first, int64_t m, co
       for (int64_t j = 0; j < n; ++j) labels[j] = static_cast<int64_t>(codes[i0 + j]);
     }
     int64_t j = 0;
-    for (; j + kLanes <= n; j += kLanes) lane_stats<T>(cols, C, i0, j, labels, r);
-    for (; j < n; ++j) row_stats<T>(cols, C, i0, j, labels, r);
+    for (; j + kLanes <= n; j += kLanes) lane_stats<T, true>(cols, C, i0, j, kLanes, labels, r);
+    if (j < n) lane_stats<T, false>(cols, C, i0, j, n - j, labels, r);
     const double bins = static_cast<double>(n_bins);
     const int64_t bad =
         normalize ? row_values<true>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
                                      r.top, r.loss, r.brier, r.bin)
                   : row_values<false>(n, tol, log_clip, bins, r.low, r.sum, r.truth, r.squares,
                                       r.top, r.loss, r.brier, r.bin);
-    if (bad) return i0 + first_invalid<T>(cols, C, i0, n, tol, normalize);
+    if (bad >= 0) return i0 + bad;
     // the sums in row order: the same at every SIMD level and thread count
     for (j = 0; j < n; ++j) {
       const int64_t i = i0 + j;
