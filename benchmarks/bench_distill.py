@@ -103,11 +103,12 @@ def breakdown(shape, repeat):
     against softmax CE's."""
     from crossent import _dispatch
     from crossent._options import SoftmaxCEOptions
+    from crossent.torch.distill import _default_chunk
     from crossent.torch.linear import _Products
 
     n, d, v = shape
     hs, ws, ht, wt = (t.detach() for t in problem(*shape))
-    rows = max(math.ceil(n / 20), (2 << 20) // (v * 4))  # linear_distillation_loss's default
+    rows = _default_chunk(n, v, 4)  # linear_distillation_loss's own
     parts = {}
 
     def timed(name, fn):

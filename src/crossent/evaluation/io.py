@@ -26,6 +26,7 @@ same checks and messages.
 
 from __future__ import annotations
 
+import functools
 import glob as _glob
 import io
 import math
@@ -33,7 +34,6 @@ import os
 import re
 import threading
 import zipfile
-import functools
 from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence
 
@@ -276,12 +276,12 @@ class _Labels:
     def map(self, column, fail) -> np.ndarray:
         """Class indices of an Arrow array ``column``; ``fail(i, msg)`` builds the error for row i."""
         pa = _pa()
+        if pa.types.is_dictionary(column.type):  # missing labels are named by codes()
+            codes, mapped = self.codes(column, fail)
+            return np.take(mapped, codes)
         if column.null_count:
             i = int(np.argmax(column.is_null().to_numpy(zero_copy_only=False)))
             raise fail(i, "missing label")
-        if pa.types.is_dictionary(column.type):
-            codes, mapped = self.codes(column, fail)
-            return np.take(mapped, codes)
         t = column.type
         if pa.types.is_boolean(t):
             return _view(column.cast(pa.int8())).astype(np.int64)

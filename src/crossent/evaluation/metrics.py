@@ -34,7 +34,8 @@ _LOSS, _HITS, _BRIER, _WEIGHT, _ROWS, _INF, _TOTALS = range(7)
 
 #: Values of a batch processed at a time (32768 rows of 10 classes: 2.5 MB stay in cache).
 _CHUNK_VALUES = 10 << 15
-#: Up to this many classes, columns are copied one by one; beyond, the batch is stacked first.
+#: Up to this many classes, columns are read in place (or copied one by one to a slice's buffer);
+#: beyond, the batch is stacked first, one stream for the kernel to read instead of C.
 _LOOP_CLASSES = 32
 
 #: Threads scoring slices of a batch (at most this many, and no more than the CPUs).
@@ -307,13 +308,12 @@ class ScoreAccumulator:
         if codes.dtype not in (np.int32, np.int64) or not codes.flags.c_contiguous:
             codes = np.ascontiguousarray(codes, dtype=np.int64)
         code_class = None if label_map is None else np.ascontiguousarray(label_map, dtype=np.int64)
-        log_clip = -math.inf if self.clip is None else math.log(self.clip)
 
         def run(s0, s1):  # slices [s0, s1)
             lo, hi = s0 * step, min(n, s1 * step)
             ext.score_columns([c[lo:hi] for c in columns], codes[lo:hi], code_class,
                               None if weights is None else weights[lo:hi], tol, self.normalize,
-                              log_clip, step, loss[lo:hi], states[s0:s1], invalid[s0:s1])
+                              self._log_clip(), step, loss[lo:hi], states[s0:s1], invalid[s0:s1])
 
         pool = _pool() if n_slices > 1 else None
         if pool is None:
@@ -331,10 +331,7 @@ class ScoreAccumulator:
                 w = None if weights is None else weights[lo:hi]
                 parts.append(self._chunk_reference(p, y, w, tol, start + lo, loss[lo:hi]))
                 continue
-            inf = _NO_ROWS
-            if states[k, _INF]:
-                inf = np.flatnonzero(np.isinf(loss[lo:hi]))[:_FIRST_ROWS] + (start + lo)
-            parts.append((states[k], inf))
+            parts.append((states[k], _inf_rows(states[k], loss[lo:hi], start + lo)))
         return parts
 
     def _slices(self, scores, labels, weights, tol, start, loss, step):
@@ -396,14 +393,16 @@ class ScoreAccumulator:
         at = start + lo
         if ext is not None:
             states, invalid = np.empty((1, self.state.size)), np.empty(1, dtype=np.int64)
-            log_clip = -math.inf if self.clip is None else math.log(self.clip)
-            bad = ext.score_columns(list(p), labels, None, w, tol, self.normalize, log_clip, m,
-                                    loss_out[lo:hi], states, invalid)
+            bad = ext.score_columns(list(p), labels, None, w, tol, self.normalize, self._log_clip(),
+                                    m, loss_out[lo:hi], states, invalid)
             if bad < 0:
-                inf = np.flatnonzero(np.isinf(loss_out[lo:hi]))[:_FIRST_ROWS] if states[0, _INF] else _NO_ROWS
-                return states[0], inf + at
+                return states[0], _inf_rows(states[0], loss_out[lo:hi], at)
             # an invalid row: the reference raises the error that names it
         return self._chunk_reference(p.astype(np.float64, copy=False), labels, w, tol, at, loss_out[lo:hi])
+
+    def _log_clip(self) -> float:
+        """The kernel's clip of log p_label: -inf when there is none."""
+        return -math.inf if self.clip is None else math.log(self.clip)
 
     def _chunk_reference(self, p: np.ndarray, labels: np.ndarray, w, tol, at, loss_out):
         """The state of rows of class-major probabilities (or logits) ``p``, in NumPy: the
@@ -503,6 +502,13 @@ def state_size(n_classes: int, n_bins: int) -> int:
     weighted top probabilities.
     """
     return _TOTALS + 3 * n_classes + 4 * n_bins
+
+
+def _inf_rows(state: np.ndarray, loss: np.ndarray, at: int) -> np.ndarray:
+    """The first rows (from ``at``) of a slice whose loss is infinite, from its state and losses."""
+    if not state[_INF]:
+        return _NO_ROWS
+    return np.flatnonzero(np.isinf(loss))[:_FIRST_ROWS] + at
 
 
 def _same_type_columns(scores) -> Optional[list]:

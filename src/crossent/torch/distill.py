@@ -561,6 +561,13 @@ class _LinearDistillation(torch.autograd.Function):
         return _linear_backward(ctx, grad_value)
 
 
+def _default_chunk(n, vocab, itemsize):
+    """Rows per chunk of :func:`linear_distillation_loss` for ``n`` rows of ``vocab`` classes:
+    N/20 (its two buffers together 1/10 of one N x V array, plus BLAS scratch), or as many as
+    fill 2 MiB per buffer if that is more, at most ``n``."""
+    return max(1, min(n, max(math.ceil(n / 20), (2 << 20) // (vocab * itemsize))))
+
+
 def _check_head(hidden, weight, bias, who):
     check_tensor(hidden, f"{who}_hidden")
     check_tensor(weight, f"{who}_weight")
@@ -665,9 +672,9 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     ht = teacher_hidden.detach().reshape(-1, teacher_hidden.shape[-1])
     n, vocab = hs.shape[0], student_weight.shape[0]
     chunk = check_chunk_size(chunk_size)
-    if chunk is None:  # two buffers of N/20 rows: 1/10 of one N x V array (+ BLAS scratch)
+    if chunk is None:
         itemsize = torch.empty((), dtype=_engine.compute_dtype(hs.dtype)).element_size()
-        chunk = max(1, min(n, max(math.ceil(n / 20), (2 << 20) // (vocab * itemsize))))
+        chunk = _default_chunk(n, vocab, itemsize)
     grad_on = torch.is_grad_enabled()
     need_h = grad_on and student_hidden.requires_grad
     need_w = grad_on and student_weight.requires_grad
