@@ -147,6 +147,18 @@ def test_near_one_hot_teachers(backend, fn, beta, reverse, scale):
         check_against_mpmath(fn, x, y, beta, reverse, temperature, np.float64)
 
 
+@pytest.mark.parametrize(("fn", "beta", "reverse"), FUNCTIONS, ids=IDS)
+def test_close_large_logits_at_a_low_temperature(backend, fn, beta, reverse):
+    """Logits of 1e4 a few ulps apart at T = 0.1: y / T rounds at the size of 1e5 (1.5e-11, more
+    than the difference of the logits), so the row's maximum is subtracted before the division
+    (found by Hypothesis: the reference's JSD gradient was 60% off at y = (1e4 - ulp, 1e4))."""
+    ulp = np.spacing(1e4)
+    y = np.array([[1e4 - ulp, 1e4], [1e4, 1e4 + 2 * ulp], [-1e4, -1e4 + 3 * ulp]])
+    x = np.array([[0.0, 0.0], [1e4 + ulp, 1e4], [-1e4 + ulp, -1e4]])
+    for temperature in (0.1, 0.5):
+        check_against_mpmath(fn, x, y, beta, reverse, temperature, np.float64)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_many_classes_kernel_matches_reference(dtype):
     """C = 10^5 (SPEC §4's widest rows): the compiled kernel against the NumPy reference."""

@@ -195,6 +195,25 @@ def test_matches_direct_formula_and_gradcheck(path, reduction, beta, temperature
                                     hard_weight=hard_weight, reduction=reduction), (s,), fast_mode=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("beta", BETAS)
+def test_large_close_logits_at_a_low_temperature(path, dtype, beta):
+    """Logits near 1e4 at T = 0.1: x / T would round at the size of 1e5 (in float32 its ulp,
+    0.008, is a tenth of the logits' spread), so every path subtracts the row's maximum before
+    dividing. The oracle: the direct formula on the logits less 1e4, a subtraction exact in
+    float64 for these values (Sterbenz), by which the softmax does not change."""
+    g = torch.Generator().manual_seed(5)
+    s = (1e4 + torch.randn(4, 7, generator=g, dtype=torch.float64) * 0.1).to(dtype).requires_grad_()
+    t = (1e4 + torch.randn(4, 7, generator=g, dtype=torch.float64) * 0.1).to(dtype)
+    ours = distillation_loss(s, t, beta=beta, temperature=0.1, reduction="sum")
+    s64 = (s.detach().double() - 1e4).requires_grad_()
+    ref = direct(s64, t.double() - 1e4, None, beta, 0.1, 0.0, "sum")
+    rtol, atol = (1e-12, 1e-13) if dtype == torch.float64 else (2e-5, 2e-5)
+    torch.testing.assert_close(ours.double(), ref, rtol=rtol, atol=atol)
+    torch.testing.assert_close(torch.autograd.grad(ours, s)[0].double(),
+                               torch.autograd.grad(ref, s64)[0], rtol=rtol, atol=atol)
+
+
 def test_all_rows_ignored_give_zero(path):
     s, t, _ = make()
     y = torch.full((6,), -100)

@@ -354,6 +354,19 @@ def test_distillation_loss_every_option(kernels, beta, temperature, hard_weight,
     _assert_same(_both(fn, [student]), dtype)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("beta", [0.0, 0.5, 1.0])
+def test_distillation_of_large_close_logits_at_a_low_temperature(kernels, beta, dtype):
+    """Logits near 1e4 at T = 0.1: the kernel keeps its running maximum in the logits' units
+    and subtracts it before scaling by 1/T, as the CPU kernel does (x / T rounds at the size of
+    1e5: in float32 by 0.008, a tenth of these logits' spread)."""
+    rng = np.random.default_rng(11)
+    student = torch.tensor(1e4 + rng.normal(size=(5, 37)) * 0.1).to(dtype).requires_grad_(True)
+    teacher = torch.tensor(1e4 + rng.normal(size=(5, 37)) * 0.1).to(dtype)
+    fn = lambda x: ct.distillation_loss(x, teacher, beta=beta, temperature=0.1)  # noqa: E731
+    _assert_same(_both(fn, [student]), dtype)
+
+
 def test_linear_distillation_loss_through_the_row_kernel(kernels):
     rng = np.random.default_rng(9)
     hs = torch.tensor(rng.normal(size=(13, 8))).requires_grad_(True)

@@ -113,6 +113,17 @@ if triton is not None:
         return m_new, shift_new, s
 
     @triton.jit
+    def _online_t(m, shift, s, v, inv_t):
+        """:func:`_online` of v / T with the max and shift kept in v's units: s = sum exp((v -
+        shift) / T), the shift subtracted before the scaling (v - shift is exact for v close to
+        the max, where v / T would be rounded at the size of m / T)."""
+        m_new = tl.maximum(m, tl.max(v, axis=0))
+        shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
+        rescale = tl.exp(((shift - shift_new) * inv_t).to(tl.float64))
+        s = tl.where(s == 0.0, s, s * rescale) + tl.sum(tl.exp((v - shift_new) * inv_t).to(tl.float64), axis=0)
+        return m_new, shift_new, s
+
+    @triton.jit
     def _params4(params_ptr, CD: tl.constexpr):
         """eps and z_loss in float64 (row statistics), softcap and grad_scale in the compute dtype."""
         return (tl.load(params_ptr), tl.load(params_ptr + 1), tl.load(params_ptr + 2).to(CD),
@@ -487,8 +498,8 @@ if triton is not None:
             inside = cols < n_cols
             x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
             z = tl.load(z_row + cols, mask=inside, other=float("-inf")).to(CD)
-            m_s, sh_s, s_s = _online(m_s, sh_s, s_s, x * inv_t)
-            m_t, sh_t, s_t = _online(m_t, sh_t, s_t, z * inv_t)
+            m_s, sh_s, s_s = _online_t(m_s, sh_s, s_s, x, inv_t)
+            m_t, sh_t, s_t = _online_t(m_t, sh_t, s_t, z, inv_t)
             if HARD:
                 m_x, sh_x, s_x = _online(m_x, sh_x, s_x, x)
             block_best = tl.max(x, axis=0)
@@ -499,12 +510,13 @@ if triton is not None:
             bad += tl.sum(((x != x) | (x == float("inf")) | (z != z) | (z == float("inf"))).to(tl.float64), axis=0)
             live_s += tl.sum((x != float("-inf")).to(tl.float64), axis=0)
             live_t += tl.sum((z != float("-inf")).to(tl.float64), axis=0)
-        lse_s = (sh_s.to(tl.float64) + tl.log(s_s)).to(CD)
-        lse_t = (sh_t.to(tl.float64) + tl.log(s_t)).to(CD)
+        # log q_c = (x_c - shift) / T - ls: the shift is in the logits' units (see _online_t)
+        ls_s = tl.log(s_s).to(CD)
+        ls_t = tl.log(s_t).to(CD)
         # r, centred on its value r* at the student's top class (no cancellation in r_j - r*):
         # reverse KL r = b - a, JSD r = b - log m, with b = log q, a = log p
-        b_star = tl.load(x_row + best_at).to(CD) * inv_t - lse_s
-        a_star = tl.load(z_row + best_at).to(CD) * inv_t - lse_t
+        b_star = (tl.load(x_row + best_at).to(CD) - sh_s) * inv_t - ls_s
+        a_star = (tl.load(z_row + best_at).to(CD) - sh_t) * inv_t - ls_t
         if KIND == 1:
             r_star = b_star - a_star
         else:
@@ -520,8 +532,8 @@ if triton is not None:
             z = tl.load(z_row + cols, mask=inside, other=float("-inf")).to(CD)
             masked_s = x == float("-inf")
             masked_t = z == float("-inf")
-            b = x * inv_t - lse_s
-            a = z * inv_t - lse_t
+            b = (x - sh_s) * inv_t - ls_s
+            a = (z - sh_t) * inv_t - ls_t
             if KIND == 0:  # KL(p || q): a class the teacher masks is free, one only the student masks costs inf
                 term = tl.where(masked_t, 0.0, tl.where(masked_s, float("inf"), tl.exp(a) * (a - b)))
                 acc += tl.sum(term.to(tl.float64), axis=0)
@@ -568,8 +580,8 @@ if triton is not None:
                 x = tl.load(x_row + cols, mask=inside, other=0.0).to(CD)
                 z = tl.load(z_row + cols, mask=inside, other=0.0).to(CD)
                 masked_s = x == float("-inf")
-                b = x * inv_t - lse_s
-                a = z * inv_t - lse_t
+                b = (x - sh_s) * inv_t - ls_s
+                a = (z - sh_t) * inv_t - ls_t
                 q = tl.exp(b)
                 if KIND == 0:
                     g = _zero_times(w_div, q - tl.exp(a))

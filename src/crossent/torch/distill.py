@@ -115,6 +115,15 @@ def _kind(beta):
     return 0 if beta == 0.0 else 1 if beta == 1.0 else 2
 
 
+def _log_softmax_t(x, temperature):
+    """log softmax(x / T) along dim 1, the row's maximum m subtracted before the division:
+    x_c - m is exact for logits close to m, where x_c / T would be rounded at the size of m / T.
+    (m is a constant of the formula: log softmax is shift invariant, so it is detached.)"""
+    m = x.detach().amax(dim=1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, 0.0)
+    return torch.log_softmax((x - m) / temperature, dim=1)
+
+
 def _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, need_grad):
     """The formulas of :func:`crossent._reference.softmax_divergence` (and of the hard
     cross-entropy) in torch operations, for tensors off the CPU: per-row float64 losses and
@@ -122,8 +131,7 @@ def _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, sca
     cd = _engine.compute_dtype(x.dtype)
     x, z = x.to(cd), z.to(cd)
     masked_s, masked_t = x == -math.inf, z == -math.inf
-    b = torch.log_softmax(x / temperature, dim=1)
-    a = torch.log_softmax(z / temperature, dim=1)
+    b, a = _log_softmax_t(x, temperature), _log_softmax_t(z, temperature)
     p, q = a.exp(), b.exp()
     zero = torch.zeros((), dtype=cd, device=x.device)
     if kind == 0:  # KL(p || q); d/dx = (q - p) / T
