@@ -3,6 +3,7 @@
     python benchmarks/bench_distill.py            # the SPEC 7 shape
     python benchmarks/bench_distill.py --quick    # small shapes, a few seconds
     python benchmarks/bench_distill.py --breakdown  # where the time goes, chunk by chunk
+    python benchmarks/bench_distill.py --chunk-size 512  # more memory for fewer, larger products
 
 float32, forward + backward, N=2048 rows, D=1024 for both models, V=32768, the generalised
 JSD with beta = 0.5 at T = 1: ``crossent.torch.linear_distillation_loss`` against
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -39,6 +41,7 @@ import torch
 import crossent
 import crossent.torch as ct
 from crossent.benchmarks import peak_extra_bytes
+from crossent.torch.distill import _default_chunk
 
 MIB = 1 << 20
 BETA = 0.5
@@ -58,9 +61,12 @@ def _clear(*tensors):
         t.grad = None
 
 
+CHUNK = None  # rows per chunk: None, the loss's default (--chunk-size sets it)
+
+
 def run_crossent(hs, ws, ht, wt):
     _clear(hs, ws)
-    ct.linear_distillation_loss(hs, ws, ht, wt, beta=BETA).backward()
+    ct.linear_distillation_loss(hs, ws, ht, wt, beta=BETA, chunk_size=CHUNK).backward()
 
 
 def run_naive(hs, ws, ht, wt):
@@ -98,17 +104,16 @@ def _clock():
 
 
 def breakdown(shape, repeat):
-    """Per-part (CPU s, wall s) of the fused loop at the default chunk size, and of the four
+    """Per-part (CPU s, wall s) of the fused loop at its chunk size, and of the four
     full-size products, each the least of ``repeat`` passes; the divergence kernel per element
     against softmax CE's."""
     from crossent import _dispatch
     from crossent._options import SoftmaxCEOptions
-    from crossent.torch.distill import _default_chunk
     from crossent.torch.linear import _Products
 
     n, d, v = shape
     hs, ws, ht, wt = (t.detach() for t in problem(*shape))
-    rows = _default_chunk(n, v, 4)  # linear_distillation_loss's own
+    rows = CHUNK or _default_chunk(n, v, 4)  # linear_distillation_loss's own by default
     parts = {}
 
     def timed(name, fn):
@@ -189,7 +194,13 @@ def worker(name, shape):
 
 def peak_in_subprocess(name, shape):
     cmd = [sys.executable, __file__, "--worker", name, "--shape", ",".join(map(str, shape))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    if CHUNK is not None:
+        cmd += ["--chunk-size", str(CHUNK)]
+    # A fixed mmap threshold: glibc otherwise raises it (up to 32 MiB) when a large block is
+    # freed, and later blocks below it reuse freed heap pages that are still resident, which
+    # VmHWM does not see (the --quick shapes then showed less extra memory than the gradients)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 << 10)}
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mib"]
 
 
@@ -199,9 +210,13 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=None, help="timed calls per contender")
     parser.add_argument("--breakdown", action="store_true",
                         help="time the parts of the chunk loop against the full-size products")
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="rows per chunk of the fused loss (default: its own, N/20 here)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--shape", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global CHUNK
+    CHUNK = args.chunk_size
     if args.worker:
         worker(args.worker, tuple(int(s) for s in args.shape.split(",")))
         return
@@ -224,7 +239,8 @@ def main(argv=None):
     del data, floor
     logits_mib = n * v * 4 / MIB
     mem = {name: peak_in_subprocess(name, shape) for name in CONTENDERS}
-    print(f"\nlinear distillation (JSD, beta={BETA}), N={n} D={d} V={v} "
+    rows = CHUNK or _default_chunk(n, v, 4)
+    print(f"\nlinear distillation (JSD, beta={BETA}), N={n} D={d} V={v}, {rows} rows per chunk "
           f"(one N x V logits array: {logits_mib:.0f} MiB)")
     print(f"  {'':36s}{'best s':>9s}{'extra peak MiB':>16s}")
     for name, label in (("crossent", "crossent linear_distillation_loss"),

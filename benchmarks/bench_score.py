@@ -17,7 +17,8 @@ and peak resident memory (the child's own VmHWM, reported at its exit). The mach
 medians are reported with every run's figure; CPU seconds are steadier than wall seconds there.
 
 In this process: ``score_file`` (reads the file), ``score_arrays`` and ``sklearn.metrics.log_loss``
-on the arrays in memory (reading them is not timed), the DuckDB query, and ``score_dask`` on a
+on the arrays in memory (reading them is not timed; ``log_loss`` with integer labels, its fastest
+call, every round, and once with the label strings a DataFrame would hold), the DuckDB query, and ``score_dask`` on a
 ``LocalCluster`` of 1 and 2 single-threaded worker processes (127.0.0.1; cluster start-up not
 timed). Medians of ``--runs``.
 
@@ -165,10 +166,10 @@ def main() -> None:
             walls = ", ".join(f"{r[0]:.2f}" for r in runs[name])
             print(f"  {name:40s} {wall:6.2f} s {cpu:6.2f} s {peak:6.0f} MiB [{walls}]{ratio}")
 
-        in_process(path, args)
+        in_process(path, args, whole_process=ref[0])
 
 
-def in_process(path, args) -> None:
+def in_process(path, args, whole_process=None) -> None:
     import duckdb
     import pyarrow.parquet as pq
     import sklearn.metrics
@@ -178,7 +179,8 @@ def in_process(path, args) -> None:
     table = pq.read_table(path)
     names = [c for c in table.column_names if c != "y"]
     probs = np.column_stack([table.column(c).to_numpy() for c in names])  # float32, as in the file
-    labels = np.searchsorted(np.array(names), table.column("y").to_numpy(zero_copy_only=False).astype(str))
+    label_text = table.column("y").to_numpy(zero_copy_only=False)  # the strings a DataFrame holds
+    labels = np.searchsorted(np.array(names), label_text.astype(str))
     del table
     query = duckdb_query(path, args.classes)
     con = duckdb.connect()
@@ -200,7 +202,13 @@ def in_process(path, args) -> None:
             cpus[name].append(time.process_time() - c0)  # every thread of this process
     ce = values["crossent score_file (reads the file)"]
     assert all(abs(v - ce) <= 1e-6 * ce for v in values.values()), values
-    probs = labels = None  # free them before the Dask runs
+    # log_loss as a DataFrame user calls it, on the label strings (the LabelBinarizer of object
+    # arrays is most of its time): once, as it takes tens of seconds
+    t0 = time.perf_counter()
+    text_ce = sklearn.metrics.log_loss(label_text, probs, labels=names)
+    sk_text = time.perf_counter() - t0
+    assert abs(text_ce - ce) <= 1e-6 * ce, (text_ce, ce)
+    probs = labels = label_text = None  # free them before the Dask runs
     sk = statistics.median(times["sklearn log_loss (arrays in memory)"])
     sk_cpu = statistics.median(cpus["sklearn log_loss (arrays in memory)"])
     print("In this process (medians: wall s / CPU s of all threads; sklearn / contender in brackets):")
@@ -208,6 +216,10 @@ def in_process(path, args) -> None:
         t, c = statistics.median(ts), statistics.median(cpus[name])
         print(f"  {name:44s} {t:7.3f} s ({sk / t:5.1f}x)  {c:7.3f} s CPU ({sk_cpu / c:5.1f}x)  runs: "
               + ", ".join(f"{x:.2f}" for x in ts))
+    print(f"  {'sklearn log_loss, string labels (once)':44s} {sk_text:7.3f} s")
+    if whole_process is not None:
+        print(f"  log_loss on arrays in memory / the whole crossent score process ({whole_process:.2f} s): "
+              f"{sk / whole_process:.1f}x (integer labels), {sk_text / whole_process:.1f}x (string labels)")
     engines(path, args)
     if args.no_dask:
         return

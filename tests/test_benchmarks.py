@@ -27,8 +27,22 @@ def test_distillation_benchmark_and_its_breakdown_run():
     pytest.importorskip("torch")
     out = _run("bench_distill.py", "--quick", "--repeat", "1")
     assert re.search(r"time: crossent / four matmuls = \d+\.\d+", out)
-    assert re.search(r"extra memory: crossent = -?\d+\.\d+ of one logits array", out)
+    assert re.search(r"extra memory: crossent = \d+\.\d+ of one logits array", out)
     out = _run("bench_distill.py", "--quick", "--breakdown", "--repeat", "1")
     for part in ("chunk: student logits", "chunk: divergence kernel", "chunk: grad_W", "full: grad_h"):
         assert part in out
     assert re.search(r"fused loop / four full products = \d+\.\d+", out)
+
+
+def test_scoring_benchmark_runs_and_its_contenders_agree():
+    """bench_score.py on a small file: every contender's mean cross-entropy is checked against
+    crossent's inside the script (it exits non-zero otherwise); here, that each part printed."""
+    pytest.importorskip("duckdb")
+    pytest.importorskip("sklearn")
+    out = _run("bench_score.py", "--rows", "20000", "--runs", "1", "--no-dask")
+    for line in ("crossent score --json (every metric)", "DuckDB SQL, mean cross-entropy alone",
+                 "crossent score_arrays (arrays in memory)", "sklearn log_loss, string labels (once)",
+                 "iter_batches as crossent, jemalloc memory pool"):
+        assert line in out
+    assert re.search(r"log_loss on arrays in memory / the whole crossent score process "
+                     r"\(\d+\.\d+ s\): \d+\.\d+x \(integer labels\), \d+\.\d+x \(string labels\)", out)
