@@ -44,7 +44,9 @@ _local_mathjax(HERE / "_generated" / "static")
 # The PyTorch front's reference: generated from its docstrings where torch is importable.
 _TORCH_NAMES = ["cross_entropy", "binary_cross_entropy_with_logits", "sigmoid_focal_loss",
                 "softmax_focal_loss", "linear_cross_entropy", "vocab_parallel_cross_entropy",
-                "vocab_parallel_linear_cross_entropy", "CrossEntropyLoss"]
+                "vocab_parallel_linear_cross_entropy", "kl_div", "distillation_loss",
+                "linear_distillation_loss", "vocab_parallel_distillation_loss", "CrossEntropyLoss",
+                "KLDivLoss", "DistillationLoss", "LinearDistillationLoss"]
 try:
     import crossent.torch  # noqa: F401
 except ImportError:

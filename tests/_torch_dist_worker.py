@@ -52,6 +52,42 @@ def problem(seed=0):
     return logits, hidden, weight, bias, target, upstream
 
 
+# The distillation option sets (beta, temperature, hard_weight, reduction) checked against one process.
+DISTILL_CASES = [(0.0, 1.0, 0.0, "mean"), (1.0, 0.7, 0.0, "sum"), (0.5, 2.0, 0.3, "none"),
+                 (0.1, 0.5, 0.5, "mean"), (0.9, 1.0, 1.0, "sum")]
+
+
+def distill_problem(seed=4):
+    """Student and teacher logits with masked classes (a whole slice of the student's for some
+    layouts, one only the teacher masks: the reverse KL is then inf) and a row whose student
+    maximum is tied between the first and the last class (on different ranks), and targets."""
+    g = torch.Generator().manual_seed(seed)
+    student = torch.randn(N, V, generator=g, dtype=torch.float64) * 3
+    teacher = torch.randn(N, V, generator=g, dtype=torch.float64) * 3
+    student[0, 4:8] = -torch.inf
+    teacher[0, 5:8] = -torch.inf
+    teacher[2, 3] = -torch.inf
+    student[4, 0] = student[4, V - 1] = 12.0
+    target = torch.randint(0, V, (N,), generator=g)
+    target[1] = -100
+    return student, teacher, target
+
+
+def _distill(rank, world):
+    """This rank's values and gradients of the DISTILL_CASES (explicit vocab_start)."""
+    student, teacher, target = distill_problem()
+    start, stop = split(world)[rank]
+    out = []
+    for beta, temperature, hard_weight, reduction in DISTILL_CASES:
+        x = student[:, start:stop].clone().requires_grad_(True)
+        value = ct.vocab_parallel_distillation_loss(x, teacher[:, start:stop], target, vocab_start=start,
+                                                    beta=beta, temperature=temperature,
+                                                    hard_weight=hard_weight, reduction=reduction)
+        (value.sum() if value.dim() else value).backward()
+        out.append(dict(value=value.detach(), grad=x.grad))
+    return out
+
+
 def split(world):
     """Uneven contiguous slices [start, stop) of the V classes (passed as vocab_start)."""
     edges = [round(r * V / world) for r in range(world + 1)]
@@ -105,7 +141,8 @@ def main(rank, world, port, out_file):
         return real_all_reduce(tensor, *args, **kwargs)
     dist.all_reduce = counting_all_reduce
 
-    results = {"cases": _cases(rank, world), "bytes": {}}
+    results = {"cases": _cases(rank, world), "distill": _distill(rank, world), "bytes": {},
+               "distill_bytes": {}}
     logits, _, _, _, target, _ = problem()
     start, stop = split(world)[rank]
 
@@ -125,6 +162,12 @@ def main(rank, world, port, out_file):
         sent.clear()
         ct.vocab_parallel_cross_entropy(xl, y, label_smoothing=0.1, z_loss=1e-4, softcap=30.0).backward()
         results["bytes"][v_local] = sum(sent)
+
+        xl = torch.randn(64, v_local, requires_grad=True)
+        sent.clear()
+        ct.vocab_parallel_distillation_loss(xl, torch.randn(64, v_local), y, beta=0.3,
+                                            hard_weight=0.5).backward()
+        results["distill_bytes"][v_local] = sum(sent)
 
     # A target in nobody's slice raises on every rank (no rank is left waiting).
     try:
@@ -257,6 +300,23 @@ def _grad_differs(rank, world):
     return ct.vocab_parallel_linear_cross_entropy(hidden, w, target, reduction="none")
 
 
+def _distill_disagree(rank, world, **per_rank):
+    """Rank world-1 passes per_rank's distillation options, the others the defaults."""
+    student, teacher, target = distill_problem()
+    v_local = V // world
+    cols = slice(rank * v_local, (rank + 1) * v_local)
+    return ct.vocab_parallel_distillation_loss(student[:, cols], teacher[:, cols], target,
+                                               **(per_rank if rank == world - 1 else {}))
+
+
+def _distill_teacher_shape_on_rank_0(rank, world):
+    student, teacher, target = distill_problem()
+    v_local = V // world
+    cols = slice(rank * v_local, (rank + 1) * v_local + (rank == 0))
+    return ct.vocab_parallel_distillation_loss(student[:, rank * v_local:(rank + 1) * v_local],
+                                               teacher[:, cols], target)
+
+
 HARDENING = {
     "uneven_default": _uneven_default,
     "uneven_many_rows": _uneven_many_rows,
@@ -271,6 +331,9 @@ HARDENING = {
     "float_target": _float_target_on_rank_0,
     "vocab_start_some": _vocab_start_on_some_ranks,
     "grad_differs": _grad_differs,
+    "distill_beta": lambda r, w: _distill_disagree(r, w, beta=0.3),
+    "distill_temperature": lambda r, w: _distill_disagree(r, w, temperature=2.0),
+    "distill_teacher_shape": _distill_teacher_shape_on_rank_0,
 }
 
 

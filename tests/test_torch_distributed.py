@@ -119,6 +119,36 @@ def test_triton_shards_equal_one_process(triton_ranks, case):
         _close(got["grad_bias"], expected["grad_bias"][start:stop])
 
 
+@pytest.mark.parametrize("case", range(len(worker.DISTILL_CASES)))
+def test_distillation_equals_one_process(ranks, case):
+    """vocab_parallel_distillation_loss on every rank: distillation_loss of the whole logits
+    (itself tested against mpmath and TRL's formula), masked classes, a tied student maximum
+    across ranks, the reverse KL's inf."""
+    world, results = ranks
+    beta, temperature, hard_weight, reduction = worker.DISTILL_CASES[case]
+    student, teacher, target = worker.distill_problem()
+    x = student.clone().requires_grad_(True)
+    expected = ct.distillation_loss(x, teacher, target, beta=beta, temperature=temperature,
+                                    hard_weight=hard_weight, reduction=reduction)
+    (expected.sum() if expected.dim() else expected).backward()
+    if beta == 1.0:
+        assert expected.item() == float("inf")  # a class only the teacher masks
+    for rank, res in enumerate(results):
+        got = res["distill"][case]
+        start, stop = worker.split(world)[rank]
+        torch.testing.assert_close(got["value"], expected.detach(), rtol=1e-12, atol=1e-14, equal_nan=True)
+        torch.testing.assert_close(got["grad"], x.grad[:, start:stop], rtol=1e-12, atol=1e-14, equal_nan=True)
+
+
+def test_distillation_bytes_on_the_wire_do_not_grow_with_the_vocabulary(ranks):
+    _, results = ranks
+    for res in results:
+        small, large = res["distill_bytes"][64], res["distill_bytes"][4096]
+        assert small == large
+        # MAX of both maxima + SUM of 10 statistics + SUM of the JSD's 2 sums, float64, 64 rows
+        assert small == 64 * 8 * (2 + 10 + 2)
+
+
 def test_default_layout_float32(ranks):
     world, results = ranks
     ref = results[0]["default_layout"]
@@ -219,6 +249,10 @@ def test_uneven_slices_with_thousands_of_rows_chunk_alike(hardening):
     ("float_target", "TypeError: rank 0 of the vocabulary-parallel group: target must hold integer"),
     ("vocab_start_some", r"ValueError: vocab_start was given on ranks \[0\] but not on ranks"),
     ("grad_differs", "ValueError: vocabulary-parallel ranks disagree on which inputs need gradients"),
+    ("distill_beta", "ValueError: vocabulary-parallel ranks disagree on beta"),
+    ("distill_temperature", "ValueError: vocabulary-parallel ranks disagree on temperature"),
+    ("distill_teacher_shape", "ValueError: rank 0 of the vocabulary-parallel group: local_teacher_logits "
+                              "must have the student's shape"),
 ])
 def test_disagreeing_ranks_raise_the_same_error_everywhere(hardening, scenario, message):
     _, results = hardening
@@ -231,6 +265,8 @@ def test_needs_an_initialised_group():
     assert not torch.distributed.is_initialized()
     with pytest.raises(RuntimeError, match="init_process_group"):
         ct.vocab_parallel_cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        ct.vocab_parallel_distillation_loss(torch.randn(2, 3), torch.randn(2, 3))
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])
@@ -254,3 +290,41 @@ def test_compile_fullgraph_on_one_rank(one_rank_group, reduction):
         results.append([value.detach()] + [t.grad for t in leaves])
     for got, want in zip(*results):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_distillation_gradcheck_compile_and_export_on_one_rank(one_rank_group, reduction):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)  # a batch shape
+    t = torch.randn(2, 3, 6, dtype=torch.float64, generator=g)
+    y = torch.tensor([[0, 5, -100], [2, 3, 1]])
+    opts = dict(beta=0.3, temperature=1.5, hard_weight=0.25, reduction=reduction)
+    assert torch.autograd.gradcheck(lambda a: ct.vocab_parallel_distillation_loss(a, t, y, **opts), (x,),
+                                    eps=1e-6, atol=1e-7, rtol=1e-5)
+
+    def loss(a):
+        return ct.vocab_parallel_distillation_loss(a, t, y, **opts).sum()
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(loss)(x)
+    assert explained.graph_break_count == 0, explained.break_reasons
+    results = []
+    for fn in (loss, torch.compile(loss, fullgraph=True, backend="aot_eager")):
+        leaf = x.detach().clone().requires_grad_(True)
+        value = fn(leaf)
+        value.backward()
+        results.append((value.detach(), leaf.grad))
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want)
+
+    class Head(torch.nn.Module):
+        def forward(self, a, b):
+            return ct.vocab_parallel_distillation_loss(a, b, y, **opts)
+    exported = torch.export.export(Head(), (x.detach(), t))
+    torch.testing.assert_close(exported.module()(x.detach(), t), Head()(x.detach(), t))
+
+
+def test_distillation_refuses_second_derivatives(one_rank_group):
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    value = ct.vocab_parallel_distillation_loss(x, torch.randn(3, 4, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(value, x, create_graph=True)

@@ -5,7 +5,8 @@ Functions (``torch.nn.functional`` signatures, class dim 1): :func:`cross_entrop
 :func:`softmax_focal_loss`; :func:`linear_cross_entropy` (the loss of ``hidden @ weight.T + bias``
 without the N x V logits) and :func:`linear_cross_entropy_with_stats`; :func:`vocab_parallel_cross_entropy` and
 :func:`vocab_parallel_linear_cross_entropy` (classes split across a ``torch.distributed`` group);
-distillation: :func:`kl_div`, :func:`distillation_loss`, :func:`linear_distillation_loss`.
+distillation: :func:`kl_div`, :func:`distillation_loss`, :func:`linear_distillation_loss`,
+:func:`vocab_parallel_distillation_loss`.
 ``nn.Module`` wrappers: :class:`CrossEntropyLoss`, :class:`BCEWithLogitsLoss`,
 :class:`SigmoidFocalLoss`, :class:`SoftmaxFocalLoss`, :class:`LinearCrossEntropyLoss`,
 :class:`KLDivLoss`, :class:`DistillationLoss`, :class:`LinearDistillationLoss`.
@@ -24,7 +25,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without torch
         "(the NumPy API, `import crossent`, works without it)") from exc
 
 from .distill import distillation_loss, kl_div, linear_distillation_loss
-from .distributed import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from .distributed import (
+    vocab_parallel_cross_entropy,
+    vocab_parallel_distillation_loss,
+    vocab_parallel_linear_cross_entropy,
+)
 from .functional import (
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -52,6 +57,7 @@ __all__ = [
     "linear_cross_entropy_with_stats",
     "LinearStats",
     "vocab_parallel_cross_entropy",
+    "vocab_parallel_distillation_loss",
     "vocab_parallel_linear_cross_entropy",
     "kl_div",
     "distillation_loss",

@@ -18,10 +18,10 @@ the student's gradient come from one fused pass; ``backward`` scales the saved g
 ``reduction="none"`` the linear loss recomputes its chunks instead). The teacher is a
 constant: no gradient flows to its logits, hidden states or head.
 
-Vocabulary-parallel form: the row statistics compose across vocabulary shards (the maxima and
-the two sums of exponentials, then the value sums), so a sharded form would move O(N) floats
-per reduction, as the vocabulary-parallel cross-entropy does; it needs three all-reduces per
-chunk (maxima, sums, value sums) where the cross-entropy needs two. It is not built here.
+Vocabulary-parallel form: the row statistics compose across vocabulary shards (the maxima, the
+sums of exponentials, then the divergence's sums), so
+:func:`crossent.torch.vocab_parallel_distillation_loss` moves O(N) numbers per all-reduce, three
+per chunk of rows where the cross-entropy needs two.
 """
 
 from __future__ import annotations

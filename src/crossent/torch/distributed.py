@@ -1,4 +1,4 @@
-"""Vocabulary-parallel cross-entropy over a ``torch.distributed`` process group.
+"""Vocabulary-parallel cross-entropy and distillation over a ``torch.distributed`` process group.
 
 Each rank holds a contiguous slice of the classes: by default rank ``r`` of a group of ``R``
 ranks, with ``V_local`` local classes, holds ``[r * V_local, (r + 1) * V_local)`` (every rank
@@ -13,10 +13,16 @@ the target exists) and, with label smoothing, the number of unmasked classes and
 sum_c (m - z_c). That is at most 7 N values, whatever the vocabulary size. The gradient of
 the local logits needs no communication; the fused linear loss all-reduces the gradient of
 the (replicated) hidden states.
+
+The distillation loss (:func:`vocab_parallel_distillation_loss`) needs one more all-reduce: the
+maxima (MAX), then the sums of exponentials of both models and the few numbers of the hard
+term and of the centre r* (SUM), then the divergence's own sums (SUM), at most 14 N values in
+all; its gradient needs none either.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Optional
 
@@ -42,6 +48,8 @@ from ._autograd import (
     reduce,
     row_weights,
 )
+from .distill import _check_options as _distill_options
+from .distill import _check_target as _distill_target
 from .linear import (
     LinearProblem,
     apply_linear,
@@ -53,7 +61,8 @@ from .linear import (
     linear_function,
 )
 
-__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
+__all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_distillation_loss",
+           "vocab_parallel_linear_cross_entropy"]
 
 _CHUNK_ELEMENTS = 1 << 22
 
@@ -98,7 +107,7 @@ def _signature(batch_shape, dtype, ignore_index, reduction, eps, z_loss, softcap
             _checksum(target), chunk_size, hidden_size, needs)
 
 
-def _agree(group, error, signature, width, vocab_start):
+def _agree(group, error, signature, width, vocab_start, fields=_FIELDS):
     """The one collective before any other: every rank's error (if its checks failed),
     signature, width and ``vocab_start`` go to every rank (a small all_gather), and every
     rank reaches the same verdict: the same exception, or this rank's (vocab_start, V total,
@@ -113,7 +122,7 @@ def _agree(group, error, signature, width, vocab_start):
             kind, message = err
             raise _ERRORS.get(kind, RuntimeError)(f"rank {r} of the vocabulary-parallel group: {message}")
     for r in range(1, world):
-        for name, mine, theirs in zip(_FIELDS, table[0][1], table[r][1]):
+        for name, mine, theirs in zip(fields, table[0][1], table[r][1]):
             if mine != theirs:
                 raise ValueError(f"vocabulary-parallel ranks disagree on {name}: rank 0 passed "
                                  f"{mine!r}, rank {r} passed {theirs!r}; every rank must pass the same")
@@ -459,3 +468,241 @@ def vocab_parallel_linear_cross_entropy(hidden, local_weight, target, local_bias
     return apply_linear(_VocabParallelLinear, _VP_LINEAR_OP, hidden, local_weight, local_bias, target,
                         o.ignore_index, o.reduction, o.label_smoothing, o.z_loss, o.softcap, chunk, scale, sw,
                         norm, _group_key(group), start)[0]
+
+
+# ----------------------------------------------------------------------------- distillation
+_DISTILL_FIELDS = ("the batch shape (rows)", "the dtype", "beta", "temperature", "hard_weight",
+                   "ignore_index", "reduction", "target (checksum)", "whether the student needs a gradient")
+
+
+def _vp_distill_rows(x, z, y, owned, counted, kind, beta, temperature, hard_weight, scale, need_grad,
+                     all_max, all_sum):
+    """Per-row float64 losses, ``scale`` times the gradient of this rank's columns, and the
+    target's owner count, for a chunk of rows of the student's ``x`` and the teacher's ``z``
+    (this rank's classes): the formulas of :func:`crossent._reference.softmax_divergence` (and
+    of the hard cross-entropy) with every row sum completed over the group.
+
+    1. MAX: each side's row maximum, in the logits' units (NaN and +inf left out: counted below);
+    2. SUM: s_s = sum e^((x - m_s)/T), s_t likewise, s_x = sum e^(x - m_s) (the hard term's
+       raw log-sum-exp), the target's logit and owner count, the NaN/+inf entries, the live
+       classes of each side, and the teacher's logit where x = m_s with its count (the centre
+       r* of the reverse KL and the JSD, at the student's top class, as the kernels take it);
+    3. SUM: the divergence's sums: forward, sum p (a - b); otherwise k = sum q (r - r*), and
+       for the JSD sum p (a - log m).
+    """
+    cd = _engine.compute_dtype(x.dtype)
+    f64 = torch.float64
+    x, z = x.to(cd), z.to(cd)
+    inf = math.inf
+    masked_s, masked_t = x == -inf, z == -inf
+    fin_s, fin_t = torch.isfinite(x), torch.isfinite(z)
+    m = all_max(torch.stack([torch.where(fin_s, x, -inf).amax(1), torch.where(fin_t, z, -inf).amax(1)],
+                            1).to(f64))
+    # each side shifted by its maximum before the division by T (x_c - m is exact near m)
+    sh_s = torch.where(torch.isfinite(m[:, 0]), m[:, 0], 0.0).to(cd)[:, None]
+    sh_t = torch.where(torch.isfinite(m[:, 1]), m[:, 1], 0.0).to(cd)[:, None]
+    ds = torch.where(fin_s, (x - sh_s) / temperature, -inf)  # masked (and bad) entries: no mass
+    dt = torch.where(fin_t, (z - sh_t) / temperature, -inf)
+    dx = torch.where(fin_s, x - sh_s, -inf)
+    star = fin_s & (x == sh_s)  # the student's top class (several where tied: their mean)
+    x_y = torch.where(owned, x.gather(1, y[:, None])[:, 0], 0.0)
+    stats = all_sum(torch.stack([
+        ds.exp().to(f64).sum(1), dt.exp().to(f64).sum(1), dx.exp().to(f64).sum(1), x_y.to(f64),
+        owned.to(f64), ((~(fin_s | masked_s)).sum(1) + (~(fin_t | masked_t)).sum(1)).to(f64),
+        (~masked_s).sum(1).to(f64), (~masked_t).sum(1).to(f64),
+        torch.where(star, z, 0.0).to(f64).sum(1), star.sum(1).to(f64)], 1))
+    s_s, s_t, s_x, x_y, count, bad, live_s, live_t, z_star, n_star = stats.unbind(1)
+    ls_s, ls_t = s_s.log().to(cd)[:, None], s_t.log().to(cd)[:, None]
+    b, a = ds - ls_s, dt - ls_t  # log q, log p
+    q, p = b.exp(), a.exp()
+    if kind == 0:  # KL(p || q); d/dx = (q - p) / T
+        terms = torch.where(masked_t, 0.0, torch.where(masked_s, inf, p * (a - b)))
+        div = all_sum(terms.to(f64).sum(1)[:, None])[:, 0]
+        g = (q - p) / temperature
+    else:
+        b_star = -ls_s  # at the student's top class (x - m_s)/T = 0
+        a_star = ((z_star / n_star.clamp_min(1)).to(cd)[:, None] - sh_t) / temperature - ls_t
+        if kind == 1:  # KL(q || p) = sum_c q_c r_c, r = b - a
+            r, r_star = b - a, b_star - a_star
+        else:  # JSD: r = b - log m, m = beta p + (1-beta) q
+            log_m = torch.logaddexp(math.log(beta) + a, math.log1p(-beta) + b)
+            r = b - log_m
+            r_star = b_star - torch.logaddexp(math.log(beta) + a_star, math.log1p(-beta) + b_star)
+        r_star = torch.where(torch.isfinite(r_star), r_star, 0.0)
+        terms = torch.where(masked_s, 0.0, q * (r - r_star))
+        parts = [terms]
+        if kind == 1:
+            parts = [torch.where(masked_t & ~masked_s, inf, terms)]
+        else:
+            parts.append(torch.where(masked_t, 0.0, p * (a - log_m)))
+        sums = all_sum(torch.stack([t.to(f64).sum(1) for t in parts], 1))
+        k = sums[:, 0]
+        div = r_star[:, 0].to(f64) + k
+        if kind == 2:
+            div = beta * sums[:, 1] + (1.0 - beta) * div
+        weight = 1.0 if kind == 1 else 1.0 - beta
+        # d/dx_j = w q_j ((r_j - r*) - k) / T
+        g = torch.where(masked_s, 0.0, weight * q * ((r - r_star) - k.to(cd)[:, None]) / temperature)
+    loss = div
+    if hard_weight > 0:  # + h CE: lse(x) - x_y, gradient softmax(x) - onehot(y) on the owner
+        log_sx = s_x.log()
+        ce = m[:, 0] + log_sx - x_y
+        g_ce = torch.exp(dx - log_sx.to(cd)[:, None])
+        g_ce = g_ce - torch.zeros_like(g_ce).scatter_(1, y[:, None], owned.to(cd)[:, None])
+        loss = (0.0 if hard_weight == 1 else (1 - hard_weight) * loss) + hard_weight * ce
+        g = (0.0 if hard_weight == 1 else (1 - hard_weight) * g) + hard_weight * g_ce
+    ok = (bad == 0) & (live_s > 0) & (live_t > 0)
+    loss = torch.where(counted, torch.where(ok, loss, math.nan), 0.0)
+    if need_grad:
+        g = torch.where(counted[:, None], torch.where(ok[:, None], g, math.nan), 0.0) * scale
+    return loss, (g if need_grad else None), count
+
+
+@custom_op("crossent::vocab_parallel_distillation_loss", mutates_args=())
+def _vp_distill_op(local_student_logits: Tensor, local_teacher_logits: Tensor, target: Optional[Tensor],
+                   beta: float, temperature: float, hard_weight: float, ignore_index: int, reduction: str,
+                   group_key: int, vocab_start: Optional[int], need_input: bool) -> tuple[Tensor, Tensor]:
+    """Rows ``(N, V_local)`` of both models' logits (the public function flattens the batch)."""
+    group = _GROUPS[group_key]
+    x, z = local_student_logits, local_teacher_logits
+    n, local = x.shape
+    signature = ((n,), str(x.dtype), beta, temperature, hard_weight, ignore_index, reduction,
+                 _checksum(target), need_input)
+    start, total, widest = _agree(group, None, signature, local, vocab_start, _DISTILL_FIELDS)
+    if target is None:
+        y_t = torch.zeros(n, dtype=torch.int64, device=x.device)
+        counted = torch.ones(n, dtype=torch.bool, device=x.device)
+        owned = torch.zeros(n, dtype=torch.bool, device=x.device)
+    else:  # the same targets everywhere (checked above): the same verdict on every rank
+        y = labels_numpy(target, total, ignore_index).reshape(-1)
+        counted = torch.from_numpy(y != ignore_index).to(x.device)
+        y_t = torch.from_numpy(y).to(x.device) - start
+        owned = counted & (y_t >= 0) & (y_t < local)
+        y_t = torch.where(owned, y_t, 0)
+    denominator = float(counted.sum())
+    scale = grad_scale(reduction, denominator)
+    kind = 0 if beta == 0.0 else 1 if beta == 1.0 else 2
+    loss = torch.empty(n, dtype=torch.float64, device=x.device)
+    count = torch.empty(n, dtype=torch.float64, device=x.device)
+    g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need_input else None
+    all_max, all_sum = _hooks(group)
+    step = max(1, _CHUNK_ELEMENTS // widest)  # the same chunks on every rank
+    for i in range(0, n, step):
+        sl = slice(i, min(i + step, n))
+        loss[sl], g_sl, count[sl] = _vp_distill_rows(
+            x.detach()[sl], z.detach()[sl], y_t[sl], owned[sl], counted[sl], kind, beta, temperature,
+            hard_weight, scale, need_input, all_max, all_sum)
+        if need_input:
+            g[sl] = g_sl
+    if target is not None:
+        bad = counted & (count != 1)
+        if bool(bad.any()):
+            i = int(torch.argmax(bad.to(torch.uint8)))
+            raise IndexError(f"target[{i}] = {int(target.reshape(-1)[i])} is in no rank's vocabulary slice")
+    value = reduce(loss, reduction, denominator, x.dtype, (n,))
+    return value, (g.to(x.dtype) if need_input else empty_grad(x))
+
+
+@_vp_distill_op.register_fake
+def _(local_student_logits, local_teacher_logits, target, beta, temperature, hard_weight, ignore_index,
+      reduction, group_key, vocab_start, need_input):
+    x = local_student_logits
+    value = x.new_empty((x.shape[0],) if reduction == "none" else ())
+    return value, (torch.empty(x.shape, dtype=x.dtype, device=x.device) if need_input else empty_grad(x))
+
+
+_VP_DISTILL_OP = torch.ops.crossent.vocab_parallel_distillation_loss.default
+
+
+_VocabParallelDistillation = fused_function("vocab_parallel_distillation_loss", _VP_DISTILL_OP, 1,
+                                            row_dim=lambda args: 1)
+
+
+def vocab_parallel_distillation_loss(local_student_logits, local_teacher_logits, target=None, group=None, *,
+                                     beta=0.5, temperature=1.0, hard_weight=0.0, ignore_index=-100,
+                                     reduction="mean", vocab_start=None):
+    r"""Distillation loss between a student's and a teacher's logits whose classes are split
+    across the ranks of ``group``.
+
+    The value (and, on each rank, the gradient of its slice of the student's logits) equals
+    :func:`crossent.torch.distillation_loss` on the concatenated logits, with the same
+    ``beta`` (TRL's generalised JSD; 0 the forward KL, 1 the reverse KL), ``temperature``
+    (both models, no :math:`T^2` factor), ``hard_weight``, ``ignore_index`` and reductions.
+    Both models' slices hold the same classes on a rank.
+
+    Parameters
+    ----------
+    local_student_logits : Tensor
+        This rank's student logits ``(..., V_local)``: classes on the LAST dim.
+    local_teacher_logits : Tensor
+        This rank's teacher logits, the same shape (a constant: no gradient reaches it).
+    target : Tensor, optional
+        Global class indices of shape ``local_student_logits.shape[:-1]``, the same on every
+        rank: rows equal to ``ignore_index`` count for nothing, and with ``hard_weight > 0``
+        the cross-entropy of the raw student logits is mixed in.
+    group : ProcessGroup, optional
+        The group sharing the vocabulary (default: the world).
+    beta, temperature, hard_weight, ignore_index, reduction
+        As in :func:`crossent.torch.distillation_loss`.
+    vocab_start : int, optional
+        As in :func:`vocab_parallel_cross_entropy` (default: the running sum of the widths).
+
+    Returns
+    -------
+    Tensor
+        The loss (identical on every rank), a scalar or per-row for "none".
+
+    Raises
+    ------
+    IndexError
+        A target that is not ``ignore_index`` and lies in no rank's slice (on every rank).
+    ValueError, TypeError
+        Bad arguments on any rank, ranks disagreeing on the batch shape, the options or the
+        targets, or slices that do not tile [0, V): the same error on every rank, raised
+        before any collective that could hang.
+    RuntimeError
+        Under ``create_graph=True``: the fused gradient has no second derivative here.
+
+    Notes
+    -----
+    Communication for the loss: the small all_gather that checks the ranks agree, then three
+    all-reduces per chunk of rows (see the module documentation): O(N) numbers whatever the
+    vocabulary; none for the gradient. Row sums are float64; the rows' log-probabilities are
+    formed in the compute dtype of the logits (float32 for float16/bfloat16).
+
+    Examples
+    --------
+    >>> import tempfile, torch, torch.distributed as dist
+    >>> from crossent.torch import distillation_loss, vocab_parallel_distillation_loss
+    >>> store = tempfile.NamedTemporaryFile(delete=False).name  # a one-process group, no network
+    >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+    >>> student, teacher = torch.randn(4, 6, dtype=torch.float64), torch.randn(4, 6, dtype=torch.float64)
+    >>> loss = vocab_parallel_distillation_loss(student, teacher, beta=0.1, temperature=2.0)
+    >>> bool(torch.allclose(loss, distillation_loss(student, teacher, beta=0.1, temperature=2.0)))
+    True
+    >>> dist.destroy_process_group()
+    """
+    _check_initialised()
+    try:
+        x = check_tensor(local_student_logits, "local_student_logits")
+        z = check_tensor(local_teacher_logits, "local_teacher_logits")
+        check_same_device(x, z, "local_student_logits", "local_teacher_logits")
+        if x.dim() < 1 or x.shape[-1] == 0:
+            raise ValueError(f"local_student_logits must have classes on its last dim, got shape "
+                             f"{tuple(x.shape)}")
+        if z.shape != x.shape:
+            raise ValueError(f"local_teacher_logits must have the student's shape {tuple(x.shape)} (the same "
+                             f"classes on this rank), got {tuple(z.shape)}")
+        beta, temperature, hard_weight, ignore_index, reduction = _distill_options(
+            beta, temperature, hard_weight, ignore_index, reduction, target)
+        batch_shape = tuple(x.shape[:-1])
+        y = _distill_target(target, batch_shape, x.device)
+        start = _check_vocab_start(vocab_start)
+    except (TypeError, ValueError) as exc:
+        _fail_everywhere(group, exc)
+        raise  # pragma: no cover - _fail_everywhere raises
+    local = x.shape[-1]
+    value = apply_fused(_VocabParallelDistillation, _VP_DISTILL_OP, 1, x.reshape(-1, local),
+                        z.detach().reshape(-1, local), y, beta, temperature, hard_weight, ignore_index,
+                        reduction, _group_key(group), start)
+    return value.reshape(batch_shape) if reduction == "none" else value
