@@ -308,6 +308,19 @@ def _check_options(beta, temperature, hard_weight, ignore_index, reduction, targ
     return beta, temperature, hard_weight, ignore_index, reduction
 
 
+def _check_logit_pair(student, teacher, student_name, teacher_name):
+    """Two tensors of logits on one device, of one shape, with a non-empty vocabulary dim."""
+    check_tensor(student, student_name)
+    check_tensor(teacher, teacher_name)
+    check_same_device(student, teacher, student_name, teacher_name)
+    if student.dim() < 1 or student.shape[-1] == 0:
+        raise ValueError(f"{student_name} must have a non-empty vocabulary dim, got shape "
+                         f"{tuple(student.shape)}")
+    if teacher.shape != student.shape:
+        raise ValueError(f"{teacher_name} has shape {tuple(teacher.shape)}, but {student_name} has "
+                         f"shape {tuple(student.shape)}; they must match")
+
+
 def _check_target(target, batch_shape, device):
     if target is None:
         return None
@@ -393,15 +406,7 @@ def distillation_loss(student_logits, teacher_logits, target=None, *, beta=0.5, 
     >>> student.grad.shape
     torch.Size([1, 2])
     """
-    check_tensor(student_logits, "student_logits")
-    check_tensor(teacher_logits, "teacher_logits")
-    check_same_device(student_logits, teacher_logits, "student_logits", "teacher_logits")
-    if student_logits.dim() < 1 or student_logits.shape[-1] == 0:
-        raise ValueError(f"student_logits must have a non-empty vocabulary dim, got shape "
-                         f"{tuple(student_logits.shape)}")
-    if teacher_logits.shape != student_logits.shape:
-        raise ValueError(f"teacher_logits has shape {tuple(teacher_logits.shape)}, but "
-                         f"student_logits has shape {tuple(student_logits.shape)}; they must match")
+    _check_logit_pair(student_logits, teacher_logits, "student_logits", "teacher_logits")
     beta, temperature, hard_weight, ignore_index, reduction = _check_options(
         beta, temperature, hard_weight, ignore_index, reduction, target)
     batch_shape = student_logits.shape[:-1]

@@ -48,6 +48,7 @@ from ._autograd import (
     reduce,
     row_weights,
 )
+from .distill import _check_logit_pair as _distill_pair
 from .distill import _check_options as _distill_options
 from .distill import _check_target as _distill_target
 from .linear import (
@@ -684,15 +685,8 @@ def vocab_parallel_distillation_loss(local_student_logits, local_teacher_logits,
     """
     _check_initialised()
     try:
-        x = check_tensor(local_student_logits, "local_student_logits")
-        z = check_tensor(local_teacher_logits, "local_teacher_logits")
-        check_same_device(x, z, "local_student_logits", "local_teacher_logits")
-        if x.dim() < 1 or x.shape[-1] == 0:
-            raise ValueError(f"local_student_logits must have classes on its last dim, got shape "
-                             f"{tuple(x.shape)}")
-        if z.shape != x.shape:
-            raise ValueError(f"local_teacher_logits must have the student's shape {tuple(x.shape)} (the same "
-                             f"classes on this rank), got {tuple(z.shape)}")
+        x, z = local_student_logits, local_teacher_logits  # the same classes on this rank
+        _distill_pair(x, z, "local_student_logits", "local_teacher_logits")
         beta, temperature, hard_weight, ignore_index, reduction = _distill_options(
             beta, temperature, hard_weight, ignore_index, reduction, target)
         batch_shape = tuple(x.shape[:-1])
