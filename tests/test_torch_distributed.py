@@ -328,3 +328,21 @@ def test_distillation_refuses_second_derivatives(one_rank_group):
     value = ct.vocab_parallel_distillation_loss(x, torch.randn(3, 4, dtype=torch.float64))
     with pytest.raises(RuntimeError, match="no second derivative"):
         torch.autograd.grad(value, x, create_graph=True)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2)])
+def test_distillation_low_precision_on_one_rank(one_rank_group, dtype, tol):
+    """float32 and bfloat16 logits: the dtype kept, values and gradients those of
+    distillation_loss (which computes them in float32)."""
+    g = torch.Generator().manual_seed(8)
+    s = (torch.randn(6, 50, generator=g) * 3).to(dtype)
+    t = (torch.randn(6, 50, generator=g) * 3).to(dtype)
+    y = torch.randint(0, 50, (6,), generator=g)
+    got, want = s.clone().requires_grad_(True), s.clone().requires_grad_(True)
+    v1 = ct.vocab_parallel_distillation_loss(got, t, y, beta=0.3, hard_weight=0.2, temperature=2.0)
+    v2 = ct.distillation_loss(want, t, y, beta=0.3, hard_weight=0.2, temperature=2.0)
+    v1.backward()
+    v2.backward()
+    assert v1.dtype == dtype and got.grad.dtype == dtype
+    torch.testing.assert_close(v1.float(), v2.float(), rtol=tol, atol=tol)
+    torch.testing.assert_close(got.grad.float(), want.grad.float(), rtol=tol, atol=tol)
