@@ -1,16 +1,17 @@
 """The ``crossent`` command line: an edge over the library (the library never imports it).
 
-Each sub-command lives in its own module and registers itself on the Typer application of
-:mod:`crossent.cli._app` when imported. :func:`main` imports only the module of the command it
-is asked for, so a command whose optional dependencies are missing fails alone, with one line
-naming the extra that installs them, and the others keep working.
+Each sub-command lives in its own module and registers itself with :mod:`crossent.cli._app`
+when imported; the Typer application is built from that registry only when it is needed.
+:func:`main` imports only the module of the command it is asked for, so a command whose
+optional dependencies are missing fails alone, with one line naming the extra that installs
+them, and the others keep working.
 
-Two calls never import Typer (whose import, with pydantic's, took longer than the work): the
-top-level help, printed from the command table of :mod:`_crossent_launcher.commands`, and a
-plain calculator call (:func:`crossent.cli.calculator.run`). Both first check that the
-``cli`` extra is installed, so that without it they fail as every command does. The other
-commands, called plainly, get their arguments from :mod:`crossent.cli._plain` without Typer's
-runtime (pydantic); Typer parses the rest, with its messages.
+Typer (whose import, with pydantic's, took longer than the work) is imported only for help,
+usage errors and calls that are not plain: the top-level help is printed from the command table
+of :mod:`_crossent_launcher.commands`, a plain calculator call is computed by
+:func:`crossent.cli.calculator.run`, and the other commands, called plainly, get their arguments
+from :mod:`crossent.cli._plain`. All first check that the ``cli`` extra is installed, so that
+without it they fail as every command does.
 """
 
 from __future__ import annotations
@@ -122,28 +123,20 @@ def _run(args) -> int:
                     return 0
             except USER_ERRORS as exc:
                 return _error(str(exc) if str(exc).strip() else type(exc).__name__)
-        from ._app import app
-        import typer
+        from ._app import registered
 
         for module in dict.fromkeys(_COMMANDS.values()) if command not in _COMMANDS else [_COMMANDS[command]]:
             _register(module, skip_missing=command not in _COMMANDS)
-        callback = kwargs = None
+        kwargs = None
         if args[0] == command and command in _COMMANDS:
             from ._plain import plain_arguments
 
-            callback = next(c.callback for c in app.registered_commands if c.name == command)
-            kwargs = plain_arguments(callback, args[1:])
+            kwargs = plain_arguments(registered(command), args[1:])
         try:
             if kwargs is not None:  # a plain call: Typer would pass the same arguments
-                result = callback(**kwargs)
+                result = registered(command)(**kwargs)
             else:
-                result = app(args=args, prog_name="crossent", standalone_mode=False)
-        except typer.Exit as exc:
-            return exc.exit_code
-        except typer.Abort:
-            raise _Interrupted from None
-        except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
-            return _error(exc.format_message())
+                result = _through_typer(args)
         except USER_ERRORS as exc:
             return _error(str(exc) if str(exc).strip() else type(exc).__name__)
     except ImportError as exc:
@@ -152,6 +145,22 @@ def _run(args) -> int:
         print(f"crossent: internal error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
+
+
+def _through_typer(args):
+    """Run ``args`` by the Typer application: its result, or the status of its exit."""
+    import typer
+
+    from ._app import get_app
+
+    try:
+        return get_app()(args=args, prog_name="crossent", standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        raise _Interrupted from None
+    except typer.TyperException as exc:  # usage errors: unknown option, missing argument, ...
+        return _error(exc.format_message())
 
 
 def _register(module: str, *, skip_missing: bool) -> None:

@@ -1,4 +1,4 @@
-"""Plain calls of a Typer command, parsed without Typer's runtime (and its pydantic import).
+"""Plain calls of a command, parsed without Typer (its import, and its runtime's pydantic).
 
 Typer builds a pydantic validator for every parameter of the command it runs: importing pydantic
 and building them took a quarter of a second, more than reading a million rows. A *plain* call
@@ -18,6 +18,8 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ._app import Param
+
 __all__ = ["plain_arguments"]
 
 _INT = re.compile(r"[+-]?\d+")
@@ -29,19 +31,17 @@ _UNSUPPORTED = ("callback", "envvar", "parser", "default_factory", "is_eager", "
 
 
 def plain_arguments(command, args: Sequence[str]) -> Optional[dict]:
-    """The keyword arguments of ``command`` (a Typer command's function) for the call ``args``
+    """The keyword arguments of ``command`` (a registered command's function, its parameters
+    declared with :func:`crossent.cli._app.Option` and ``Argument``) for the call ``args``
     (after the command's name), or None when the call is not plain."""
-    from typer.models import ArgumentInfo, OptionInfo
-
     hints = typing.get_type_hints(command)
     params = inspect.signature(command).parameters
     options, positional, kwargs = {}, [], {}
     for name, param in params.items():
         info = param.default
-        if not isinstance(info, (OptionInfo, ArgumentInfo)) or any(getattr(info, a, None)
-                                                                 for a in _UNSUPPORTED):
+        if not isinstance(info, Param) or any(getattr(info, a, None) for a in _UNSUPPORTED):
             return None
-        if isinstance(info, OptionInfo):
+        if info.kind == "Option":
             if any("/" in decl or not decl.startswith("-") for decl in info.param_decls):
                 return None
             options.update(dict.fromkeys(info.param_decls, name))

@@ -11,21 +11,20 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-import typer
 
 from .. import _backend, benchmarks
-from ._app import CliError, app
+from ._app import CliError, Option, command
 
 __all__: list[str] = []
 
 
-@app.command("bench")
+@command("bench")
 def bench_cmd(
-    quick: bool = typer.Option(False, "--quick", help="Small sizes: seconds."),
-    repeat: int = typer.Option(5, "--repeat", help="Timed calls per method (median)."),
-    threads: int = typer.Option(2, "--threads", help="Threads for crossent and PyTorch."),
-    no_torch: bool = typer.Option(False, "--no-torch", help="Leave PyTorch out."),
-    only: Optional[str] = typer.Option(None, "--only", metavar="TEXT",
+    quick: bool = Option(False, "--quick", help="Small sizes: seconds."),
+    repeat: int = Option(5, "--repeat", help="Timed calls per method (median)."),
+    threads: int = Option(2, "--threads", help="Threads for crossent and PyTorch."),
+    no_torch: bool = Option(False, "--no-torch", help="Leave PyTorch out."),
+    only: Optional[str] = Option(None, "--only", metavar="TEXT",
                                        help="Only the cases whose name contains TEXT."),
 ) -> None:
     """Time crossent against PyTorch, SciPy and the memory floors, side by side."""

@@ -10,12 +10,12 @@ import typer
 from _crossent_launcher.commands import COMMANDS
 
 from . import calculator
-from ._app import CliError, app
+from ._app import Argument, CliError, Option, command
 
 __all__: list[str] = []
 
-_BASE = typer.Option(None, "--base", help="Logarithm base: 2 for bits, e or omitted for nats.")
-_NORMALIZE = typer.Option(False, "--normalize", help="Rescale each distribution to sum to 1.")
+_BASE = Option(None, "--base", help="Logarithm base: 2 for bits, e or omitted for nats.")
+_NORMALIZE = Option(False, "--normalize", help="Rescale each distribution to sum to 1.")
 
 
 def _check_no_options(ctx: typer.Context, values: List[str]) -> None:
@@ -39,11 +39,11 @@ def _is_number(text: str) -> bool:
 
 # Unknown options are let through to the values (so that -0.5 is a value, reported by the
 # range check), then told apart from numbers by _check_no_options.
-@app.command("entropy", help=COMMANDS["entropy"][1], context_settings={"ignore_unknown_options": True})
+@command("entropy", help=COMMANDS["entropy"][1], context_settings={"ignore_unknown_options": True})
 def entropy_cmd(
     ctx: typer.Context,
-    values: Optional[List[str]] = typer.Argument(None, help="Probabilities, e.g. 0.5 0.5."),
-    p: Optional[str] = typer.Option(None, "--p", help="Probabilities, comma-separated."),
+    values: Optional[List[str]] = Argument(None, help="Probabilities, e.g. 0.5 0.5."),
+    p: Optional[str] = Option(None, "--p", help="Probabilities, comma-separated."),
     base: Optional[float] = _BASE,
     normalize: bool = _NORMALIZE,
 ) -> None:
@@ -55,15 +55,15 @@ def entropy_cmd(
 def _two_distribution_command(name, p_help, q_help):
     """Register ``crossent NAME --p ... --q ...`` (its help is the command table's)."""
 
-    def command(
-        p: str = typer.Option(..., "--p", help=p_help),
-        q: str = typer.Option(..., "--q", help=q_help),
+    def fn(
+        p: str = Option(..., "--p", help=p_help),
+        q: str = Option(..., "--q", help=q_help),
         base: Optional[float] = _BASE,
         normalize: bool = _NORMALIZE,
     ) -> None:
         calculator.two_distributions(name, p, q, base, normalize)
 
-    app.command(name, help=COMMANDS[name][1])(command)
+    command(name, help=COMMANDS[name][1])(fn)
 
 
 _two_distribution_command("cross-entropy", "True distribution, comma-separated.",

@@ -12,12 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..demos import SCENES
-from ._app import CliError, app, console
+from ._app import Argument, CliError, Option, command, console
 
 __all__: list[str] = []
 
@@ -56,15 +55,15 @@ def _print_table(scene_table):
     console().print(table)
 
 
-@app.command("demo")
+@command("demo")
 def demo_cmd(
-    scene: str = typer.Argument(TOUR, help="Scene to play: neuron, focal, doors, iris, "
+    scene: str = Argument(TOUR, help="Scene to play: neuron, focal, doors, iris, "
                                            "or tour (all of them, in that order)."),
-    out: Path = typer.Option(Path("crossent-demo"), "--out", help="Directory for the PNG plots."),
-    epochs: int = typer.Option(100, "--epochs", min=1, max=100_000,
+    out: Path = Option(Path("crossent-demo"), "--out", help="Directory for the PNG plots."),
+    epochs: int = Option(100, "--epochs", min=1, max=100_000,
                                help="Iris scene: epochs of full-batch gradient descent per model."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the data draws, splits and bootstrap."),
-    learning_rate: float = typer.Option(0.5, "--learning-rate", min=1e-6, max=100.0,
+    seed: int = Option(0, "--seed", help="Seed of the data draws, splits and bootstrap."),
+    learning_rate: float = Option(0.5, "--learning-rate", min=1e-6, max=100.0,
                                         help="Iris scene: step size shared by the three models."),
 ) -> None:
     """Show why cross-entropy is the loss of classifiers, one scene at a time: a saturated neuron,

@@ -20,9 +20,8 @@ import os
 from pathlib import Path
 from typing import List, Optional
 
-import typer
 
-from ._app import CliError, app, console, err_console
+from ._app import Argument, CliError, Option, command, console, err_console
 
 __all__: list[str] = []
 
@@ -32,27 +31,27 @@ _FILES_HELP = (
     "numeric column other than --label, --id and --weight is a class (its name is the class "
     "name) unless --classes says which. Rows are numbered from 1 (the header is not a row)."
 )
-_LABEL = typer.Option(..., "--label", "-l", help="The label column (class names or 0-based class "
+_LABEL = Option(..., "--label", "-l", help="The label column (class names or 0-based class "
                       "indices; names only when every class name is an integer); in --truth when "
                       "that is given.")
-_TRUTH = typer.Option(None, "--truth", help="A file holding the --id and --label columns, joined to "
+_TRUTH = Option(None, "--truth", help="A file holding the --id and --label columns, joined to "
                       "the predictions by id (the Kaggle solution file).")
-_ID = typer.Option(None, "--id", help="The id column: joins --truth (or, in compare, the files to "
+_ID = Option(None, "--id", help="The id column: joins --truth (or, in compare, the files to "
                    "the first one); never a class.")
-_CLASSES = typer.Option(None, "--classes", help="The class columns, comma-separated, in order "
+_CLASSES = Option(None, "--classes", help="The class columns, comma-separated, in order "
                         "(default: every numeric column other than --label and --id).")
-_LOGITS = typer.Option(False, "--logits", help="The class columns hold logits (a softmax is applied).")
-_NORMALIZE = typer.Option(False, "--normalize", help="Rescale each row of probabilities to sum to 1 "
+_LOGITS = Option(False, "--logits", help="The class columns hold logits (a softmax is applied).")
+_NORMALIZE = Option(False, "--normalize", help="Rescale each row of probabilities to sum to 1 "
                           "instead of rejecting rows that do not.")
-_CLIP = typer.Option(None, "--clip", metavar="EPS", help="Cross-entropy of a row is -log(max(p, EPS)): "
+_CLIP = Option(None, "--clip", metavar="EPS", help="Cross-entropy of a row is -log(max(p, EPS)): "
                      "finite even when the true class got probability 0. Off by default.")
-_BINS = typer.Option(15, "--bins", min=1, max=10_000,
+_BINS = Option(15, "--bins", min=1, max=10_000,
                      help="Bins of the reliability curve (expected calibration error), 1 to 10000.")
-_JSON = typer.Option(False, "--json", help="Print the results as JSON (non-finite numbers as null).")
-_BATCH = typer.Option(1 << 18, "--batch-size", min=1, help="Rows per batch read (memory stays bounded).")
-_WORKERS = typer.Option(None, "--workers", min=1, help="Score on a local Dask cluster of this many "
+_JSON = Option(False, "--json", help="Print the results as JSON (non-finite numbers as null).")
+_BATCH = Option(1 << 18, "--batch-size", min=1, help="Rows per batch read (memory stays bounded).")
+_WORKERS = Option(None, "--workers", min=1, help="Score on a local Dask cluster of this many "
                         "worker processes (127.0.0.1); needs the dask extra.")
-_SCHEDULER = typer.Option(None, "--scheduler", metavar="ADDRESS", help="Score on a running Dask "
+_SCHEDULER = Option(None, "--scheduler", metavar="ADDRESS", help="Score on a running Dask "
                           "cluster (tcp://host:8786); needs the dask extra.")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -194,16 +193,16 @@ _METRICS = (
 )
 
 
-@app.command("score")
+@command("score")
 def score_cmd(
-    pred: Path = typer.Argument(..., help="The prediction file: " + _FILES_HELP, show_default=False),
+    pred: Path = Argument(..., help="The prediction file: " + _FILES_HELP, show_default=False),
     label: str = _LABEL,
     truth: Optional[Path] = _TRUTH,
     id: Optional[str] = _ID,
     classes: Optional[str] = _CLASSES,
-    weight: Optional[str] = typer.Option(None, "--weight", help="A column of sample weights: every "
+    weight: Optional[str] = Option(None, "--weight", help="A column of sample weights: every "
                                          "metric is a weighted mean (as scikit-learn's sample_weight)."),
-    multilabel: bool = typer.Option(False, "--multilabel", help="Independent per-class probabilities "
+    multilabel: bool = Option(False, "--multilabel", help="Independent per-class probabilities "
                                     "against 0/1 label columns (--label names them, comma-separated, "
                                     "in class order): binary cross-entropy per class and its mean."),
     logits: bool = _LOGITS,
@@ -211,7 +210,7 @@ def score_cmd(
     clip: Optional[float] = _CLIP,
     bins: int = _BINS,
     as_json: bool = _JSON,
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a reliability diagram (PNG; PDF "
+    plot: Optional[Path] = Option(None, "--plot", help="Write a reliability diagram (PNG; PDF "
                                         "or SVG by the suffix)."),
     batch_size: int = _BATCH,
     workers: Optional[int] = _WORKERS,
@@ -300,9 +299,9 @@ def _print_multilabel(pred: Path, s) -> None:
                       "gives a finite number", markup=False, soft_wrap=True)
 
 
-@app.command("compare")
+@command("compare")
 def compare_cmd(
-    preds: List[Path] = typer.Argument(..., help="Two or more prediction files: " + _FILES_HELP,
+    preds: List[Path] = Argument(..., help="Two or more prediction files: " + _FILES_HELP,
                                        show_default=False),
     label: str = _LABEL,
     truth: Optional[Path] = _TRUTH,
@@ -312,10 +311,10 @@ def compare_cmd(
     normalize: bool = _NORMALIZE,
     clip: Optional[float] = _CLIP,
     bins: int = _BINS,
-    bootstrap: int = typer.Option(2000, "--bootstrap", min=100, help="Bootstrap resamples."),
-    confidence: float = typer.Option(0.95, "--confidence", min=0.5, max=0.999,
+    bootstrap: int = Option(2000, "--bootstrap", min=100, help="Bootstrap resamples."),
+    confidence: float = Option(0.95, "--confidence", min=0.5, max=0.999,
                                      help="Coverage of the confidence intervals."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
+    seed: int = Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     as_json: bool = _JSON,
     batch_size: int = _BATCH,
     workers: Optional[int] = _WORKERS,

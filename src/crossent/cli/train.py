@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import typer
 from rich.table import Table
 
 from ..datasets import train_test_split
 from ..losses import softmax_cross_entropy
 from ..models import SoftmaxRegression
 from ..models import load as load_model
-from ._app import CliError, app, check_input_file, check_output_file, console
+from ._app import Argument, CliError, Option, check_input_file, check_output_file, command, console
 
 __all__: list[str] = []
 
@@ -192,22 +191,22 @@ def _score(model, X, labels):
     return float(softmax_cross_entropy(model.decision_function(X), y)), model.score(X, labels)
 
 
-@app.command("train")
+@command("train")
 def train_cmd(
-    data: Path = typer.Argument(..., help="Training table: CSV, TSV or Parquet, one row per example."),
-    target: Optional[str] = typer.Option(None, "--target", help="Column holding the class of each row."),
-    loss: str = typer.Option("ce", "--loss", help="Training loss: ce (cross-entropy), mse or focal."),
-    test_size: float = typer.Option(0.2, "--test-size", help="Fraction of each class held out, in (0, 1)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the stratified split."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write predictions (CSV or Parquet)."),
-    save: Optional[Path] = typer.Option(None, "--save", help="Write the fitted model as JSON."),
-    model_path: Optional[Path] = typer.Option(None, "--model",
+    data: Path = Argument(..., help="Training table: CSV, TSV or Parquet, one row per example."),
+    target: Optional[str] = Option(None, "--target", help="Column holding the class of each row."),
+    loss: str = Option("ce", "--loss", help="Training loss: ce (cross-entropy), mse or focal."),
+    test_size: float = Option(0.2, "--test-size", help="Fraction of each class held out, in (0, 1)."),
+    seed: int = Option(0, "--seed", help="Seed of the stratified split."),
+    out: Optional[Path] = Option(None, "--out", help="Write predictions (CSV or Parquet)."),
+    save: Optional[Path] = Option(None, "--save", help="Write the fitted model as JSON."),
+    model_path: Optional[Path] = Option(None, "--model",
                                               help="Predict with a saved model instead of training."),
-    id_column: Optional[str] = typer.Option(None, "--id", help="Column copied to the predictions, not a feature."),
-    solver: str = typer.Option("lbfgs", "--solver", help="lbfgs (exact optimum, needs SciPy) or gd."),
-    epochs: int = typer.Option(300, "--epochs", min=1, help="Epochs (gd) or iterations (lbfgs)."),
-    learning_rate: float = typer.Option(0.5, "--learning-rate", help="Step size of gd."),
-    alpha: float = typer.Option(1e-4, "--alpha", help="L2 strength on the weights (mean loss + alpha/2 |W|^2)."),
+    id_column: Optional[str] = Option(None, "--id", help="Column copied to the predictions, not a feature."),
+    solver: str = Option("lbfgs", "--solver", help="lbfgs (exact optimum, needs SciPy) or gd."),
+    epochs: int = Option(300, "--epochs", min=1, help="Epochs (gd) or iterations (lbfgs)."),
+    learning_rate: float = Option(0.5, "--learning-rate", help="Step size of gd."),
+    alpha: float = Option(1e-4, "--alpha", help="L2 strength on the weights (mean loss + alpha/2 |W|^2)."),
 ) -> None:
     """Fit softmax regression on a table (numeric features, standardised) and write predictions
     that 'crossent score' reads. With --model, predict with a saved model instead."""
