@@ -18,9 +18,9 @@ medians are reported with every run's figure; CPU seconds are steadier than wall
 
 In this process: ``score_file`` (reads the file), ``score_arrays`` and ``sklearn.metrics.log_loss``
 on the arrays in memory (reading them is not timed; ``log_loss`` with integer labels, its fastest
-call, every round, and once with the label strings a DataFrame would hold), the DuckDB query, and ``score_dask`` on a
-``LocalCluster`` of 1 and 2 single-threaded worker processes (127.0.0.1; cluster start-up not
-timed). Medians of ``--runs``.
+call, every round, and once with the label strings a DataFrame would hold), the DuckDB query,
+and ``score_dask`` on a ``LocalCluster`` of 1 and 2 single-threaded worker processes
+(127.0.0.1; cluster start-up not timed). Medians of ``--runs``.
 
 Every contender's mean cross-entropy is checked against crossent's (1e-6 relative: DuckDB
 divides float32 columns in float32).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-
 from .. import _backend, benchmarks
 from ._app import CliError, Option, command
 
@@ -25,7 +24,7 @@ def bench_cmd(
     threads: int = Option(2, "--threads", help="Threads for crossent and PyTorch."),
     no_torch: bool = Option(False, "--no-torch", help="Leave PyTorch out."),
     only: Optional[str] = Option(None, "--only", metavar="TEXT",
-                                       help="Only the cases whose name contains TEXT."),
+                                 help="Only the cases whose name contains TEXT."),
 ) -> None:
     """Time crossent against PyTorch, SciPy and the memory floors, side by side."""
     if repeat < 1:

@@ -61,10 +61,10 @@ def demo_cmd(
                                            "or tour (all of them, in that order)."),
     out: Path = Option(Path("crossent-demo"), "--out", help="Directory for the PNG plots."),
     epochs: int = Option(100, "--epochs", min=1, max=100_000,
-                               help="Iris scene: epochs of full-batch gradient descent per model."),
+                         help="Iris scene: epochs of full-batch gradient descent per model."),
     seed: int = Option(0, "--seed", help="Seed of the data draws, splits and bootstrap."),
     learning_rate: float = Option(0.5, "--learning-rate", min=1e-6, max=100.0,
-                                        help="Iris scene: step size shared by the three models."),
+                                  help="Iris scene: step size shared by the three models."),
 ) -> None:
     """Show why cross-entropy is the loss of classifiers, one scene at a time: a saturated neuron,
     dense detection with focal loss, the doors tables, and softmax regression on Iris. Each

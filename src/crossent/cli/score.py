@@ -32,27 +32,27 @@ _FILES_HELP = (
     "name) unless --classes says which. Rows are numbered from 1 (the header is not a row)."
 )
 _LABEL = Option(..., "--label", "-l", help="The label column (class names or 0-based class "
-                      "indices; names only when every class name is an integer); in --truth when "
-                      "that is given.")
+                "indices; names only when every class name is an integer); in --truth when "
+                "that is given.")
 _TRUTH = Option(None, "--truth", help="A file holding the --id and --label columns, joined to "
-                      "the predictions by id (the Kaggle solution file).")
+                "the predictions by id (the Kaggle solution file).")
 _ID = Option(None, "--id", help="The id column: joins --truth (or, in compare, the files to "
-                   "the first one); never a class.")
+             "the first one); never a class.")
 _CLASSES = Option(None, "--classes", help="The class columns, comma-separated, in order "
-                        "(default: every numeric column other than --label and --id).")
+                  "(default: every numeric column other than --label and --id).")
 _LOGITS = Option(False, "--logits", help="The class columns hold logits (a softmax is applied).")
 _NORMALIZE = Option(False, "--normalize", help="Rescale each row of probabilities to sum to 1 "
-                          "instead of rejecting rows that do not.")
+                    "instead of rejecting rows that do not.")
 _CLIP = Option(None, "--clip", metavar="EPS", help="Cross-entropy of a row is -log(max(p, EPS)): "
-                     "finite even when the true class got probability 0. Off by default.")
+               "finite even when the true class got probability 0. Off by default.")
 _BINS = Option(15, "--bins", min=1, max=10_000,
-                     help="Bins of the reliability curve (expected calibration error), 1 to 10000.")
+               help="Bins of the reliability curve (expected calibration error), 1 to 10000.")
 _JSON = Option(False, "--json", help="Print the results as JSON (non-finite numbers as null).")
 _BATCH = Option(1 << 18, "--batch-size", min=1, help="Rows per batch read (memory stays bounded).")
 _WORKERS = Option(None, "--workers", min=1, help="Score on a local Dask cluster of this many "
-                        "worker processes (127.0.0.1); needs the dask extra.")
+                  "worker processes (127.0.0.1); needs the dask extra.")
 _SCHEDULER = Option(None, "--scheduler", metavar="ADDRESS", help="Score on a running Dask "
-                          "cluster (tcp://host:8786); needs the dask extra.")
+                    "cluster (tcp://host:8786); needs the dask extra.")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
@@ -201,17 +201,17 @@ def score_cmd(
     id: Optional[str] = _ID,
     classes: Optional[str] = _CLASSES,
     weight: Optional[str] = Option(None, "--weight", help="A column of sample weights: every "
-                                         "metric is a weighted mean (as scikit-learn's sample_weight)."),
+                                   "metric is a weighted mean (as scikit-learn's sample_weight)."),
     multilabel: bool = Option(False, "--multilabel", help="Independent per-class probabilities "
-                                    "against 0/1 label columns (--label names them, comma-separated, "
-                                    "in class order): binary cross-entropy per class and its mean."),
+                              "against 0/1 label columns (--label names them, comma-separated, "
+                              "in class order): binary cross-entropy per class and its mean."),
     logits: bool = _LOGITS,
     normalize: bool = _NORMALIZE,
     clip: Optional[float] = _CLIP,
     bins: int = _BINS,
     as_json: bool = _JSON,
     plot: Optional[Path] = Option(None, "--plot", help="Write a reliability diagram (PNG; PDF "
-                                        "or SVG by the suffix)."),
+                                  "or SVG by the suffix)."),
     batch_size: int = _BATCH,
     workers: Optional[int] = _WORKERS,
     scheduler: Optional[str] = _SCHEDULER,
@@ -302,7 +302,7 @@ def _print_multilabel(pred: Path, s) -> None:
 @command("compare")
 def compare_cmd(
     preds: List[Path] = Argument(..., help="Two or more prediction files: " + _FILES_HELP,
-                                       show_default=False),
+                                 show_default=False),
     label: str = _LABEL,
     truth: Optional[Path] = _TRUTH,
     id: Optional[str] = _ID,
@@ -313,7 +313,7 @@ def compare_cmd(
     bins: int = _BINS,
     bootstrap: int = Option(2000, "--bootstrap", min=100, help="Bootstrap resamples."),
     confidence: float = Option(0.95, "--confidence", min=0.5, max=0.999,
-                                     help="Coverage of the confidence intervals."),
+                               help="Coverage of the confidence intervals."),
     seed: int = Option(0, "--seed", help="Seed of the bootstrap (same seed, same intervals)."),
     as_json: bool = _JSON,
     batch_size: int = _BATCH,

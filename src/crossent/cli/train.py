@@ -201,7 +201,7 @@ def train_cmd(
     out: Optional[Path] = Option(None, "--out", help="Write predictions (CSV or Parquet)."),
     save: Optional[Path] = Option(None, "--save", help="Write the fitted model as JSON."),
     model_path: Optional[Path] = Option(None, "--model",
-                                              help="Predict with a saved model instead of training."),
+                                        help="Predict with a saved model instead of training."),
     id_column: Optional[str] = Option(None, "--id", help="Column copied to the predictions, not a feature."),
     solver: str = Option("lbfgs", "--solver", help="lbfgs (exact optimum, needs SciPy) or gd."),
     epochs: int = Option(300, "--epochs", min=1, help="Epochs (gd) or iterations (lbfgs)."),

@@ -102,21 +102,12 @@ if triton is not None:
         return z, dz
 
     @triton.jit
-    def _online(m, shift, s, v):
-        """One block of an online log-sum-exp: the running max m, its finite shift and
-        s = sum exp(v - shift) in float64: s <- s e^(shift - shift_new) + sum exp(v - shift_new),
-        s = 0 staying 0 (no 0 * inf)."""
-        m_new = tl.maximum(m, tl.max(v, axis=0))
-        shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
-        rescale = tl.exp((shift - shift_new).to(tl.float64))
-        s = tl.where(s == 0.0, s, s * rescale) + tl.sum(tl.exp(v - shift_new).to(tl.float64), axis=0)
-        return m_new, shift_new, s
-
-    @triton.jit
-    def _online_t(m, shift, s, v, inv_t):
-        """:func:`_online` of v / T with the max and shift kept in v's units: s = sum exp((v -
-        shift) / T), the shift subtracted before the scaling (v - shift is exact for v close to
-        the max, where v / T would be rounded at the size of m / T)."""
+    def _online(m, shift, s, v, inv_t):
+        """One block of an online log-sum-exp of v / T (``inv_t`` = 1/T): the running max m of
+        v, its finite shift and s = sum exp((v - shift) / T) in float64, the shift subtracted
+        before the scaling (v - shift is exact for v close to the max, where v / T would be
+        rounded at the size of m / T): s <- s e^((shift - shift_new)/T) + sum
+        exp((v - shift_new)/T), s = 0 staying 0 (no 0 * inf)."""
         m_new = tl.maximum(m, tl.max(v, axis=0))
         shift_new = tl.where((m_new > float("-inf")) & (m_new < float("inf")), m_new, 0.0)
         rescale = tl.exp(((shift - shift_new) * inv_t).to(tl.float64))
@@ -147,7 +138,7 @@ if triton is not None:
             inside = cols < n_cols
             x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
             z, _ = _softcapped(x, softcap, SOFTCAP)
-            m, shift, s = _online(m, shift, s, z)
+            m, shift, s = _online(m, shift, s, z, 1.0)
             if SMOOTH:
                 unmasked = inside & (z != float("-inf"))
                 if HAS_WEIGHT:
@@ -498,10 +489,10 @@ if triton is not None:
             inside = cols < n_cols
             x = tl.load(x_row + cols, mask=inside, other=float("-inf")).to(CD)
             z = tl.load(z_row + cols, mask=inside, other=float("-inf")).to(CD)
-            m_s, sh_s, s_s = _online_t(m_s, sh_s, s_s, x, inv_t)
-            m_t, sh_t, s_t = _online_t(m_t, sh_t, s_t, z, inv_t)
+            m_s, sh_s, s_s = _online(m_s, sh_s, s_s, x, inv_t)
+            m_t, sh_t, s_t = _online(m_t, sh_t, s_t, z, inv_t)
             if HARD:
-                m_x, sh_x, s_x = _online(m_x, sh_x, s_x, x)
+                m_x, sh_x, s_x = _online(m_x, sh_x, s_x, x, 1.0)
             block_best = tl.max(x, axis=0)
             block_at = tl.argmax(x, axis=0).to(tl.int64) + start
             take = block_best > best
@@ -510,7 +501,7 @@ if triton is not None:
             bad += tl.sum(((x != x) | (x == float("inf")) | (z != z) | (z == float("inf"))).to(tl.float64), axis=0)
             live_s += tl.sum((x != float("-inf")).to(tl.float64), axis=0)
             live_t += tl.sum((z != float("-inf")).to(tl.float64), axis=0)
-        # log q_c = (x_c - shift) / T - ls: the shift is in the logits' units (see _online_t)
+        # log q_c = (x_c - shift) / T - ls: the shift is in the logits' units (see _online)
         ls_s = tl.log(s_s).to(CD)
         ls_t = tl.log(s_t).to(CD)
         # r, centred on its value r* at the student's top class (no cancellation in r_j - r*):

@@ -115,64 +115,106 @@ def _kind(beta):
     return 0 if beta == 0.0 else 1 if beta == 1.0 else 2
 
 
-def _log_softmax_t(x, temperature):
-    """log softmax(x / T) along dim 1, the row's maximum m subtracted before the division:
-    x_c - m is exact for logits close to m, where x_c / T would be rounded at the size of m / T.
-    (m is a constant of the formula: log softmax is shift invariant, so it is detached.)"""
-    m = x.detach().amax(dim=1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, 0.0)
-    return torch.log_softmax((x - m) / temperature, dim=1)
+def _local(t):
+    """The all-reduce of a single process: the statistics are already whole."""
+    return t
 
 
-def _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, need_grad):
+def _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, need_grad,
+                owned=None, all_max=_local, all_sum=_local):
     """The formulas of :func:`crossent._reference.softmax_divergence` (and of the hard
-    cross-entropy) in torch operations, for tensors off the CPU: per-row float64 losses and
-    ``scale`` times each row's gradient, in the compute dtype."""
+    cross-entropy) in torch operations, for tensors off the CPU, second derivatives and the
+    vocabulary-parallel form: per-row float64 losses, ``scale`` times each row's gradient in the
+    compute dtype (None unless ``need_grad``) and the rows' target-owner counts.
+
+    With the classes split over a process group, ``x`` and ``z`` hold this rank's columns,
+    ``labels`` are local (valid where ``owned``) and every row sum is completed by the hooks:
+
+    1. ``all_max``: each side's row maximum, in the logits' units (NaN and +inf left out:
+       counted below);
+    2. ``all_sum``: s_s = sum e^((x - m_s)/T), s_t likewise, s_x = sum e^(x - m_s) (the hard
+       term's raw log-sum-exp), the target's logit and owner count, the NaN/+inf entries, the
+       live classes of each side, and the teacher's logit where x = m_s with its count (the
+       centre r* of the reverse KL and the JSD, at the student's top class, as the kernels
+       take it);
+    3. ``all_sum``: the divergence's sums: forward, sum p (a - b); otherwise k = sum q (r - r*),
+       and for the JSD sum p (a - log m).
+
+    The maxima are constants of the formulas (shift invariance): they are taken detached.
+    """
+    if labels is None:
+        labels = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+        owned = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    elif owned is None:
+        owned = counted
+    y = labels
     cd = _engine.compute_dtype(x.dtype)
+    f64 = torch.float64
     x, z = x.to(cd), z.to(cd)
-    masked_s, masked_t = x == -math.inf, z == -math.inf
-    b, a = _log_softmax_t(x, temperature), _log_softmax_t(z, temperature)
-    p, q = a.exp(), b.exp()
-    zero = torch.zeros((), dtype=cd, device=x.device)
+    inf = math.inf
+    masked_s, masked_t = x == -inf, z == -inf
+    fin_s, fin_t = torch.isfinite(x), torch.isfinite(z)
+    xd = x.detach()
+    m = all_max(torch.stack([torch.where(fin_s, xd, -inf).amax(1), torch.where(fin_t, z, -inf).amax(1)],
+                            1).to(f64))
+    # each side shifted by its maximum before the division by T (x_c - m is exact near m)
+    sh_s = torch.where(torch.isfinite(m[:, 0]), m[:, 0], 0.0).to(cd)[:, None]
+    sh_t = torch.where(torch.isfinite(m[:, 1]), m[:, 1], 0.0).to(cd)[:, None]
+    ds = torch.where(fin_s, (x - sh_s) / temperature, -inf)  # masked (and bad) entries: no mass
+    dt = torch.where(fin_t, (z - sh_t) / temperature, -inf)
+    dx = torch.where(fin_s, x - sh_s, -inf)
+    star = fin_s & (x == sh_s)  # the student's top class (several where tied: their mean)
+    x_y = torch.where(owned, x.gather(1, y[:, None])[:, 0], 0.0)
+    stats = all_sum(torch.stack([
+        ds.exp().to(f64).sum(1), dt.exp().to(f64).sum(1), dx.exp().to(f64).sum(1), x_y.to(f64),
+        owned.to(f64), ((~(fin_s | masked_s)).sum(1) + (~(fin_t | masked_t)).sum(1)).to(f64),
+        (~masked_s).sum(1).to(f64), (~masked_t).sum(1).to(f64),
+        torch.where(star, z, 0.0).to(f64).sum(1), star.sum(1).to(f64)], 1))
+    s_s, s_t, s_x, x_y, count, bad, live_s, live_t, z_star, n_star = stats.unbind(1)
+    ls_s, ls_t = s_s.log().to(cd)[:, None], s_t.log().to(cd)[:, None]
+    b, a = ds - ls_s, dt - ls_t  # log q, log p
+    q, p = b.exp(), a.exp()
     if kind == 0:  # KL(p || q); d/dx = (q - p) / T
-        loss = torch.where(masked_t, zero, torch.where(masked_s, math.inf, p * (a - b))).sum(1)
-        grad = (q - p) / temperature
+        terms = torch.where(masked_t, 0.0, torch.where(masked_s, inf, p * (a - b)))
+        div = all_sum(terms.to(f64).sum(1)[:, None])[:, 0]
+        g = (q - p) / temperature
     else:
+        b_star = -ls_s  # at the student's top class (x - m_s)/T = 0
+        a_star = ((z_star / n_star.clamp_min(1)).to(cd)[:, None] - sh_t) / temperature - ls_t
         if kind == 1:  # KL(q || p) = sum_c q_c r_c, r = b - a
-            r = b - a
+            r, r_star = b - a, b_star - a_star
         else:  # JSD: r = b - log m, m = beta p + (1-beta) q
             log_m = torch.logaddexp(math.log(beta) + a, math.log1p(-beta) + b)
             r = b - log_m
-        # r centred on its value at the student's top class (no cancellation in r_j - K)
-        r_star = r.gather(1, x.argmax(dim=1, keepdim=True))
-        r_star = torch.where(torch.isfinite(r_star), r_star, zero)
-        terms = torch.where(masked_s, zero, q * (r - r_star))
+            r_star = b_star - torch.logaddexp(math.log(beta) + a_star, math.log1p(-beta) + b_star)
+        r_star = torch.where(torch.isfinite(r_star), r_star, 0.0)
+        terms = torch.where(masked_s, 0.0, q * (r - r_star))
+        parts = [terms]
         if kind == 1:
-            terms = torch.where(masked_t & ~masked_s, math.inf, terms)
-        k = terms.sum(1, keepdim=True)
-        weight = 1.0 if kind == 1 else 1.0 - beta
-        grad = torch.where(masked_s, zero, weight * q * ((r - r_star) - k) / temperature)
-        loss = (r_star + k)[:, 0]
+            parts = [torch.where(masked_t & ~masked_s, inf, terms)]
+        else:
+            parts.append(torch.where(masked_t, 0.0, p * (a - log_m)))
+        sums = all_sum(torch.stack([t.to(f64).sum(1) for t in parts], 1))
+        k = sums[:, 0]
+        div = r_star[:, 0].to(f64) + k
         if kind == 2:
-            kl_p = torch.where(masked_t, zero, p * (a - log_m)).sum(1)
-            loss = beta * kl_p + (1.0 - beta) * loss
-    loss = loss.double()
-    if hard_weight > 0:  # cross-entropy of the raw logits: lse(x) - x_y; gradient softmax(x) - onehot
-        lse = torch.logsumexp(x, dim=1)
-        ce = (lse - x.gather(1, labels[:, None])[:, 0]).double()
-        g_ce = torch.softmax(x, dim=1)
-        g_ce.scatter_add_(1, labels[:, None], -torch.ones_like(g_ce[:, :1]))
+            div = beta * sums[:, 1] + (1.0 - beta) * div
+        weight = 1.0 if kind == 1 else 1.0 - beta
+        # d/dx_j = w q_j ((r_j - r*) - k) / T
+        g = torch.where(masked_s, 0.0, weight * q * ((r - r_star) - k.to(cd)[:, None]) / temperature)
+    loss = div
+    if hard_weight > 0:  # + h CE: lse(x) - x_y, gradient softmax(x) - onehot(y) on the owner
+        log_sx = s_x.log()
+        ce = m[:, 0] + log_sx - x_y
+        g_ce = torch.exp(dx - log_sx.to(cd)[:, None])
+        g_ce = g_ce - torch.zeros_like(g_ce).scatter_(1, y[:, None], owned.to(cd)[:, None])
         loss = (0.0 if hard_weight == 1 else (1 - hard_weight) * loss) + hard_weight * ce
-        grad = (0.0 if hard_weight == 1 else (1 - hard_weight) * grad) + hard_weight * g_ce
-    ok = (torch.isfinite(x) | masked_s).all(1) & (torch.isfinite(z) | masked_t).all(1)
-    ok &= (~masked_s).any(1) & (~masked_t).any(1)
-    loss = torch.where(ok, loss, math.nan)
-    loss = torch.where(counted, loss, 0.0)
-    if not need_grad:
-        return loss, None
-    grad = torch.where(ok[:, None], grad, math.nan)
-    grad = torch.where(counted[:, None], grad, zero) * scale
-    return loss, grad
+        g = (0.0 if hard_weight == 1 else (1 - hard_weight) * g) + hard_weight * g_ce
+    ok = (bad == 0) & (live_s > 0) & (live_t > 0)
+    loss = torch.where(counted, torch.where(ok, loss, math.nan), 0.0)
+    if need_grad:
+        g = torch.where(counted[:, None], torch.where(ok[:, None], g, math.nan), 0.0) * scale
+    return loss, (g if need_grad else None), count
 
 
 def _rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, need_grad, out=None):
@@ -185,7 +227,7 @@ def _rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale, ne
                                            hard_weight, scale, need_grad, out=out)
     if not _engine.uses_kernels(x):
         return _torch_rows(x, z, labels, counted, kind, beta, temperature, hard_weight, scale,
-                           need_grad)
+                           need_grad)[:2]
     cd = _engine.compute_dtype(x.dtype)  # float16/bfloat16 are computed in float32
     xa, za = x.detach().to(cd).contiguous().numpy(), z.detach().to(cd).contiguous().numpy()
     where = counted.numpy()
@@ -287,7 +329,7 @@ def _differentiable_grad(student, teacher, target, options, grad_value):
         counted = target != ignore_index
         labels = torch.where(counted, target, 0)
     with torch.enable_grad():
-        loss, _ = _torch_rows(student, teacher.detach(), labels, counted, _kind(beta), beta,
+        loss, _, _ = _torch_rows(student, teacher.detach(), labels, counted, _kind(beta), beta,
                               temperature, hard_weight, 1.0, False)
         value = reduce(loss, reduction, float(counted.sum()), student.dtype, (n,))
         (grad,) = torch.autograd.grad(value, student, grad_value, create_graph=True)

@@ -22,7 +22,6 @@ all; its gradient needs none either.
 
 from __future__ import annotations
 
-import math
 import zlib
 from typing import Optional
 
@@ -51,6 +50,8 @@ from ._autograd import (
 from .distill import _check_logit_pair as _distill_pair
 from .distill import _check_options as _distill_options
 from .distill import _check_target as _distill_target
+from .distill import _kind as _distill_kind
+from .distill import _torch_rows as _divergence_rows
 from .linear import (
     LinearProblem,
     apply_linear,
@@ -476,89 +477,6 @@ _DISTILL_FIELDS = ("the batch shape (rows)", "the dtype", "beta", "temperature",
                    "ignore_index", "reduction", "target (checksum)", "whether the student needs a gradient")
 
 
-def _vp_distill_rows(x, z, y, owned, counted, kind, beta, temperature, hard_weight, scale, need_grad,
-                     all_max, all_sum):
-    """Per-row float64 losses, ``scale`` times the gradient of this rank's columns, and the
-    target's owner count, for a chunk of rows of the student's ``x`` and the teacher's ``z``
-    (this rank's classes): the formulas of :func:`crossent._reference.softmax_divergence` (and
-    of the hard cross-entropy) with every row sum completed over the group.
-
-    1. MAX: each side's row maximum, in the logits' units (NaN and +inf left out: counted below);
-    2. SUM: s_s = sum e^((x - m_s)/T), s_t likewise, s_x = sum e^(x - m_s) (the hard term's
-       raw log-sum-exp), the target's logit and owner count, the NaN/+inf entries, the live
-       classes of each side, and the teacher's logit where x = m_s with its count (the centre
-       r* of the reverse KL and the JSD, at the student's top class, as the kernels take it);
-    3. SUM: the divergence's sums: forward, sum p (a - b); otherwise k = sum q (r - r*), and
-       for the JSD sum p (a - log m).
-    """
-    cd = _engine.compute_dtype(x.dtype)
-    f64 = torch.float64
-    x, z = x.to(cd), z.to(cd)
-    inf = math.inf
-    masked_s, masked_t = x == -inf, z == -inf
-    fin_s, fin_t = torch.isfinite(x), torch.isfinite(z)
-    m = all_max(torch.stack([torch.where(fin_s, x, -inf).amax(1), torch.where(fin_t, z, -inf).amax(1)],
-                            1).to(f64))
-    # each side shifted by its maximum before the division by T (x_c - m is exact near m)
-    sh_s = torch.where(torch.isfinite(m[:, 0]), m[:, 0], 0.0).to(cd)[:, None]
-    sh_t = torch.where(torch.isfinite(m[:, 1]), m[:, 1], 0.0).to(cd)[:, None]
-    ds = torch.where(fin_s, (x - sh_s) / temperature, -inf)  # masked (and bad) entries: no mass
-    dt = torch.where(fin_t, (z - sh_t) / temperature, -inf)
-    dx = torch.where(fin_s, x - sh_s, -inf)
-    star = fin_s & (x == sh_s)  # the student's top class (several where tied: their mean)
-    x_y = torch.where(owned, x.gather(1, y[:, None])[:, 0], 0.0)
-    stats = all_sum(torch.stack([
-        ds.exp().to(f64).sum(1), dt.exp().to(f64).sum(1), dx.exp().to(f64).sum(1), x_y.to(f64),
-        owned.to(f64), ((~(fin_s | masked_s)).sum(1) + (~(fin_t | masked_t)).sum(1)).to(f64),
-        (~masked_s).sum(1).to(f64), (~masked_t).sum(1).to(f64),
-        torch.where(star, z, 0.0).to(f64).sum(1), star.sum(1).to(f64)], 1))
-    s_s, s_t, s_x, x_y, count, bad, live_s, live_t, z_star, n_star = stats.unbind(1)
-    ls_s, ls_t = s_s.log().to(cd)[:, None], s_t.log().to(cd)[:, None]
-    b, a = ds - ls_s, dt - ls_t  # log q, log p
-    q, p = b.exp(), a.exp()
-    if kind == 0:  # KL(p || q); d/dx = (q - p) / T
-        terms = torch.where(masked_t, 0.0, torch.where(masked_s, inf, p * (a - b)))
-        div = all_sum(terms.to(f64).sum(1)[:, None])[:, 0]
-        g = (q - p) / temperature
-    else:
-        b_star = -ls_s  # at the student's top class (x - m_s)/T = 0
-        a_star = ((z_star / n_star.clamp_min(1)).to(cd)[:, None] - sh_t) / temperature - ls_t
-        if kind == 1:  # KL(q || p) = sum_c q_c r_c, r = b - a
-            r, r_star = b - a, b_star - a_star
-        else:  # JSD: r = b - log m, m = beta p + (1-beta) q
-            log_m = torch.logaddexp(math.log(beta) + a, math.log1p(-beta) + b)
-            r = b - log_m
-            r_star = b_star - torch.logaddexp(math.log(beta) + a_star, math.log1p(-beta) + b_star)
-        r_star = torch.where(torch.isfinite(r_star), r_star, 0.0)
-        terms = torch.where(masked_s, 0.0, q * (r - r_star))
-        parts = [terms]
-        if kind == 1:
-            parts = [torch.where(masked_t & ~masked_s, inf, terms)]
-        else:
-            parts.append(torch.where(masked_t, 0.0, p * (a - log_m)))
-        sums = all_sum(torch.stack([t.to(f64).sum(1) for t in parts], 1))
-        k = sums[:, 0]
-        div = r_star[:, 0].to(f64) + k
-        if kind == 2:
-            div = beta * sums[:, 1] + (1.0 - beta) * div
-        weight = 1.0 if kind == 1 else 1.0 - beta
-        # d/dx_j = w q_j ((r_j - r*) - k) / T
-        g = torch.where(masked_s, 0.0, weight * q * ((r - r_star) - k.to(cd)[:, None]) / temperature)
-    loss = div
-    if hard_weight > 0:  # + h CE: lse(x) - x_y, gradient softmax(x) - onehot(y) on the owner
-        log_sx = s_x.log()
-        ce = m[:, 0] + log_sx - x_y
-        g_ce = torch.exp(dx - log_sx.to(cd)[:, None])
-        g_ce = g_ce - torch.zeros_like(g_ce).scatter_(1, y[:, None], owned.to(cd)[:, None])
-        loss = (0.0 if hard_weight == 1 else (1 - hard_weight) * loss) + hard_weight * ce
-        g = (0.0 if hard_weight == 1 else (1 - hard_weight) * g) + hard_weight * g_ce
-    ok = (bad == 0) & (live_s > 0) & (live_t > 0)
-    loss = torch.where(counted, torch.where(ok, loss, math.nan), 0.0)
-    if need_grad:
-        g = torch.where(counted[:, None], torch.where(ok[:, None], g, math.nan), 0.0) * scale
-    return loss, (g if need_grad else None), count
-
-
 @custom_op("crossent::vocab_parallel_distillation_loss", mutates_args=())
 def _vp_distill_op(local_student_logits: Tensor, local_teacher_logits: Tensor, target: Optional[Tensor],
                    beta: float, temperature: float, hard_weight: float, ignore_index: int, reduction: str,
@@ -582,7 +500,7 @@ def _vp_distill_op(local_student_logits: Tensor, local_teacher_logits: Tensor, t
         y_t = torch.where(owned, y_t, 0)
     denominator = float(counted.sum())
     scale = grad_scale(reduction, denominator)
-    kind = 0 if beta == 0.0 else 1 if beta == 1.0 else 2
+    kind = _distill_kind(beta)
     loss = torch.empty(n, dtype=torch.float64, device=x.device)
     count = torch.empty(n, dtype=torch.float64, device=x.device)
     g = torch.empty(x.shape, dtype=_engine.compute_dtype(x.dtype), device=x.device) if need_input else None
@@ -590,9 +508,9 @@ def _vp_distill_op(local_student_logits: Tensor, local_teacher_logits: Tensor, t
     step = max(1, _CHUNK_ELEMENTS // widest)  # the same chunks on every rank
     for i in range(0, n, step):
         sl = slice(i, min(i + step, n))
-        loss[sl], g_sl, count[sl] = _vp_distill_rows(
-            x.detach()[sl], z.detach()[sl], y_t[sl], owned[sl], counted[sl], kind, beta, temperature,
-            hard_weight, scale, need_input, all_max, all_sum)
+        loss[sl], g_sl, count[sl] = _divergence_rows(
+            x.detach()[sl], z.detach()[sl], y_t[sl], counted[sl], kind, beta, temperature, hard_weight,
+            scale, need_input, owned=owned[sl], all_max=all_max, all_sum=all_sum)
         if need_input:
             g[sl] = g_sl
     if target is not None:
